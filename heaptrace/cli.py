@@ -1,0 +1,54 @@
+"""The command line: a click group whose commands each live in heaptrace/commands/."""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import click
+
+from heaptrace import __version__
+from heaptrace.commands import COMMANDS
+from heaptrace.errors import HeaptraceError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="heaptrace")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Trace how a process takes memory from the kernel (brk, mmap, mremap) and gives it
+    back (munmap), attributed to the user stacks that asked for it.
+
+    \b
+      sudo heaptrace run -- pkgin -y install gcc47    record (writes heaptrace.db)
+      heaptrace histogram                             quantized sizes, totals, calls
+      heaptrace flame > out.svg                       memory flame graph
+    """
+    ctx.obj = {"debug": debug}
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        rc = cli.main(args=args, prog_name="heaptrace", standalone_mode=False)
+    except HeaptraceError as exc:
+        if "--debug" in args:
+            raise
+        click.echo(f"heaptrace: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("heaptrace: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.stderr.close()  # `heaptrace histogram | head`: not an error
+        sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)

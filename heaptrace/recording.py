@@ -1,0 +1,312 @@
+"""The recording file: one SQLite database, the single owner of heaptrace's on-disk format.
+
+Every source (eBPF, DTrace, imports) writes the same tables, so analysis and rendering never
+care where a recording came from. Writes go in batches inside transactions: whatever was
+committed before a crash or a kill stays readable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import struct
+from dataclasses import astuple, fields
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from heaptrace.errors import RecordingError
+from heaptrace.events import Event, Frame, KindTotals
+
+APPLICATION_ID = 0x48545243  # "HTRC": tells a heaptrace recording from any other SQLite file
+FORMAT_VERSION = 1
+DEFAULT_PATH = "heaptrace.db"
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE processes (
+    pid INTEGER NOT NULL, ppid INTEGER, comm TEXT, start_ns INTEGER, end_ns INTEGER,
+    exit_code INTEGER
+);
+CREATE TABLE stacks (
+    id INTEGER PRIMARY KEY, key BLOB UNIQUE NOT NULL, pid INTEGER,
+    ips BLOB,      -- raw user addresses, leaf first, little-endian u64: kept for re-symbolizing
+    frames TEXT    -- JSON [[name, module, addr], ...], leaf first; NULL until symbolized
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, size INTEGER NOT NULL, ts_ns INTEGER,
+    pid INTEGER, tid INTEGER, addr INTEGER, length INTEGER, prot INTEGER, flags INTEGER,
+    fd INTEGER, ret INTEGER, stack_id INTEGER REFERENCES stacks(id), calls INTEGER NOT NULL,
+    new_addr INTEGER, new_length INTEGER
+);
+CREATE TABLE totals (
+    kind TEXT PRIMARY KEY, calls INTEGER NOT NULL, failed INTEGER NOT NULL,
+    bytes INTEGER NOT NULL, released INTEGER NOT NULL
+);
+CREATE TABLE buckets (
+    kind TEXT NOT NULL, value INTEGER NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (kind, value)
+);
+CREATE TABLE mappings (
+    pid INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, offset INTEGER,
+    path TEXT, build_id TEXT, first_ns INTEGER, last_ns INTEGER
+);
+CREATE TABLE samples (ts_ns INTEGER NOT NULL, pid INTEGER NOT NULL, rss INTEGER, vms INTEGER);
+"""
+
+EVENT_COLUMNS = tuple(f.name for f in fields(Event))
+_INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+)
+
+
+def pack_ips(ips: Sequence[int]) -> bytes:
+    return struct.pack(f"<{len(ips)}Q", *ips)
+
+
+def unpack_ips(blob: Optional[bytes]) -> Tuple[int, ...]:
+    if not blob:
+        return ()
+    return struct.unpack(f"<{len(blob) // 8}Q", blob)
+
+
+def _stack_key(pid: Optional[int], ips: Sequence[int], frames: Optional[Sequence[Frame]]) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(pid).encode())
+    h.update(pack_ips(ips))
+    if frames is not None and not ips:
+        h.update(json.dumps([[f.name, f.module] for f in frames]).encode())
+    return h.digest()
+
+
+def _frames_json(frames: Optional[Sequence[Frame]]) -> Optional[str]:
+    if frames is None:
+        return None
+    return json.dumps([[f.name, f.module, f.addr] for f in frames])
+
+
+def _frames_from_json(text: Optional[str]) -> Optional[Tuple[Frame, ...]]:
+    if text is None:
+        return None
+    return tuple(Frame(name, module, addr) for name, module, addr in json.loads(text))
+
+
+class RecordingWriter:
+    """Creates a recording and fills it; call `commit()` after each batch."""
+
+    def __init__(self, path: str, force: bool = False) -> None:
+        if os.path.exists(path):
+            if not force:
+                raise RecordingError(
+                    f"file already exists, will not overwrite without --force: {path}"
+                )
+            os.unlink(path)
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path)
+        except sqlite3.Error as exc:
+            raise RecordingError(f"cannot create recording {path}: {exc}") from None
+        self._db.execute("PRAGMA journal_mode=DELETE")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        self._db.execute(f"PRAGMA user_version={FORMAT_VERSION}")
+        self._stack_ids: Dict[bytes, int] = {}
+        self.commit()
+
+    def set_meta(self, **values: object) -> None:
+        """Store run metadata; values are kept as JSON so numbers and lists survive."""
+        self._db.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            [(k, json.dumps(v)) for k, v in values.items()],
+        )
+
+    def add_stack(
+        self,
+        ips: Sequence[int] = (),
+        frames: Optional[Sequence[Frame]] = None,
+        pid: Optional[int] = None,
+    ) -> int:
+        """Store a stack once (deduplicated by address space and addresses, or by frames
+        when there are no addresses) and return its id."""
+        key = _stack_key(pid, ips, frames)
+        stack_id = self._stack_ids.get(key)
+        if stack_id is None:
+            cur = self._db.execute(
+                "INSERT INTO stacks (key, pid, ips, frames) VALUES (?, ?, ?, ?)",
+                (key, pid, pack_ips(ips) if ips else None, _frames_json(frames)),
+            )
+            stack_id = self._stack_ids[key] = cur.lastrowid
+        return stack_id
+
+    def set_stack_frames(self, stack_id: int, frames: Sequence[Frame]) -> None:
+        self._db.execute(
+            "UPDATE stacks SET frames = ? WHERE id = ?", (_frames_json(frames), stack_id)
+        )
+
+    def add_events(self, events: Iterable[Event]) -> None:
+        self._db.executemany(_INSERT_EVENT, (astuple(e) for e in events))
+
+    def add_process(
+        self, pid: int, ppid: Optional[int], comm: Optional[str], start_ns: Optional[int]
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO processes (pid, ppid, comm, start_ns) VALUES (?, ?, ?, ?)",
+            (pid, ppid, comm, start_ns),
+        )
+
+    def end_process(self, pid: int, end_ns: int, exit_code: Optional[int] = None) -> None:
+        self._db.execute(
+            "UPDATE processes SET end_ns = ?, exit_code = COALESCE(?, exit_code) "
+            "WHERE rowid = (SELECT MAX(rowid) FROM processes WHERE pid = ?)",
+            (end_ns, exit_code, pid),
+        )
+
+    def rename_process(self, pid: int, comm: str) -> None:
+        self._db.execute(
+            "UPDATE processes SET comm = ? "
+            "WHERE rowid = (SELECT MAX(rowid) FROM processes WHERE pid = ?)",
+            (comm, pid),
+        )
+
+    def add_mapping(
+        self, pid: int, start: int, end: int, offset: int, path: str,
+        build_id: Optional[str], first_ns: int,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO mappings (pid, start, end, offset, path, build_id, first_ns) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (pid, start, end, offset, path, build_id, first_ns),
+        )
+
+    def add_sample(self, ts_ns: int, pid: int, rss: int, vms: int) -> None:
+        self._db.execute(
+            "INSERT INTO samples (ts_ns, pid, rss, vms) VALUES (?, ?, ?, ?)", (ts_ns, pid, rss, vms)
+        )
+
+    def set_totals(self, totals: Dict[str, KindTotals]) -> None:
+        """Replace the exact per-kind counters and their power-of-two buckets."""
+        self._db.execute("DELETE FROM totals")
+        self._db.execute("DELETE FROM buckets")
+        for kind, t in totals.items():
+            self._db.execute(
+                "INSERT INTO totals (kind, calls, failed, bytes, released) VALUES (?, ?, ?, ?, ?)",
+                (kind, t.calls, t.failed, t.bytes, t.released),
+            )
+            self._db.executemany(
+                "INSERT INTO buckets (kind, value, count) VALUES (?, ?, ?)",
+                [(kind, v, c) for v, c in sorted(t.buckets.items())],
+            )
+
+    def commit(self) -> None:
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.commit()
+        self._db.close()
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Recording:
+    """Read access to a recording; opening checks that it is one, and a version we read."""
+
+    def __init__(self, path: str = DEFAULT_PATH) -> None:
+        self.path = path
+        if not os.path.isfile(path):
+            raise RecordingError(
+                f"no recording at {path}", "record one with: sudo heaptrace run -- CMD"
+            )
+        try:
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError:
+            raise RecordingError(f"not a heaptrace recording: {path}") from None
+        if app_id != APPLICATION_ID:
+            raise RecordingError(f"not a heaptrace recording: {path}")
+        if version > FORMAT_VERSION:
+            raise RecordingError(
+                f"{path} was written by a newer heaptrace (format {version}, "
+                f"this one reads up to {FORMAT_VERSION})",
+                "upgrade heaptrace",
+            )
+
+    def _query(self, sql: str, args: Sequence[object] = ()) -> List[tuple]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise RecordingError(f"corrupt recording {self.path}: {exc}") from None
+
+    def meta(self) -> Dict[str, object]:
+        return {k: json.loads(v) for k, v in self._query("SELECT key, value FROM meta")}
+
+    def totals(self) -> Dict[str, KindTotals]:
+        """Exact per-kind counters with their buckets, in the order they were stored."""
+        result: Dict[str, KindTotals] = {}
+        for kind, calls, failed, nbytes, released in self._query(
+            "SELECT kind, calls, failed, bytes, released FROM totals ORDER BY rowid"
+        ):
+            result[kind] = KindTotals(calls, failed, nbytes, released)
+        for kind, value, count in self._query(
+            "SELECT kind, value, count FROM buckets ORDER BY kind, value"
+        ):
+            result.setdefault(kind, KindTotals()).buckets[value] = count
+        return result
+
+    def events(
+        self, kinds: Optional[Sequence[str]] = None, pid: Optional[int] = None
+    ) -> Iterator[Event]:
+        """Events in time order, optionally only some kinds or one process."""
+        sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
+        where, args = [], []
+        if kinds is not None:
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            args.extend(kinds)
+        if pid is not None:
+            where.append("pid = ?")
+            args.append(pid)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        for row in self._query(sql + " ORDER BY ts_ns, id", args):
+            yield Event(*row)
+
+    def stacks(self) -> Dict[int, Tuple[Frame, ...]]:
+        """Symbolized stacks by id, leaf first; unsymbolized ones as raw hex addresses."""
+        result = {}
+        for stack_id, ips, frames in self._query("SELECT id, ips, frames FROM stacks"):
+            parsed = _frames_from_json(frames)
+            if parsed is None:
+                parsed = tuple(Frame(f"0x{ip:x}", None, ip) for ip in unpack_ips(ips))
+            result[stack_id] = parsed
+        return result
+
+    def raw_stacks(self) -> List[Tuple[int, Optional[int], Tuple[int, ...]]]:
+        """(id, pid, ips) of every stack that has addresses, for (re)symbolizing."""
+        rows = self._query("SELECT id, pid, ips FROM stacks WHERE ips IS NOT NULL")
+        return [(sid, pid, unpack_ips(ips)) for sid, pid, ips in rows]
+
+    def processes(self) -> List[tuple]:
+        return self._query(
+            "SELECT pid, ppid, comm, start_ns, end_ns, exit_code FROM processes ORDER BY rowid"
+        )
+
+    def mappings(self) -> List[tuple]:
+        return self._query(
+            "SELECT pid, start, end, offset, path, build_id, first_ns, last_ns FROM mappings "
+            "ORDER BY pid, first_ns"
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Recording:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

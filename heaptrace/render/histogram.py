@@ -1,0 +1,81 @@
+"""`heaptrace histogram`: DTrace quantize() tables and totals, or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Dict, List, Optional, TextIO
+
+from heaptrace.analysis.quantize import rows
+from heaptrace.events import KindTotals
+
+BAR_WIDTH = 40
+TITLES = {
+    "brk": "brk() heap growth sizes",
+    "mmap": "mmap() sizes",
+    "munmap": "munmap() sizes",
+    "mremap": "mremap() growth sizes",
+}
+BYTES_LABEL = {"munmap": "Total bytes released"}
+
+
+def quantize_table(title: str, buckets: Dict[int, int]) -> List[str]:
+    """Lines of one quantize() aggregation exactly as DTrace prints it (trailing blanks cut)."""
+    table = rows(buckets)
+    total = sum(c for _, c in table)
+    lines = [f"  {title}", f"{'value':>16} {'------------- Distribution -------------':>41} count"]
+    for value, count in table:
+        depth = int(count * BAR_WIDTH / total + 0.5) if total else 0
+        bar = "@" * depth + " " * (BAR_WIDTH - depth)
+        lines.append(f"{value:>16} |{bar} {count}")
+    return lines
+
+
+def total_line(label: str, value: int) -> str:
+    """A printa() line of a sum() or count() aggregation keyed by a string."""
+    return f"  {label:<50} {value:>16}"
+
+
+def kind_lines(kind: str, t: KindTotals) -> List[str]:
+    lines = quantize_table(TITLES.get(kind, f"{kind}() sizes"), t.buckets) if t.buckets else []
+    if lines:
+        lines.append("")
+    lines.append(total_line(BYTES_LABEL.get(kind, "Total bytes allocated"), t.bytes))
+    lines.append(total_line(f"Total number of {kind}() calls", t.calls))
+    if t.failed:
+        lines.append(total_line(f"Failed {kind}() calls", t.failed))
+    if t.released:
+        lines.append(total_line("Total bytes released by shrinking", t.released))
+    return lines
+
+
+def render_text(
+    totals: Dict[str, KindTotals], out: TextIO, lost_events: int = 0
+) -> None:
+    """Every kind's table and totals, separated by blank lines as DTrace separates them."""
+    for kind, t in totals.items():
+        out.write("\n" + "\n".join(line.rstrip() for line in kind_lines(kind, t)) + "\n")
+    if lost_events:
+        out.write(f"\n  {lost_events} events lost from the per-event stream "
+                  "(totals above are exact; some stacks are missing)\n")
+
+
+def to_json(totals: Dict[str, KindTotals], meta: Optional[dict] = None) -> dict:
+    events = {
+        kind: {
+            "calls": t.calls,
+            "bytes": t.bytes,
+            "failed": t.failed,
+            "released": t.released,
+            "buckets": [{"value": v, "count": c} for v, c in rows(t.buckets)],
+        }
+        for kind, t in totals.items()
+    }
+    doc: dict = {"events": events}
+    if meta is not None:
+        doc["recording"] = meta
+    return doc
+
+
+def render_json(totals: Dict[str, KindTotals], out: TextIO, meta: Optional[dict] = None) -> None:
+    json.dump(to_json(totals, meta), out, indent=2)
+    out.write("\n")
