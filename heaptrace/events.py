@@ -55,3 +55,11 @@ class KindTotals:
     bytes: int = 0
     released: int = 0
     buckets: dict = field(default_factory=dict)  # power-of-two value -> count
+
+# Event fields per kind (Linux; the DTrace backend and importers fill what they know):
+#   brk     addr = requested break (arg), ret = new break, size = ret - previous break
+#   mmap    addr = hint, length, prot, flags, fd; ret = mapped address; size = length
+#   munmap  addr, length; size = length
+#   mremap  addr = old address, length = old_len, new_length, flags, new_addr = ret;
+#           size = new_length - length
+# A failed call has ret < 0 (-errno) and size 0.
