@@ -1,0 +1,202 @@
+"""The eBPF backend: the only module that imports bcc.
+
+Loads probes/heaptrace.bpf.c, follows the traced process tree through its maps, hands the
+per-event stream to a callback and reads the exact totals back from the per-CPU maps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import struct
+from typing import Callable, Dict, List, Optional, Sequence
+
+from heaptrace.backends.records import Call, ProcessChange, Record
+from heaptrace.errors import BackendUnavailable, HeaptraceError, PrivilegeError
+from heaptrace.events import KIND_INDEX, KINDS, KindTotals
+from heaptrace.probes import probe_path
+
+REC_CALL, REC_FORK, REC_EXEC, REC_EXIT = 1, 2, 3, 4
+STATE_ARMED = 2
+NBUCKETS = 64
+COUNTERS = ("lost", "stack_short", "stack_fail", "procs_full")
+
+# Mirrors struct call_rec (without its stack bytes) and struct proc_rec in heaptrace.bpf.c.
+CALL_HEADER = struct.Struct("<IIQII6qqqQQQQiI")
+PROC_REC = struct.Struct("<IIQIi16s256s")
+CAP_PERFMON, CAP_BPF, CAP_SYS_ADMIN = 38, 39, 21
+GROUP_DEAD_FORMAT = "/sys/kernel/tracing/events/sched/sched_process_exit/format"
+
+
+
+
+def _has_capabilities() -> bool:
+    """Root, or CAP_BPF with CAP_PERFMON, or CAP_SYS_ADMIN (older kernels) in the effective set."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status") as f:
+            line = next(x for x in f if x.startswith("CapEff:"))
+    except (OSError, StopIteration):
+        return False
+    caps = int(line.split()[1], 16)
+    has = lambda cap: bool(caps >> cap & 1)  # noqa: E731
+    return has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON))
+
+
+def check_privileges() -> None:
+    if not _has_capabilities():
+        raise PrivilegeError(
+            "loading eBPF programs needs root or CAP_BPF+CAP_PERFMON",
+            "re-run with sudo: sudo heaptrace run -- CMD",
+        )
+
+
+def import_bcc():  # noqa: ANN201 - the bcc module has no stable type to name
+    try:
+        import bcc  # type: ignore[import-not-found]
+    except ImportError:
+        raise BackendUnavailable(
+            "the bcc Python module is not importable",
+            "run `heaptrace doctor` to see how to install it",
+        ) from None
+    return bcc
+
+
+def _possible_cpus() -> int:
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            last = f.read().strip().split(",")[-1].split("-")[-1]
+        return int(last) + 1
+    except (OSError, ValueError):
+        return os.cpu_count() or 256
+
+
+def _has_group_dead() -> bool:
+    try:
+        with open(GROUP_DEAD_FORMAT) as f:
+            return "group_dead" in f.read()
+    except OSError:
+        return False
+
+
+def build_cflags(
+    kinds: Sequence[str], stack_bytes: int, fp_stacks: bool, ringbuf_pages: int
+) -> List[str]:
+    """Compiler defines that configure heaptrace.bpf.c (never text substitution)."""
+    if stack_bytes and stack_bytes & (stack_bytes - 1):
+        raise HeaptraceError(f"--stack-bytes must be a power of two, not {stack_bytes}")
+    mask = sum(1 << KIND_INDEX[k] for k in kinds)
+    return [
+        f"-DKIND_MASK={mask}",
+        f"-DSTACK_BYTES={stack_bytes}",
+        f"-DUSER_STACK_MAP={int(fp_stacks)}",
+        f"-DRINGBUF_PAGES={ringbuf_pages}",
+        f"-DNCPUS={_possible_cpus()}",
+        f"-DHAVE_GROUP_DEAD={int(_has_group_dead())}",
+        "-Wno-unused-function",
+    ]
+
+
+def parse_record(data: bytes) -> Optional[Record]:
+    """Decode one ring-buffer record."""
+    rec_type = struct.unpack_from("<I", data)[0]
+    if rec_type == REC_CALL:
+        (_, kind, ts, pid, tid, a0, a1, a2, a3, a4, a5, ret, size, ip, sp, fp, lr, stack_id,
+         stack_len) = CALL_HEADER.unpack_from(data)
+        stack = data[CALL_HEADER.size: CALL_HEADER.size + stack_len]
+        args = tuple(a & 0xFFFFFFFFFFFFFFFF for a in (a0, a1, a2, a3, a4, a5))
+        return Call(KINDS[kind], ts, pid, tid, args, ret, size, ip, sp, fp, lr, stack_id, stack)
+    if rec_type in (REC_FORK, REC_EXEC, REC_EXIT):
+        _, pid, ts, ppid, _code, comm, filename = PROC_REC.unpack_from(data)
+        what = {REC_FORK: "fork", REC_EXEC: "exec", REC_EXIT: "exit"}[rec_type]
+        return ProcessChange(what, ts, pid, ppid, _cstr(comm), _cstr(filename))
+    return None
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+class EbpfTracer:
+    """Compiles and attaches the probes; `poll()` delivers records to `on_record`."""
+
+    def __init__(
+        self,
+        on_record: Callable[[Record], None],
+        kinds: Sequence[str] = KINDS,
+        stack_bytes: int = 16384,
+        fp_stacks: bool = False,
+        ringbuf_pages: int = 16384,
+    ) -> None:
+        check_privileges()
+        bcc = import_bcc()
+        cflags = build_cflags(kinds, stack_bytes, fp_stacks, ringbuf_pages)
+        self.source_path = str(probe_path("heaptrace.bpf.c"))
+        try:
+            self._bpf = bcc.BPF(src_file=self.source_path.encode(), cflags=cflags)
+        except Exception as exc:  # bcc raises bare Exception on compile/load failures
+            raise HeaptraceError(
+                f"could not load the eBPF program: {exc}",
+                "run `heaptrace doctor` (kernel headers, BPF support)",
+            ) from None
+        self._on_record = on_record
+        self._fp_stacks = fp_stacks
+        self._bpf["events"].open_ring_buffer(self._callback)
+
+    def _callback(self, _ctx: object, data: int, size: int) -> None:
+        record = parse_record(ctypes.string_at(data, size))
+        if record is not None:
+            self._on_record(record)
+
+    def arm(self, pid: int) -> None:
+        """Trace `pid` from its next exec on (it is stopped between fork and exec)."""
+        table = self._bpf["traced"]
+        table[ctypes.c_uint32(pid)] = ctypes.c_uint8(STATE_ARMED)
+
+    def poll(self, timeout_ms: int) -> None:
+        self._bpf.ring_buffer_poll(timeout_ms)
+
+    def drain(self) -> None:
+        self._bpf.ring_buffer_consume()
+
+    def stack_ips(self, stack_id: int) -> List[int]:
+        """Frame-pointer stack (leaf first) from the kernel's stack map, if it was kept."""
+        if not self._fp_stacks or stack_id < 0:
+            return []
+        try:
+            return [ip for ip in self._bpf["stacks"].walk(stack_id) if ip]
+        except KeyError:
+            return []
+
+    def totals(self) -> Dict[str, KindTotals]:
+        """Exact counters summed over CPUs."""
+        totals_map, buckets_map = self._bpf["totals"], self._bpf["buckets"]
+        result = {}
+        for kind in KINDS:
+            i = KIND_INDEX[kind]
+            per_cpu = totals_map.getvalue(ctypes.c_int(i))
+            t = KindTotals(
+                calls=sum(v.calls for v in per_cpu),
+                failed=sum(v.failed for v in per_cpu),
+                bytes=sum(v.bytes for v in per_cpu),
+                released=sum(v.released for v in per_cpu),
+            )
+            for slot in range(NBUCKETS):
+                count = sum(buckets_map.getvalue(ctypes.c_int(i * NBUCKETS + slot)))
+                if count:
+                    t.buckets[1 << slot] = count
+            result[kind] = t
+        return result
+
+    def counters(self) -> Dict[str, int]:
+        table = self._bpf["counters"]
+        return {name: sum(table.getvalue(ctypes.c_int(i))) for i, name in enumerate(COUNTERS)}
+
+    def close(self) -> None:
+        self._bpf.cleanup()
+
+
+def kernel_release() -> str:
+    return platform.release()

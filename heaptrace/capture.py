@@ -1,0 +1,91 @@
+"""`heaptrace run` end to end: backend + session + recorder, and the recording's metadata."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Sequence
+
+from heaptrace import __version__
+from heaptrace.backends.ebpf import EbpfTracer, kernel_release
+from heaptrace.backends.records import Call
+from heaptrace.events import KINDS, KindTotals
+from heaptrace.recorder import Recorder
+from heaptrace.recording import RecordingWriter
+from heaptrace.session import Progress, Target, run_traced
+
+
+@dataclass
+class RunOptions:
+    output: str = "heaptrace.db"
+    force: bool = True
+    kinds: Sequence[str] = KINDS
+    unwind: str = "dwarf"
+    stack_bytes: int = 16384
+    ringbuf_mib: int = 64
+
+
+@dataclass
+class RunResult:
+    target: Target
+    totals: Dict[str, KindTotals]
+    counters: Dict[str, int] = field(default_factory=dict)
+    events: int = 0
+
+
+def _leaf_only(call: Call) -> Sequence[int]:
+    return [call.ip]
+
+
+def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
+    """Trace argv and everything it starts into options.output; returns what happened."""
+    writer = RecordingWriter(options.output, force=options.force)
+    recorder = Recorder(writer, _leaf_only)
+    fp = options.unwind == "fp"
+    tracer = EbpfTracer(
+        recorder, options.kinds, 0 if fp else options.stack_bytes, fp_stacks=fp,
+        ringbuf_pages=options.ringbuf_mib * 256,
+    )
+    if fp:
+        recorder.resolve_stack = lambda call: tracer.stack_ips(call.stack_id) or [call.ip]
+    progress = Progress()
+    started_ns, started = time.monotonic_ns(), time.time()
+    writer.set_meta(
+        command=list(argv), command_line=shlex.join(argv), start_ns=started_ns,
+        started_at=started, kernel=kernel_release(), heaptrace_version=__version__,
+        source="ebpf", unwind=options.unwind, kinds=list(options.kinds), cwd=os.getcwd(),
+    )
+    writer.commit()
+
+    def tick() -> None:
+        recorder.flush_if_due()
+        progress.update(recorder.events, recorder.growth, tracer.counters()["lost"])
+
+    def arm(pid: int) -> None:
+        tracer.arm(pid)
+        writer.add_process(pid, os.getpid(), os.path.basename(argv[0])[:15], time.monotonic_ns())
+        writer.set_meta(root_pid=pid)
+
+    target = None
+    try:
+        target = run_traced(argv, arm, tracer.poll, tick)
+    finally:
+        tracer.drain()
+        totals, counters = tracer.totals(), tracer.counters()
+        recorder.flush()
+        progress.done()
+        writer.set_totals(totals)
+        writer.set_meta(
+            end_ns=time.monotonic_ns(), duration_s=time.time() - started,
+            lost_events=counters["lost"], stack_copies_short=counters["stack_short"],
+            stack_copies_failed=counters["stack_fail"],
+            processes_not_followed=counters["procs_full"],
+            events_recorded=recorder.events,
+        )
+        if target is not None:
+            writer.set_meta(exit_code=target.exit_code)
+        writer.close()
+        tracer.close()
+    return RunResult(target, totals, counters, recorder.events)

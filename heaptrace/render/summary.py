@@ -1,0 +1,33 @@
+"""The short report `heaptrace run` prints on stderr when the target has finished."""
+
+from __future__ import annotations
+
+from typing import Dict, TextIO
+
+from heaptrace.events import GROWTH_KINDS, KindTotals
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def render_summary(
+    totals: Dict[str, KindTotals], path: str, lost: int, events: int, out: TextIO
+) -> None:
+    out.write("heaptrace: what the traced processes took from the kernel and gave back\n")
+    out.write(f"  {'kind':<8} {'calls':>10} {'failed':>7} {'bytes':>16}  {'released':>12}\n")
+    for kind, t in totals.items():
+        if t.calls:
+            out.write(f"  {kind:<8} {t.calls:>10,} {t.failed:>7,} {t.bytes:>16,}  "
+                      f"{t.released:>12,}\n")
+    growth = sum(totals[k].bytes for k in GROWTH_KINDS if k in totals)
+    out.write(f"  total growth {human_bytes(growth)} ({growth:,} bytes) in {events:,} events\n")
+    if lost:
+        out.write(f"  warning: {lost:,} events lost from the per-event stream (their stacks are "
+                  "missing; the totals above are exact)\n")
+    out.write(f"Wrote {path}\n")
+    out.write(f"  next: heaptrace histogram {path}   heaptrace flame {path} > flame.svg\n")
