@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Dict, Sequence
 
 from heaptrace import __version__
-from heaptrace.backends.ebpf import EbpfTracer, kernel_release
+from heaptrace.backends.ebpf import EbpfTracer, kernel_release, preflight
 from heaptrace.backends.records import Call
+from heaptrace.errors import CommandNotFound
 from heaptrace.events import KINDS, KindTotals
 from heaptrace.recorder import Recorder
 from heaptrace.recording import RecordingWriter
@@ -41,6 +42,7 @@ def _leaf_only(call: Call) -> Sequence[int]:
 
 def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
     """Trace argv and everything it starts into options.output; returns what happened."""
+    preflight()
     writer = RecordingWriter(options.output, force=options.force)
     recorder = Recorder(writer, _leaf_only)
     fp = options.unwind == "fp"
@@ -68,9 +70,12 @@ def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
         writer.add_process(pid, os.getpid(), os.path.basename(argv[0])[:15], time.monotonic_ns())
         writer.set_meta(root_pid=pid)
 
-    target = None
+    target, failed_to_start = None, False
     try:
         target = run_traced(argv, arm, tracer.poll, tick)
+    except CommandNotFound:
+        failed_to_start = True
+        raise
     finally:
         tracer.drain()
         totals, counters = tracer.totals(), tracer.counters()
@@ -88,4 +93,6 @@ def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
             writer.set_meta(exit_code=target.exit_code)
         writer.close()
         tracer.close()
+        if failed_to_start:
+            os.unlink(options.output)  # nothing ran: leave no empty recording behind
     return RunResult(target, totals, counters, recorder.events)

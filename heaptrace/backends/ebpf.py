@@ -31,7 +31,7 @@ GROUP_DEAD_FORMAT = "/sys/kernel/tracing/events/sched/sched_process_exit/format"
 
 
 
-def _has_capabilities() -> bool:
+def has_bpf_privileges() -> bool:
     """Root, or CAP_BPF with CAP_PERFMON, or CAP_SYS_ADMIN (older kernels) in the effective set."""
     if os.geteuid() == 0:
         return True
@@ -46,11 +46,17 @@ def _has_capabilities() -> bool:
 
 
 def check_privileges() -> None:
-    if not _has_capabilities():
+    if not has_bpf_privileges():
         raise PrivilegeError(
             "loading eBPF programs needs root or CAP_BPF+CAP_PERFMON",
             "re-run with sudo: sudo heaptrace run -- CMD",
         )
+
+
+def preflight() -> None:
+    """Fail early, before anything is written, when tracing cannot work here."""
+    check_privileges()
+    import_bcc()
 
 
 def import_bcc():  # noqa: ANN201 - the bcc module has no stable type to name

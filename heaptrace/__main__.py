@@ -1,0 +1,3 @@
+from heaptrace.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""`heaptrace run` behaves like the command it wraps: exit codes, signals, stdio, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.integration.conftest import HEAPTRACE, heaptrace, histogram_json
+
+
+def test_exit_code_and_stdio_pass_through(tmp_path):
+    db = tmp_path / "r.db"
+    proc = heaptrace("run", "-o", str(db), "--", "sh", "-c", "cat; echo err >&2; exit 3",
+                     input="hello from stdin\n")
+    assert proc.returncode == 3
+    assert proc.stdout == "hello from stdin\n"
+    assert "err\n" in proc.stderr
+    assert f"Wrote {db}" in proc.stderr
+    assert histogram_json(db)["recording"]["exit_code"] == 3
+
+
+def test_killed_target_gives_128_plus_signal_and_a_readable_recording(tmp_path):
+    db = tmp_path / "r.db"
+    proc = heaptrace("run", "-o", str(db), "--", "sh", "-c", "kill -SEGV $$")
+    assert proc.returncode == 128 + signal.SIGSEGV
+    doc = histogram_json(db)
+    assert doc["events"]["mmap"]["calls"] > 0
+    assert doc["recording"]["exit_code"] == 128 + signal.SIGSEGV
+
+
+def test_sigterm_is_forwarded_and_the_recording_finished(tmp_path):
+    db = tmp_path / "r.db"
+    ready = tmp_path / "ready"
+    script = (f"import signal,sys,time\n"
+              f"signal.signal(signal.SIGTERM, lambda *a: sys.exit(42))\n"
+              f"b = bytearray(8 << 20)\nopen({str(ready)!r}, 'w').close()\ntime.sleep(60)\n")
+    proc = subprocess.Popen([*HEAPTRACE, "run", "-o", str(db), "--", sys.executable, "-c", script],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 42, err
+    doc = histogram_json(db)
+    assert doc["events"]["mmap"]["bytes"] >= 8 << 20
+    assert doc["recording"]["exit_code"] == 42
+
+
+def test_command_not_found_is_127_with_one_line(tmp_path):
+    db = tmp_path / "r.db"
+    proc = heaptrace("run", "-o", str(db), "--", "no-such-command-heaptrace")
+    assert proc.returncode == 127
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "heaptrace: error: command not found: no-such-command-heaptrace")
+    assert "Traceback" not in proc.stderr
+    assert not db.exists()
+
+
+def test_not_executable_is_126(tmp_path):
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\n")
+    proc = heaptrace("run", "-o", str(tmp_path / "r.db"), "--", str(script))
+    assert proc.returncode == 126
+    assert "Permission denied" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unprivileged_user_gets_one_line_saying_how_to_rerun(tmp_path):
+    os.chmod(tmp_path, 0o777)
+    proc = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
+         *HEAPTRACE, "run", "-o", str(tmp_path / "r.db"), "--", "true"],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "heaptrace: error: loading eBPF programs needs root or CAP_BPF+CAP_PERFMON")
+    assert "sudo" in last and "Traceback" not in proc.stderr
+
+
+def test_missing_bcc_points_at_doctor(tmp_path):
+    code = ("import sys; sys.modules['bcc'] = None\n"
+            "from heaptrace.cli import main\n"
+            f"main(['run', '-o', {str(tmp_path / 'r.db')!r}, '--', 'true'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "heaptrace: error: the bcc Python module is not importable "
+        "(run `heaptrace doctor` to see how to install it)")
+
+
+def test_doctor_reports_every_check_ok_here():
+    proc = heaptrace("doctor")
+    assert proc.returncode == 0, proc.stdout
+    names = [line[5:25].strip() for line in proc.stdout.splitlines()]
+    assert names == ["kernel BPF support", "privileges", "bcc Python module", "kernel headers",
+                     "tracefs", "test tools"]
+    assert all(line.startswith("ok") for line in proc.stdout.splitlines())

@@ -1,0 +1,115 @@
+"""The recording format: round trips, and clear errors for anything that is not one."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from heaptrace.errors import RecordingError
+from heaptrace.events import Event, Frame, KindTotals
+from heaptrace.recording import FORMAT_VERSION, Recording, RecordingWriter
+
+
+def _write(path, **meta):
+    with RecordingWriter(str(path)) as w:
+        w.set_meta(command=["prog", "a b"], lost_events=0, **meta)
+        sid = w.add_stack(ips=[0x401000, 0x402000], pid=7)
+        assert w.add_stack(ips=[0x401000, 0x402000], pid=7) == sid
+        other = w.add_stack(frames=[Frame("malloc", "libc.so.6"), Frame("main")])
+        w.add_events([Event("brk", 4096, ts_ns=5, pid=7, tid=7, addr=1, ret=2, stack_id=sid),
+                      Event("mmap", 8192, ts_ns=3, pid=7, tid=8, length=8192, fd=-1,
+                            stack_id=other)])
+        w.add_process(7, 1, "prog", 0)
+        w.end_process(7, 99, 0)
+        w.set_totals({"brk": KindTotals(1, 0, 4096, 0, {4096: 1}),
+                      "mmap": KindTotals(1, 0, 8192, 0, {8192: 1})})
+    return sid, other
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "r.db"
+    sid, other = _write(path)
+    with Recording(str(path)) as rec:
+        assert rec.meta()["command"] == ["prog", "a b"]
+        events = list(rec.events())
+        assert [e.kind for e in events] == ["mmap", "brk"]  # time order
+        assert events[1] == Event("brk", 4096, ts_ns=5, pid=7, tid=7, addr=1, ret=2, stack_id=sid)
+        assert [e.kind for e in rec.events(kinds=["brk"])] == ["brk"]
+        stacks = rec.stacks()
+        assert stacks[other] == (Frame("malloc", "libc.so.6"), Frame("main"))
+        assert [f.addr for f in stacks[sid]] == [0x401000, 0x402000]
+        assert rec.totals()["brk"] == KindTotals(1, 0, 4096, 0, {4096: 1})
+        assert rec.processes() == [(7, 1, "prog", 0, 99, 0)]
+
+
+def test_existing_file_is_not_overwritten_without_force(tmp_path):
+    path = tmp_path / "r.db"
+    _write(path)
+    with pytest.raises(RecordingError, match="will not overwrite"):
+        RecordingWriter(str(path))
+    RecordingWriter(str(path), force=True).close()
+
+
+def test_foreign_sqlite_file_is_rejected(tmp_path):
+    path = tmp_path / "other.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(RecordingError, match="not a heaptrace recording"):
+        Recording(str(path))
+
+
+def test_garbage_and_truncated_files_are_rejected(tmp_path):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(RecordingError, match="not a heaptrace recording"):
+        Recording(str(junk))
+    good = tmp_path / "good.db"
+    _write(good)
+    cut = tmp_path / "cut.db"
+    cut.write_bytes(good.read_bytes()[:3000])
+    with pytest.raises(RecordingError), Recording(str(cut)) as rec:
+        rec.totals()
+        list(rec.events())
+
+
+def test_newer_format_is_refused_with_a_hint(tmp_path):
+    path = tmp_path / "new.db"
+    _write(path)
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={FORMAT_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(RecordingError, match="newer heaptrace"):
+        Recording(str(path))
+
+
+def test_committed_batches_survive_a_killed_writer(tmp_path):
+    path = tmp_path / "killed.db"
+    script = f"""
+import os
+from heaptrace.events import Event
+from heaptrace.recording import RecordingWriter
+w = RecordingWriter({str(path)!r})
+w.add_events([Event("mmap", 4096, ts_ns=i) for i in range(1000)])
+w.commit()
+w.add_events([Event("mmap", 4096, ts_ns=i) for i in range(500)])
+os._exit(9)  # no commit, no close: as if killed
+"""
+    subprocess.run([sys.executable, "-c", script], check=False)
+    with Recording(str(path)) as rec:
+        assert len(list(rec.events())) == 1000
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path):
+    junk = tmp_path / "junk.db"
+    junk.write_text("hello")
+    proc = subprocess.run([sys.executable, "-m", "heaptrace", "histogram", str(junk)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr == f"heaptrace: error: not a heaptrace recording: {junk}\n"
