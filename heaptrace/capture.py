@@ -10,7 +10,7 @@ from typing import Dict, Sequence
 
 from heaptrace import __version__
 from heaptrace.backends.ebpf import EbpfTracer, kernel_release, preflight
-from heaptrace.backends.records import Call
+from heaptrace.backends.records import StackCopy
 from heaptrace.errors import CommandNotFound
 from heaptrace.events import KINDS, KindTotals
 from heaptrace.recorder import Recorder
@@ -36,8 +36,8 @@ class RunResult:
     events: int = 0
 
 
-def _leaf_only(call: Call) -> Sequence[int]:
-    return [call.ip]
+def _leaf_only(copy: StackCopy) -> Sequence[int]:
+    return [copy.ip]
 
 
 def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
@@ -51,7 +51,7 @@ def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
         ringbuf_pages=options.ringbuf_mib * 256,
     )
     if fp:
-        recorder.resolve_stack = lambda call: tracer.stack_ips(call.stack_id) or [call.ip]
+        recorder.fp_stack = tracer.stack_ips
     progress = Progress()
     started_ns, started = time.monotonic_ns(), time.time()
     writer.set_meta(
@@ -84,10 +84,8 @@ def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
         writer.set_totals(totals)
         writer.set_meta(
             end_ns=time.monotonic_ns(), duration_s=time.time() - started,
-            lost_events=counters["lost"], stack_copies_short=counters["stack_short"],
-            stack_copies_failed=counters["stack_fail"],
-            processes_not_followed=counters["procs_full"],
-            events_recorded=recorder.events,
+            lost_events=counters["lost"], events_recorded=recorder.events,
+            events_with_stack=recorder.with_stack, probe_counters=counters,
         )
         if target is not None:
             writer.set_meta(exit_code=target.exit_code)

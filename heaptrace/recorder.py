@@ -5,14 +5,22 @@ from __future__ import annotations
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from heaptrace.backends.records import Call, ProcessChange, Record
+from heaptrace.backends.records import (
+    STACK_COPIED,
+    Call,
+    ProcessChange,
+    Record,
+    StackCopy,
+    WalkedStack,
+)
 from heaptrace.events import Event
 from heaptrace.recording import RecordingWriter
 
 BATCH_EVENTS = 20000
 BATCH_SECONDS = 0.5
 
-StackResolver = Callable[[Call], Sequence[int]]
+CopyUnwinder = Callable[[StackCopy], Sequence[int]]
+FpStacks = Callable[[int], Sequence[int]]
 
 
 def _signed32(value: int) -> int:
@@ -43,26 +51,47 @@ class Recorder:
     """Receives records from a backend and writes them, committing every batch so that a
     recording cut short stays readable."""
 
-    def __init__(self, writer: RecordingWriter, resolve_stack: StackResolver) -> None:
+    def __init__(self, writer: RecordingWriter, unwind_copy: CopyUnwinder,
+                 fp_stack: Optional[FpStacks] = None) -> None:
         self.writer = writer
-        self.resolve_stack = resolve_stack
+        self.unwind_copy = unwind_copy
+        self.fp_stack = fp_stack
+        self._stack_ids: Dict[int, int] = {}  # stack_ref (or fp stack id) -> recording stack id
         self._pending: List[Event] = []
         self._last_flush = time.monotonic()
         self.events = 0
         self.growth = 0
-        self.exits: Dict[int, int] = {}
+        self.with_stack = 0
 
     def __call__(self, record: Record) -> None:
         if isinstance(record, Call):
             self._add_call(record)
+        elif isinstance(record, WalkedStack):
+            self._stack_ids[record.ref] = self.writer.add_stack(ips=record.ips, pid=record.pid)
+        elif isinstance(record, StackCopy):
+            ips = self.unwind_copy(record)
+            self._stack_ids[record.ref] = self.writer.add_stack(ips=ips, pid=record.pid)
         else:
             self._add_process_change(record)
 
+    def _stack_of(self, call: Call) -> Optional[int]:
+        if call.stack_ref:
+            if call.stack_ref & STACK_COPIED:  # a copy serves exactly one call
+                return self._stack_ids.pop(call.stack_ref, None)
+            return self._stack_ids.get(call.stack_ref)
+        if self.fp_stack is not None and call.stack_id >= 0:
+            key = -1 - call.stack_id - (call.pid << 32)
+            if key not in self._stack_ids:
+                ips = self.fp_stack(call.stack_id) or [call.ip]
+                self._stack_ids[key] = self.writer.add_stack(ips=ips, pid=call.pid)
+            return self._stack_ids[key]
+        return None
+
     def _add_call(self, call: Call) -> None:
-        ips = self.resolve_stack(call)
-        stack_id = self.writer.add_stack(ips=ips, pid=call.pid) if ips else None
+        stack_id = self._stack_of(call)
         self._pending.append(call_to_event(call, stack_id))
         self.events += 1
+        self.with_stack += stack_id is not None
         if call.kind != "munmap" and call.size > 0:
             self.growth += call.size
         if len(self._pending) >= BATCH_EVENTS:

@@ -33,6 +33,21 @@
 #ifndef NCPUS                /* possible CPUs: one scratch record each */
 #define NCPUS 256
 #endif
+#ifndef BATCH                /* calls per ring-buffer record (a power of two) */
+#define BATCH 32
+#endif
+#ifndef FLUSH_NS             /* a partial batch older than this goes out with the next call */
+#define FLUSH_NS 50000000ULL
+#endif
+#ifndef MAX_FRAMES           /* frames walked in BPF */
+#define MAX_FRAMES 64
+#endif
+#ifndef MAX_RULES
+#define MAX_RULES 262144
+#endif
+#ifndef RELEARN_NS           /* at most one stack copy per unknown PC per this interval */
+#define RELEARN_NS 2000000ULL
+#endif
 #ifndef KIND_MASK            /* bit i set: trace kind i (0 brk, 1 mmap, 2 munmap, 3 mremap) */
 #define KIND_MASK 0xf
 #endif
@@ -85,10 +100,15 @@
 #define NKINDS 4
 #define NBUCKETS 64
 
-#define REC_CALL 1
+#define REC_BATCH 1
 #define REC_FORK 2
 #define REC_EXEC 3
 #define REC_EXIT 4
+#define REC_STACK 5
+#define REC_COPY 6
+
+#define STACK_WALKED (1ULL << 63)
+#define STACK_COPIED (1ULL << 62)
 
 #define STATE_ACTIVE 1
 #define STATE_ARMED 2 /* the target between fork and its exec: not counted yet */
@@ -97,7 +117,10 @@
 #define CTR_STACK_SHORT 1   /* stack copies shorter than STACK_BYTES (top of stack reached) */
 #define CTR_STACK_FAIL 2    /* stack copies that failed entirely */
 #define CTR_PROCS_FULL 3    /* children not followed because the process map was full */
-#define NCOUNTERS 4
+#define CTR_WALKED 4        /* stacks walked whole in BPF */
+#define CTR_COPIED 5        /* stacks sent as copies (slow path) */
+#define CTR_NO_STACK 6      /* calls left without a stack (copy rate-limited or lost) */
+#define NCOUNTERS 7
 
 struct kind_totals {
     u64 calls;
@@ -106,23 +129,69 @@ struct kind_totals {
     u64 released;
 };
 
+/* One traced call. Sent in batches (struct call_batch) to keep the ring-buffer overhead per
+ * event low at hundreds of thousands of calls per second. */
 struct call_rec {
-    u32 type;
     u32 kind;
+    u32 tid;
     u64 ts;
     u32 pid;
-    u32 tid;
+    s32 stack_id;   /* kernel frame-pointer stack map id (--unwind fp), or -1 */
     u64 args[6];
     s64 ret;
     s64 size;
     u64 ip;
+    u64 stack_ref;  /* STACK_WALKED|hash of a walked stack, STACK_COPIED|copy id, or 0 */
+};
+
+struct call_batch {
+    u32 type;
+    u32 n;
+    u64 first_ts;
+    struct call_rec recs[BATCH];
+};
+
+/* A user stack walked in BPF with the per-PC rules user space learned: sent once per stack. */
+struct stack_rec {
+    u32 type;
+    u32 pid;
+    u32 n;
+    u32 complete;
+    u64 hash;
+    u64 ips[MAX_FRAMES];
+};
+
+/* The slow path: registers and a copy of the top of the user stack, for user space to unwind
+ * (and to learn the rules of the PCs it meets on the way). */
+struct copy_rec {
+    u32 type;
+    u32 pid;
+    u32 tid;
+    u32 stack_len;
+    u64 id;
+    u64 ip;
     u64 sp;
     u64 fp;
     u64 lr;
-    s32 stack_id;
-    u32 stack_len;
     /* twice the copy size, so the verifier can bound the piecewise copy below */
     u8 stack[STACK_BYTES > 0 ? 2 * STACK_BYTES : 8];
+};
+
+/* How to step from a PC to its caller: CFA = (sp or fp) + cfa_off, the return address is at
+ * CFA - 8, and the caller's frame pointer at CFA + fp_off when fp_saved (x86_64). */
+struct rule_key {
+    u32 tgid;
+    u32 pad;
+    u64 pc;
+};
+
+struct rule {
+    s32 cfa_off;
+    s32 fp_off;
+    u8 cfa_reg;   /* 0: sp, 1: fp */
+    u8 fp_saved;
+    u8 end;       /* outermost frame (_start, clone, thread start): the stack is whole */
+    u8 pad[5];
 };
 
 struct proc_rec {
@@ -142,7 +211,13 @@ BPF_PERCPU_ARRAY(totals, struct kind_totals, NKINDS);
 BPF_PERCPU_ARRAY(buckets, u64, NKINDS * NBUCKETS);
 BPF_PERCPU_ARRAY(counters, u64, NCOUNTERS);
 /* Too big for a per-CPU map value (32 KiB limit): one slot per CPU in a plain array instead. */
-BPF_ARRAY(scratch, struct call_rec, NCPUS);
+BPF_ARRAY(copies, struct copy_rec, NCPUS);
+BPF_PERCPU_ARRAY(batches, struct call_batch, 1);
+BPF_PERCPU_ARRAY(walks, struct stack_rec, 1);
+BPF_PERCPU_ARRAY(copy_seq, u64, 1);
+BPF_HASH(rules, struct rule_key, struct rule, MAX_RULES);
+BPF_TABLE("lru_hash", u64, u8, sent_stacks, 65536);
+BPF_TABLE("lru_hash", struct rule_key, u64, copy_sent, 16384);
 BPF_PERCPU_ARRAY(proc_scratch, struct proc_rec, 1);
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 #if USER_STACK_MAP
@@ -233,7 +308,7 @@ static __always_inline void add_totals(int kind, s64 size, u64 failed)
 
 /* Copy the top of the user stack. A read running past the top of the stack mapping fails whole,
  * so when the full copy fails, copy the largest readable prefix in decreasing power-of-two pieces. */
-static __always_inline u32 copy_stack(struct call_rec *rec, u64 sp)
+static __always_inline u32 copy_stack(struct copy_rec *rec, u64 sp)
 {
 #if STACK_BYTES > 0
     if (bpf_probe_read_user(rec->stack, STACK_BYTES, (void *)sp) == 0)
@@ -253,36 +328,162 @@ static __always_inline u32 copy_stack(struct call_rec *rec, u64 sp)
 #endif
 }
 
-static __always_inline void emit_call(void *ctx, struct pt_regs *regs, int kind, u64 pid_tgid,
-                                      u64 *args, s64 ret, s64 size)
+/* Walk the user stack with the learned per-PC rules. Returns 1 when it reached the outermost
+ * frame (or could read no further), 0 when it met a PC with no rule yet (left in *unknown). */
+static __always_inline int walk_stack(u32 tgid, struct pt_regs *regs, struct stack_rec *w,
+                                      u64 *unknown)
 {
-    u32 cpu = bpf_get_smp_processor_id();
-    struct call_rec *rec = scratch.lookup(&cpu);
-    if (!rec)
-        return;
-    rec->type = REC_CALL;
-    rec->kind = kind;
-    rec->ts = bpf_ktime_get_ns();
-    rec->pid = pid_tgid >> 32;
-    rec->tid = (u32)pid_tgid;
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        rec->args[i] = args[i];
-    rec->ret = ret;
-    rec->size = size;
+    struct rule_key key = {.tgid = tgid};
+    u64 pc = REG_IP(regs), sp = REG_SP(regs), fp = REG_FP(regs);
+    w->n = 0;
+    for (int i = 0; i < MAX_FRAMES; i++) {
+        w->ips[i] = pc;
+        w->n = i + 1;
+        key.pc = pc;
+        struct rule *r = rules.lookup(&key);
+        if (!r) {
+            *unknown = pc;
+            return 0;
+        }
+        if (r->end)
+            return 1;
+        u64 cfa = (r->cfa_reg ? fp : sp) + (s64)r->cfa_off;
+        u64 ra = 0;
+        if (r->fp_saved && bpf_probe_read_user(&fp, sizeof(fp), (void *)(cfa + (s64)r->fp_off)))
+            return 1;
+        if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8)) || ra == 0)
+            return 1;
+        sp = cfa;
+        pc = ra;
+    }
+    return 1;
+}
+
+static __always_inline u64 hash_stack(struct stack_rec *w, u32 tgid)
+{
+    u64 h = 0xcbf29ce484222325ULL ^ tgid;
+    for (int i = 0; i < MAX_FRAMES; i++) {
+        if (i >= w->n)
+            break;
+        h = (h ^ w->ips[i]) * 0x100000001b3ULL;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+static __always_inline u64 send_copy(struct pt_regs *regs, u32 tgid, u32 tid, u64 unknown)
+{
+#if STACK_BYTES > 0
+    struct rule_key key = {.tgid = tgid, .pc = unknown};
+    u64 now = bpf_ktime_get_ns();
+    u64 *last = copy_sent.lookup(&key);
+    if (last && now - *last < RELEARN_NS)
+        return 0; /* user space is still learning this PC */
+    copy_sent.update(&key, &now);
+    u32 cpu = bpf_get_smp_processor_id(), zero = 0;
+    struct copy_rec *rec = copies.lookup(&cpu);
+    u64 *seq = copy_seq.lookup(&zero);
+    if (!rec || !seq)
+        return 0;
+    rec->type = REC_COPY;
+    rec->pid = tgid;
+    rec->tid = tid;
+    rec->id = STACK_COPIED | ((u64)cpu << 40) | (*seq)++;
     rec->ip = REG_IP(regs);
     rec->sp = REG_SP(regs);
     rec->fp = REG_FP(regs);
     rec->lr = REG_LR(regs);
+    rec->stack_len = copy_stack(rec, rec->sp);
+    u32 len = offsetof(struct copy_rec, stack) + (rec->stack_len & (2 * STACK_BYTES - 1));
+    if (events.ringbuf_output(rec, len, 0) != 0)
+        return 0;
+    count(CTR_COPIED);
+    return rec->id;
+#else
+    return 0;
+#endif
+}
+
+/* A reference to the call's user stack: walked in BPF when every PC on it has a rule, else
+ * sent as a copy for user space to unwind. */
+static __always_inline u64 stack_ref(struct pt_regs *regs, u32 tgid, u32 tid)
+{
+#if STACK_BYTES > 0
+    u32 zero = 0;
+    struct stack_rec *w = walks.lookup(&zero);
+    if (!w)
+        return 0;
+    u64 unknown = 0;
+    if (!walk_stack(tgid, regs, w, &unknown)) {
+        u64 id = send_copy(regs, tgid, tid, unknown);
+        if (!id)
+            count(CTR_NO_STACK);
+        return id;
+    }
+    count(CTR_WALKED);
+    u64 h = hash_stack(w, tgid);
+    if (!sent_stacks.lookup(&h)) {
+        w->type = REC_STACK;
+        w->pid = tgid;
+        w->hash = h;
+        w->complete = 1;
+        if (events.ringbuf_output(w, sizeof(*w), 0) != 0) {
+            count(CTR_NO_STACK);
+            return 0;
+        }
+        u8 one = 1;
+        sent_stacks.update(&h, &one);
+    }
+    return STACK_WALKED | (h >> 1);
+#else
+    return 0;
+#endif
+}
+
+static __always_inline void emit_call(void *ctx, struct pt_regs *regs, int kind, u64 pid_tgid,
+                                      u64 *args, s64 ret, s64 size)
+{
+    u32 zero = 0;
+    struct call_batch *b = batches.lookup(&zero);
+    if (!b)
+        return;
+    u32 i = b->n;
+    if (i >= BATCH)
+        i = 0;
+    u64 now = bpf_ktime_get_ns();
+    if (i == 0)
+        b->first_ts = now;
+    struct call_rec *rec = &b->recs[i & (BATCH - 1)];
+    u32 tgid = pid_tgid >> 32;
+    rec->kind = kind;
+    rec->ts = now;
+    rec->pid = tgid;
+    rec->tid = (u32)pid_tgid;
+#pragma unroll
+    for (int j = 0; j < 6; j++)
+        rec->args[j] = args[j];
+    rec->ret = ret;
+    rec->size = size;
+    rec->ip = REG_IP(regs);
 #if USER_STACK_MAP
     rec->stack_id = stacks.get_stackid(ctx, BPF_F_USER_STACK);
 #else
     rec->stack_id = -1;
 #endif
-    rec->stack_len = copy_stack(rec, rec->sp);
-    u32 len = offsetof(struct call_rec, stack) + (rec->stack_len & (STACK_BYTES > 0 ? 2 * STACK_BYTES - 1 : 0));
-    if (events.ringbuf_output(rec, len, 0) != 0)
-        count(CTR_LOST);
+    rec->stack_ref = stack_ref(regs, tgid, (u32)pid_tgid);
+    b->n = i + 1;
+    if (b->n < BATCH && now - b->first_ts < FLUSH_NS)
+        return;
+    b->type = REC_BATCH;
+    u32 len = offsetof(struct call_batch, recs) + (b->n & (2 * BATCH - 1)) * sizeof(struct call_rec);
+    if (len > sizeof(*b))
+        len = sizeof(*b);
+    if (events.ringbuf_output(b, len, 0) != 0) {
+        u64 *lost = counters.lookup(&zero);
+        if (lost)
+            *lost += b->n;
+    }
+    b->n = 0;
 }
 
 RAW_TRACEPOINT_PROBE(sys_exit)

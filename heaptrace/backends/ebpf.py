@@ -10,20 +10,32 @@ import ctypes
 import os
 import platform
 import struct
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Sequence
 
-from heaptrace.backends.records import Call, ProcessChange, Record
+from heaptrace.backends.records import (
+    STACK_WALKED,
+    Call,
+    ProcessChange,
+    Record,
+    StackCopy,
+    WalkedStack,
+)
 from heaptrace.errors import BackendUnavailable, HeaptraceError, PrivilegeError
 from heaptrace.events import KIND_INDEX, KINDS, KindTotals
 from heaptrace.probes import probe_path
 
-REC_CALL, REC_FORK, REC_EXEC, REC_EXIT = 1, 2, 3, 4
+REC_BATCH, REC_FORK, REC_EXEC, REC_EXIT, REC_STACK, REC_COPY = 1, 2, 3, 4, 5, 6
 STATE_ARMED = 2
 NBUCKETS = 64
-COUNTERS = ("lost", "stack_short", "stack_fail", "procs_full")
+MAX_FRAMES = 64
+COUNTERS = ("lost", "stack_short", "stack_fail", "procs_full", "stacks_walked", "stacks_copied",
+            "no_stack")
 
-# Mirrors struct call_rec (without its stack bytes) and struct proc_rec in heaptrace.bpf.c.
-CALL_HEADER = struct.Struct("<IIQII6qqqQQQQiI")
+# Mirrors the records of heaptrace.bpf.c.
+BATCH_HEADER = struct.Struct("<IIQ")
+CALL_REC = struct.Struct("<IIQIi6qqqQQ")
+STACK_REC = struct.Struct(f"<IIIIQ{MAX_FRAMES}Q")
+COPY_HEADER = struct.Struct("<IIIIQQQQQ")
 PROC_REC = struct.Struct("<IIQIi16s256s")
 CAP_PERFMON, CAP_BPF, CAP_SYS_ADMIN = 38, 39, 21
 GROUP_DEAD_FORMAT = "/sys/kernel/tracing/events/sched/sched_process_exit/format"
@@ -105,20 +117,31 @@ def build_cflags(
     ]
 
 
-def parse_record(data: bytes) -> Optional[Record]:
-    """Decode one ring-buffer record."""
+def _call(fields: tuple) -> Call:
+    kind, tid, ts, pid, stack_id, a0, a1, a2, a3, a4, a5, ret, size, ip, ref = fields
+    args = tuple(a & 0xFFFFFFFFFFFFFFFF for a in (a0, a1, a2, a3, a4, a5))
+    return Call(KINDS[kind], ts, pid, tid, args, ret, size, ip, ref, stack_id)
+
+
+def parse_record(data: bytes) -> List[Record]:
+    """Decode one ring-buffer record (a batch of calls decodes to several)."""
     rec_type = struct.unpack_from("<I", data)[0]
-    if rec_type == REC_CALL:
-        (_, kind, ts, pid, tid, a0, a1, a2, a3, a4, a5, ret, size, ip, sp, fp, lr, stack_id,
-         stack_len) = CALL_HEADER.unpack_from(data)
-        stack = data[CALL_HEADER.size: CALL_HEADER.size + stack_len]
-        args = tuple(a & 0xFFFFFFFFFFFFFFFF for a in (a0, a1, a2, a3, a4, a5))
-        return Call(KINDS[kind], ts, pid, tid, args, ret, size, ip, sp, fp, lr, stack_id, stack)
+    if rec_type == REC_BATCH:
+        n = BATCH_HEADER.unpack_from(data)[1]
+        body = data[BATCH_HEADER.size: BATCH_HEADER.size + n * CALL_REC.size]
+        return [_call(fields) for fields in CALL_REC.iter_unpack(body)]
+    if rec_type == REC_STACK:
+        _, pid, n, _complete, h, *ips = STACK_REC.unpack_from(data)
+        return [WalkedStack(STACK_WALKED | (h >> 1), pid, tuple(ips[:n]))]
+    if rec_type == REC_COPY:
+        _, pid, tid, length, ref, ip, sp, fp, lr = COPY_HEADER.unpack_from(data)
+        stack = data[COPY_HEADER.size: COPY_HEADER.size + length]
+        return [StackCopy(ref, pid, tid, ip, sp, fp, lr, stack)]
     if rec_type in (REC_FORK, REC_EXEC, REC_EXIT):
         _, pid, ts, ppid, _code, comm, filename = PROC_REC.unpack_from(data)
         what = {REC_FORK: "fork", REC_EXEC: "exec", REC_EXIT: "exit"}[rec_type]
-        return ProcessChange(what, ts, pid, ppid, _cstr(comm), _cstr(filename))
-    return None
+        return [ProcessChange(what, ts, pid, ppid, _cstr(comm), _cstr(filename))]
+    return []
 
 
 def _cstr(raw: bytes) -> str:
@@ -152,8 +175,7 @@ class EbpfTracer:
         self._bpf["events"].open_ring_buffer(self._callback)
 
     def _callback(self, _ctx: object, data: int, size: int) -> None:
-        record = parse_record(ctypes.string_at(data, size))
-        if record is not None:
+        for record in parse_record(ctypes.string_at(data, size)):
             self._on_record(record)
 
     def arm(self, pid: int) -> None:
@@ -165,7 +187,14 @@ class EbpfTracer:
         self._bpf.ring_buffer_poll(timeout_ms)
 
     def drain(self) -> None:
+        """Deliver everything still buffered, partial per-CPU batches included."""
         self._bpf.ring_buffer_consume()
+        for batch in self._bpf["batches"].getvalue(ctypes.c_int(0)):
+            raw = ctypes.string_at(ctypes.addressof(batch), ctypes.sizeof(batch))
+            n = BATCH_HEADER.unpack_from(raw)[1]
+            body = raw[BATCH_HEADER.size: BATCH_HEADER.size + n * CALL_REC.size]
+            for fields in CALL_REC.iter_unpack(body):
+                self._on_record(_call(fields))
 
     def stack_ips(self, stack_id: int) -> List[int]:
         """Frame-pointer stack (leaf first) from the kernel's stack map, if it was kept."""
