@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 KINDS = ("brk", "mmap", "munmap", "mremap")
-PROCESS_CALLS = ("clone", "clone3", "fork", "vfork", "execve")
-TRACE = ",".join(KINDS + PROCESS_CALLS)
+CLONE_CALLS = ("clone", "clone3", "fork", "vfork")
+TRACE = ",".join(KINDS + CLONE_CALLS + ("execve",))
 FIELDS = ("calls", "failed", "bytes", "released")
 
 # "1234  " as strace -f -o writes it, or "[pid  1234] " as it writes to stderr.
@@ -226,7 +226,7 @@ def _order(call: Syscall) -> Tuple[int, int]:
     # A new task exists from the start of its clone: its state is taken there (the parent
     # may move the break again before strace prints the clone's result). Everything else
     # takes effect when the kernel answers.
-    return (call.entry if call.name in PROCESS_CALLS[:4] else call.exit, call.entry)
+    return (call.entry if call.name in CLONE_CALLS else call.exit, call.entry)
 
 
 def _clone_flags(call: Syscall) -> List[str]:
@@ -253,7 +253,7 @@ class _Accountant:
 
     def replay(self, syscall: Syscall) -> None:
         space = self._task(syscall.tid)
-        if syscall.name in PROCESS_CALLS[:4]:
+        if syscall.name in CLONE_CALLS:
             self._clone(syscall, space)
         elif syscall.name == "execve":
             if syscall.ret == 0:
