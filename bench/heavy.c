@@ -1,0 +1,99 @@
+/* heavy: an event-heavy target for bench/run.py.
+ *
+ *   heavy [PAIRS [GROWTHS]]      defaults: 50000 pairs, 20000 growths
+ *
+ * Work, timed by the program itself (CLOCK_MONOTONIC around the two loops only, so
+ * start-up and the tracer's attach are not part of it):
+ *   PAIRS   x { mmap of (1 + i % 16) pages, write one byte, munmap }
+ *   GROWTHS x malloc(4000) with M_TOP_PAD = 0: the main arena grows the break by brk
+ *           for almost every call (a page or two at a time); each move of the break is
+ *           one brk syscall, counted by watching sbrk(0), which makes no syscall.
+ * Prints one JSON line on stdout with the elapsed seconds and the calls it made:
+ *   {"elapsed_s": 0.21, "mmap": 50000, "munmap": 50000, "brk": 19609, ...,
+ *    "main_started": <CLOCK_REALTIME seconds when main began>}
+ * (start-up calls of the loader and libc come on top; bench/run.py takes those from
+ * strace's exact count). */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096L
+
+struct counts {
+    long mmap, munmap, brk, mmap_bytes, brk_bytes;
+};
+
+static double clock_s(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double now(void)
+{
+    return clock_s(CLOCK_MONOTONIC);
+}
+
+static void map_pairs(long pairs, struct counts *c)
+{
+    for (long i = 0; i < pairs; i++) {
+        size_t len = (size_t)(1 + i % 16) * PAGE;
+        char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            perror("mmap");
+            exit(1);
+        }
+        p[0] = (char)i;
+        if (munmap(p, len) != 0) {
+            perror("munmap");
+            exit(1);
+        }
+        c->mmap++;
+        c->munmap++;
+        c->mmap_bytes += (long)len;
+    }
+}
+
+static void grow_heap(long growths, struct counts *c)
+{
+    char *before = sbrk(0);
+    for (long i = 0; i < growths; i++) {
+        char *p = malloc(4000);
+        if (p == NULL) {
+            perror("malloc");
+            exit(1);
+        }
+        p[0] = (char)i;
+        char *after = sbrk(0);
+        if (after != before) {
+            c->brk++;
+            c->brk_bytes += after - before;
+            before = after;
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    /* When main started, for the launcher to see how long a tracer took to let it run. */
+    double main_started = clock_s(CLOCK_REALTIME);
+    long pairs = argc > 1 ? atol(argv[1]) : 50000;
+    long growths = argc > 2 ? atol(argv[2]) : 20000;
+    struct counts c = {0};
+    mallopt(M_TOP_PAD, 0);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    free(malloc(1)); /* set the arena up before the clock starts */
+    double start = now();
+    map_pairs(pairs, &c);
+    grow_heap(growths, &c);
+    double elapsed = now() - start;
+    printf("{\"elapsed_s\": %.6f, \"mmap\": %ld, \"munmap\": %ld, \"brk\": %ld, "
+           "\"mremap\": 0, \"mmap_bytes\": %ld, \"brk_bytes\": %ld, \"main_started\": %.6f}\n",
+           elapsed, c.mmap, c.munmap, c.brk, c.mmap_bytes, c.brk_bytes, main_started);
+    return 0;
+}

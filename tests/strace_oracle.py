@@ -1,0 +1,399 @@
+"""The reference heaptrace's totals are tested against: the same program run under strace.
+
+`trace(cmd)` runs
+
+    setarch -R strace -f -qq -e trace=brk,mmap,munmap,mremap,clone,clone3,fork,vfork,execve
+        -o LOG -- CMD
+
+(setarch outside strace: strace and the target run without address randomisation, so brk
+deltas are the same run after run, while setarch's own calls are not traced), parses the
+log and computes, per kind, exactly what ARCHITECTURE.md says heaptrace counts:
+
+    calls     every call of the kind, successful or not, in every thread and process
+    failed    calls that failed: -1 ERRNO; for brk (whose syscall never returns -1) a
+              call asking for a new break (argument not NULL) and answered another one
+    bytes     brk: growth of the break (new - previous break of that address space; the
+              previous break starts at the first answer seen, a forked child inherits its
+              parent's, threads and CLONE_VM children share it, exec starts afresh);
+              mmap, munmap: the length argument of successful calls;
+              mremap: new_len - old_len of successful calls, when positive
+    released  brk shrinks and mremap shrinks (positive numbers)
+
+The per-call list (`OracleResult.calls`: kind, pid, tid, args, ret, errno, size) is there
+for finer comparisons (sizes, order, which process). Like heaptrace, the trace starts at
+the target's own exec (strace starts the command the same way).
+
+    python3 tests/strace_oracle.py -- ./prog args    # JSON totals, like histogram --json
+    python3 tests/strace_oracle.py --parse LOG       # the same from a saved log
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+KINDS = ("brk", "mmap", "munmap", "mremap")
+CLONE_CALLS = ("clone", "clone3", "fork", "vfork")
+TRACE = ",".join(KINDS + CLONE_CALLS + ("execve",))
+FIELDS = ("calls", "failed", "bytes", "released")
+
+# "1234  " as strace -f -o writes it, or "[pid  1234] " as it writes to stderr.
+_PID = re.compile(r"^(?:\[pid\s+(\d+)\]\s|(\d+)\s+)")
+_COMPLETE = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\)\s*=\s*(?P<ret>.*)$")
+_UNFINISHED = re.compile(
+    r"^(?P<name>\w+)\((?P<args>.*?)\s*<unfinished \.\.\.>\)?(?:\s*=\s*(?P<ret>.*))?$"
+)
+_RESUMED = re.compile(r"^<\.\.\. (?P<name>\w+) resumed>(?P<args>.*)\)\s*=\s*(?P<ret>.*)$")
+_RETURN = re.compile(r"^(?P<value>0x[0-9a-fA-F]+|-?\d+|\?)(?:\s+(?P<errno>E[A-Z0-9]+))?")
+_CLONE_FLAGS = re.compile(r"flags=([A-Z0-9_|]+)")
+
+
+class StraceError(RuntimeError):
+    """strace could not run the command (missing, not permitted) or its log is unreadable."""
+
+
+@dataclass
+class Syscall:
+    """One syscall of the log, its two halves joined when strace split it."""
+
+    name: str
+    tid: int
+    args: Tuple[str, ...]
+    ret: Optional[int]  # None: strace printed "?" or the call never finished
+    errno: Optional[str]  # "ENOMEM" for "= -1 ENOMEM (...)"
+    entry: int  # line index where the call started
+    exit: int  # line index where its result was printed
+
+
+@dataclass
+class Call:
+    """One memory call with its meaning: `size` is the signed byte delta it stands for
+    (brk growth or shrink, mmap/munmap length, mremap new_len - old_len), 0 if it failed."""
+
+    kind: str
+    pid: int  # process (thread group) id
+    tid: int
+    args: Tuple[str, ...]
+    ret: Optional[int]
+    errno: Optional[str]
+    failed: bool
+    size: int
+
+
+@dataclass
+class OracleResult:
+    """Per-kind totals ({kind: {calls, failed, bytes, released}}), every memory call in
+    the order the kernel answered them, the processes seen and the command's exit code."""
+
+    totals: Dict[str, Dict[str, int]]
+    calls: List[Call]
+    pids: List[int] = field(default_factory=list)
+    exit_code: Optional[int] = None
+
+    def sizes(self, kind: str) -> List[int]:
+        """Byte sizes of the successful calls of one kind that moved memory (size != 0)."""
+        return [c.size for c in self.calls if c.kind == kind and not c.failed and c.size]
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def split_args(text: str) -> Tuple[str, ...]:
+    """Top-level, comma-separated arguments; commas inside (), [], {} and strings stay."""
+    args, depth, start, quoted, i = [], 0, 0, False, 0
+    while i < len(text):
+        ch = text[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args.append(text[start:i].strip())
+            start = i + 1
+        i += 1
+    last = text[start:].strip()
+    if last or args:
+        args.append(last)
+    return tuple(args)
+
+
+def parse_int(text: str) -> int:
+    """An integer argument or return value as strace prints it (NULL, hex, decimal)."""
+    text = text.strip()
+    if text in ("NULL", "MAP_FAILED"):
+        return 0 if text == "NULL" else -1
+    return int(text, 16) if text.lower().startswith("0x") else int(text)
+
+
+def parse_return(text: str) -> Tuple[Optional[int], Optional[str]]:
+    """(value, errno) of the text after '= ': '-1 ENOMEM (...)', '0x7f..', '3', '?'."""
+    m = _RETURN.match(text.strip())
+    if not m or m.group("value") == "?":
+        return None, None
+    return parse_int(m.group("value")), m.group("errno")
+
+
+def _split_pid(line: str) -> Tuple[int, str]:
+    m = _PID.match(line)
+    if not m:
+        return 0, line.strip()
+    return int(m.group(1) or m.group(2)), line[m.end():].strip()
+
+
+class _Joiner:
+    """Joins `NAME(args <unfinished ...>` with the matching `<... NAME resumed>rest) = r`."""
+
+    def __init__(self) -> None:
+        self.calls: List[Syscall] = []
+        self.pending: Dict[int, Tuple[str, str, int]] = {}  # tid -> (name, args, entry)
+
+    def feed(self, index: int, line: str) -> None:
+        tid, body = _split_pid(line)
+        if body.startswith(("---", "+++", "strace:", "[ ")) or not body:
+            return
+        for pattern, handler in (
+            (_RESUMED, self._resumed),
+            (_UNFINISHED, self._unfinished),
+            (_COMPLETE, self._complete),
+        ):
+            m = pattern.match(body)
+            if m:
+                handler(index, tid, m)
+                return
+
+    def _complete(self, index: int, tid: int, m: re.Match) -> None:
+        self._add(m.group("name"), tid, m.group("args"), m.group("ret"), index, index)
+
+    def _unfinished(self, index: int, tid: int, m: re.Match) -> None:
+        if m.group("ret") is not None:  # killed inside the call: "<unfinished ...>) = ?"
+            self._add(m.group("name"), tid, m.group("args"), m.group("ret"), index, index)
+        else:
+            self.pending[tid] = (m.group("name"), m.group("args"), index)
+
+    def _resumed(self, index: int, tid: int, m: re.Match) -> None:
+        name, args, entry = self.pending.pop(tid, (m.group("name"), "", index))
+        rest = m.group("args").replace(" <unfinished ...>", "")
+        self._add(name, tid, args + rest, m.group("ret"), entry, index)
+
+    def _add(self, name: str, tid: int, args: str, ret: Optional[str], entry: int,
+             exit_: int) -> None:
+        value, errno = parse_return(ret) if ret is not None else (None, None)
+        self.calls.append(Syscall(name, tid, split_args(args), value, errno, entry, exit_))
+
+    def finish(self) -> List[Syscall]:
+        # Calls still unfinished when the log ends (process killed mid-call): result unknown.
+        for tid, (name, args, entry) in self.pending.items():
+            self._add(name, tid, args, None, entry, entry)
+        self.pending.clear()
+        return self.calls
+
+
+def parse_log(text: str) -> List[Syscall]:
+    """Every syscall of an strace log (any traced names), halves joined, in log order of
+    their first line."""
+    joiner = _Joiner()
+    for index, line in enumerate(text.splitlines()):
+        joiner.feed(index, line)
+    return sorted(joiner.finish(), key=lambda c: c.entry)
+
+
+# ---------------------------------------------------------------- accounting
+
+
+class _Space:
+    """One address space: only its break matters here."""
+
+    def __init__(self, brk: Optional[int] = None) -> None:
+        self.brk = brk
+
+
+def _order(call: Syscall) -> Tuple[int, int]:
+    # A new task exists from the start of its clone: its state is taken there (the parent
+    # may move the break again before strace prints the clone's result). Everything else
+    # takes effect when the kernel answers.
+    return (call.entry if call.name in CLONE_CALLS else call.exit, call.entry)
+
+
+def _clone_flags(call: Syscall) -> List[str]:
+    if call.name == "fork":
+        return []
+    if call.name == "vfork":
+        return ["CLONE_VM", "CLONE_VFORK"]
+    m = _CLONE_FLAGS.search(", ".join(call.args))
+    return m.group(1).split("|") if m else []
+
+
+class _Accountant:
+    """Replays the calls in the kernel's order and derives each memory call's meaning."""
+
+    def __init__(self) -> None:
+        self.space: Dict[int, _Space] = {}  # tid -> its address space
+        self.tgid: Dict[int, int] = {}  # tid -> process id
+        self.calls: List[Call] = []
+
+    def _task(self, tid: int) -> _Space:
+        if tid not in self.space:
+            self.space[tid], self.tgid[tid] = _Space(), tid
+        return self.space[tid]
+
+    def replay(self, syscall: Syscall) -> None:
+        space = self._task(syscall.tid)
+        if syscall.name in CLONE_CALLS:
+            self._clone(syscall, space)
+        elif syscall.name == "execve":
+            if syscall.ret == 0:
+                self.space[syscall.tid] = _Space()
+        elif syscall.name in KINDS:
+            self.calls.append(self._memory(syscall, space))
+
+    def _clone(self, call: Syscall, space: _Space) -> None:
+        if call.ret is None or call.ret <= 0 or call.errno:
+            return
+        flags = _clone_flags(call)
+        child = call.ret
+        self.space[child] = space if "CLONE_VM" in flags else _Space(space.brk)
+        self.tgid[child] = self.tgid[call.tid] if "CLONE_THREAD" in flags else child
+
+    def _memory(self, call: Syscall, space: _Space) -> Call:
+        failed, size = _MEANING[call.name](call, space)
+        known = call.ret is not None and not failed
+        return Call(call.name, self.tgid[call.tid], call.tid, call.args, call.ret,
+                    call.errno, failed, size if known else 0)
+
+
+def _brk(call: Syscall, space: _Space) -> Tuple[bool, int]:
+    if call.ret is None:
+        return False, 0
+    asked = parse_int(call.args[0]) if call.args else 0
+    previous, space.brk = space.brk, call.ret
+    delta = 0 if previous is None else call.ret - previous
+    return asked != 0 and call.ret != asked, delta
+
+
+def _failed(call: Syscall) -> bool:
+    # An unknown result ("?": killed inside the call) is neither success nor failure.
+    return call.ret is not None and (call.errno is not None or call.ret == -1)
+
+
+def _mmap(call: Syscall, space: _Space) -> Tuple[bool, int]:
+    return _failed(call), parse_int(call.args[1])
+
+
+def _mremap(call: Syscall, space: _Space) -> Tuple[bool, int]:
+    return _failed(call), parse_int(call.args[2]) - parse_int(call.args[1])
+
+
+# munmap has mmap's shape: the length is the second argument.
+_MEANING = {"brk": _brk, "mmap": _mmap, "munmap": _mmap, "mremap": _mremap}
+
+
+def totals(calls: Iterable[Call]) -> Dict[str, Dict[str, int]]:
+    """{kind: {calls, failed, bytes, released}} over memory calls."""
+    out = {kind: dict.fromkeys(FIELDS, 0) for kind in KINDS}
+    for call in calls:
+        t = out[call.kind]
+        t["calls"] += 1
+        t["failed"] += call.failed
+        if call.kind in ("mmap", "munmap") or call.size > 0:
+            t["bytes"] += call.size
+        else:
+            t["released"] += -call.size
+    return out
+
+
+def account(syscalls: Sequence[Syscall]) -> OracleResult:
+    """Per-kind totals and per-call meanings of parsed syscalls (see the module doc)."""
+    accountant = _Accountant()
+    for syscall in sorted(syscalls, key=_order):
+        accountant.replay(syscall)
+    pids = sorted(set(accountant.tgid.values()))
+    return OracleResult(totals(accountant.calls), accountant.calls, pids)
+
+
+def parse(text: str) -> OracleResult:
+    """Totals and calls of an strace log's text."""
+    return account(parse_log(text))
+
+
+# ---------------------------------------------------------------- running
+
+
+def strace_command(cmd: Sequence[str], log: str) -> List[str]:
+    """The command line that records `cmd`'s calls into `log`."""
+    return ["setarch", "-R", "strace", "-f", "-qq", "-e", f"trace={TRACE}", "-o", log,
+            "--", *cmd]
+
+
+def trace(
+    cmd: Sequence[str],
+    log: Optional[str] = None,
+    cwd: Optional[str] = None,
+    env: Optional[Dict[str, str]] = None,
+    timeout: float = 300,
+) -> OracleResult:
+    """Run `cmd` under strace (its output discarded) and return what it did. The log is
+    kept at `log` when given, otherwise written to a temporary file and removed."""
+    if log is not None:
+        return _trace_into(cmd, log, cwd, env, timeout)
+    with tempfile.TemporaryDirectory(prefix="strace-oracle-") as tmp:
+        return _trace_into(cmd, os.path.join(tmp, "strace.log"), cwd, env, timeout)
+
+
+def _trace_into(cmd: Sequence[str], log: str, cwd: Optional[str], env: Optional[Dict[str, str]],
+                timeout: float) -> OracleResult:
+    try:
+        proc = subprocess.run(strace_command(cmd, log), cwd=cwd, env=env, timeout=timeout,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    except FileNotFoundError as e:
+        raise StraceError(f"cannot run {e.filename}: install strace and util-linux") from e
+    if not os.path.exists(log):
+        raise StraceError(f"strace wrote no log: {proc.stderr.strip()}")
+    result = parse(Path(log).read_text(errors="replace"))
+    result.exit_code = proc.returncode
+    return result
+
+
+def to_json(result: OracleResult, with_calls: bool = False) -> dict:
+    """A document shaped like `heaptrace histogram --json`'s events (without buckets)."""
+    doc: dict = {"events": result.totals, "pids": result.pids, "exit_code": result.exit_code}
+    if with_calls:
+        doc["calls"] = [vars(c) for c in result.calls]
+    return doc
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parse", metavar="LOG", help="read a saved strace log instead")
+    parser.add_argument("--log", help="keep the strace log here")
+    parser.add_argument("--calls", action="store_true", help="list every memory call too")
+    parser.add_argument("cmd", nargs="*", help="the command to trace (after --)")
+    args = parser.parse_args(argv)
+    if args.parse:
+        result = parse(Path(args.parse).read_text(errors="replace"))
+    elif args.cmd:
+        result = trace(args.cmd, log=args.log)
+    else:
+        parser.error("give a command after -- or --parse LOG")
+    json.dump(to_json(result, args.calls), sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
