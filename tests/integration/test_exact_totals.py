@@ -1,0 +1,66 @@
+"""heaptrace's calls, failures, bytes and released bytes per kind equal exactly what strace
+logs for the same program (both under `setarch -R`, so the break starts in the same place)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from strace_oracle import trace
+
+from heaptrace.analysis.quantize import quantize
+from tests.integration.conftest import HEAPTRACE, histogram_json
+
+PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
+PY_ENV = {**os.environ, "PYTHONHASHSEED": "0"}
+FIELDS = ("calls", "failed", "bytes", "released")
+
+
+def heaptrace_setarch(db: Path, cmd, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["setarch", "-R", *HEAPTRACE, "run", "-o", str(db), "--", *cmd],
+                          capture_output=True, text=True, **kwargs)
+
+
+def compare(tmp_path: Path, cmd, **kwargs) -> dict:
+    """Run cmd under both tracers; assert equal totals and buckets; return heaptrace's JSON."""
+    oracle = trace(cmd, **kwargs)
+    proc = heaptrace_setarch(tmp_path / "r.db", cmd, **kwargs)
+    assert proc.returncode == oracle.exit_code, proc.stderr
+    doc = histogram_json(tmp_path / "r.db")
+    for kind in ("brk", "mmap", "munmap", "mremap"):
+        ours = {f: doc["events"][kind][f] for f in FIELDS}
+        assert ours == {f: oracle.totals[kind][f] for f in FIELDS}, kind
+        buckets = {b["value"]: b["count"] for b in doc["events"][kind]["buckets"] if b["count"]}
+        growth = [s for s in oracle.sizes(kind) if s > 0]
+        assert buckets == quantize(growth), kind
+    assert doc["recording"]["lost_events"] == 0
+    return doc
+
+
+@pytest.mark.parametrize("name", ["brk_loop", "big_malloc", "mmap_ops", "fail_shrink",
+                                  "thread_alloc", "threads_race", "fork_exec", "spawn_exec",
+                                  "stacks_deep", "templates"])
+def test_compiled_program_matches_strace(tmp_path, programs, name):
+    doc = compare(tmp_path, [str(programs[name])], cwd=str(tmp_path))
+    assert doc["events"]["mmap"]["calls"] > 0
+
+
+def test_python_program_matches_strace(tmp_path):
+    cmd = ["/usr/bin/python3", "-I", "-B", str(PROGRAMS / "py_alloc.py")]
+    doc = compare(tmp_path, cmd, cwd=str(tmp_path), env=PY_ENV)
+    assert doc["events"]["mremap"]["bytes"] > 0
+    assert doc["events"]["munmap"]["bytes"] >= 64 << 20
+
+
+def test_sqlite3_matches_strace(tmp_path):
+    cmd = ["sqlite3", ":memory:", f".read {PROGRAMS / 'sqlite_load.sql'}"]
+    doc = compare(tmp_path, cmd, cwd=str(tmp_path))
+    assert doc["events"]["brk"]["bytes"] + doc["events"]["mmap"]["bytes"] > 20 << 20
+
+
+def test_shell_pipeline_children_are_followed(tmp_path, programs):
+    script = f"{programs['big_malloc']} && {programs['brk_loop']} | cat"
+    doc = compare(tmp_path, ["sh", "-c", script], cwd=str(tmp_path))
+    assert doc["events"]["mmap"]["bytes"] >= 64 << 20
