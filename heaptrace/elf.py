@@ -19,7 +19,8 @@ from elftools.elf.elffile import ELFFile
 
 DEBUG_ROOT = "/usr/lib/debug"
 SHT_NOBITS = 8
-STT_FUNC, STT_GNU_IFUNC = 2, 10
+STT_NOTYPE, STT_FUNC, STT_GNU_IFUNC = 0, 2, 10
+SHF_EXECINSTR = 0x4
 _SYM64 = struct.Struct("<IBBHQQ")
 
 
@@ -58,8 +59,11 @@ class ElfFile:
 
     def _read_sections(self) -> dict:
         result = {}
-        for sec in self._elf.iter_sections():
+        self._code_sections = set()
+        for index, sec in enumerate(self._elf.iter_sections()):
             h = sec.header
+            if h["sh_flags"] & SHF_EXECINSTR:
+                self._code_sections.add(index)
             result[sec.name] = Section(
                 sec.name, h["sh_addr"], h["sh_offset"], h["sh_size"], h["sh_type"] == "SHT_NOBITS"
             )
@@ -96,7 +100,8 @@ class ElfFile:
         return raw.split(b"\0", 1)[0].decode(errors="replace")
 
     def functions(self) -> List[Tuple[int, int, str]]:
-        """(vaddr, size, name) of the function symbols of .symtab and .dynsym."""
+        """(vaddr, size, name) of the function symbols of .symtab and .dynsym, and of the
+        untyped labels in code (hand-written assembly such as the loader's _start)."""
         result = []
         for table, strings in ((".symtab", ".strtab"), (".dynsym", ".dynstr")):
             result.extend(self._functions_of(table, strings))
@@ -106,9 +111,12 @@ class ElfFile:
         raw, names = self.data(table), self.data(strings)
         if not raw or not names or self._elf.elfclass != 64:
             return []
-        result = []
+        result, code = [], self._code_sections
         for st_name, st_info, _other, shndx, value, size in _SYM64.iter_unpack(raw):
-            if (st_info & 0xF) in (STT_FUNC, STT_GNU_IFUNC) and shndx != 0 and value:
+            kind = st_info & 0xF
+            if not value or shndx == 0:
+                continue
+            if kind in (STT_FUNC, STT_GNU_IFUNC) or (kind == STT_NOTYPE and shndx in code):
                 end = names.find(b"\0", st_name)
                 result.append((value, size, names[st_name:end].decode(errors="replace")))
         return result
@@ -168,3 +176,12 @@ def open_debug_file(elf: ElfFile, root: str = DEBUG_ROOT) -> Optional[ElfFile]:
 def by_build_id(build_id: str, root: str = DEBUG_ROOT) -> Optional[ElfFile]:
     """The debug file for a build-id when the original binary is gone."""
     return open_elf(f"{root}/.build-id/{build_id[:2]}/{build_id[2:]}.debug")
+
+
+def open_mapped(path: str, build_id: Optional[str], root: str = DEBUG_ROOT) -> Optional[ElfFile]:
+    """The file a mapping came from: the path if it still holds the same build, else the
+    installed debug file of that build-id (same addresses, symbols, maybe .debug_frame)."""
+    elf = open_matching(path, build_id)
+    if elf is None and build_id:
+        elf = by_build_id(build_id, root)
+    return elf

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
-from heaptrace.elf import DEBUG_ROOT, by_build_id, open_debug_file, open_matching
+from heaptrace.elf import DEBUG_ROOT, open_debug_file, open_mapped
 from heaptrace.procmaps import Mapping, ProcMaps, is_file
 from heaptrace.unwind.cfi import (
     EXPR,
@@ -141,9 +141,7 @@ class Unwinder:
         return self._tables[key]
 
     def _load(self, mapping: Mapping) -> Optional[Tuple[object, CfiTable]]:
-        elf = open_matching(mapping.path, mapping.build_id)
-        if elf is None and mapping.build_id:
-            elf = by_build_id(mapping.build_id, self.debug_root)  # binary gone: .debug_frame
+        elf = open_mapped(mapping.path, mapping.build_id, self.debug_root)
         if elf is None:
             return None
         return elf, CfiTable(elf, open_debug_file(elf, self.debug_root))
