@@ -17,6 +17,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from heaptrace.elf import open_elf
 
 PROT_EXEC = 0x4
+U64 = 1 << 64
 ANON = ""  # path of an anonymous executable mapping (JIT code: see /tmp/perf-PID.map)
 
 
@@ -45,6 +46,7 @@ def parse_maps(text: str) -> List[Tuple[Mapping, str]]:
             continue
         start, end = (int(x, 16) for x in parts[0].split("-"))
         path = parts[5].strip() if len(parts) > 5 else ANON
+        path = path.removesuffix(" (deleted)")  # replaced since: build-id finds the debug file
         result.append((Mapping(start, end, int(parts[2], 16), path), f"{parts[3]}:{parts[4]}"))
     return result
 
@@ -210,7 +212,8 @@ class ProcMaps:
         for pid in self.pids():
             for m in self._spaces[pid].all:
                 writer.add_mapping(
-                    pid, m.start, m.end, m.offset, m.path, m.build_id, m.first_ns, m.last_ns
+                    pid, _i64(m.start), _i64(m.end), m.offset, m.path, m.build_id,
+                    m.first_ns, m.last_ns,
                 )
 
     @classmethod
@@ -219,7 +222,8 @@ class ProcMaps:
         first_ns, last_ns)."""
         maps = cls()
         for pid, start, end, offset, path, build_id, first_ns, last_ns in rows:
-            mapping = Mapping(start, end, offset or 0, path or ANON, build_id, first_ns or 0)
+            mapping = Mapping(start % U64, end % U64, offset or 0, path or ANON, build_id,
+                              first_ns or 0)
             mapping.last_ns = last_ns
             maps._space(pid).add(mapping)
             maps._touch(pid)
@@ -237,6 +241,11 @@ class ProcMaps:
             mapping.build_id = elf.build_id if elf else None
             maps.add(pid, mapping)
         return maps
+
+
+def _i64(value: int) -> int:
+    """SQLite integers are signed: [vsyscall] and other top-half addresses wrap around."""
+    return value - U64 if value >= 1 << 63 else value
 
 
 def is_file(mapping: Mapping) -> bool:

@@ -189,3 +189,19 @@ class Symbolizer:
                 elf, SymbolTable.of(elf, open_debug_file(elf, self.debug_root))
             )
         return self._tables[key]
+
+
+def is_symbolized(frame: Frame) -> bool:
+    """False for the `module+0xVADDR` and bare-address names of frames with no symbol."""
+    if frame.name.startswith("0x"):
+        return False
+    return not (frame.module and frame.name.startswith(f"{frame.module}+0x"))
+
+
+def symbolize_stacks(
+    raw: Sequence[Tuple[int, Optional[int], Sequence[int]]], symbolizer: Symbolizer
+) -> Dict[int, List[Frame]]:
+    """Frames for Recording.raw_stacks() rows (id, pid, leaf-first ips), by stack id."""
+    rows = [(sid, pid or 0, ips) for sid, pid, ips in raw]
+    frames = symbolizer.stacks([(pid, ips) for _, pid, ips in rows])
+    return {sid: f for (sid, _, _), f in zip(rows, frames)}
