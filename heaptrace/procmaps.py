@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -152,6 +153,13 @@ class ProcMaps:
             seen.append(mapping)
         self._end_missing(pid, seen, ts_ns)
         return True
+
+    def refresh(self, pid: int) -> bool:
+        """A new snapshot now (say, an address fell in no known mapping while the process
+        may still run); True if that changed the live mappings."""
+        before = self.generation(pid)
+        self.snapshot(pid, time.monotonic_ns())
+        return self.generation(pid) != before
 
     def _end_missing(self, pid: int, seen: List[Mapping], ts_ns: int) -> None:
         space = self._space(pid)

@@ -60,11 +60,16 @@ class Unwinder:
     """Unwinds copied user stacks of the address spaces described by `maps`."""
 
     def __init__(
-        self, maps: ProcMaps, max_frames: int = 128, debug_root: str = DEBUG_ROOT
+        self, maps: ProcMaps, max_frames: int = 128, debug_root: str = DEBUG_ROOT,
+        refresh: bool = False,
     ) -> None:
+        """`refresh`: when a pc falls in no known mapping, re-read /proc/PID/maps once for
+        it (live tracing: a library mapped since the last snapshot)."""
         self.maps = maps
         self.max_frames = max_frames
         self.debug_root = debug_root
+        self.refresh = refresh
+        self._refreshed: Dict[Tuple[int, int], bool] = {}
         self._tables: Dict[str, Optional[Tuple[object, CfiTable]]] = {}
         self._pcs: Dict[int, Tuple[int, Dict[int, Union[Rule, str]]]] = {}
 
@@ -83,6 +88,9 @@ class Unwinder:
             rule = rules.get(pc)
             if rule is None:
                 rule = rules[pc] = self._lookup(pid, pc)
+                if rule is UNMAPPED and self._refreshed_for(pid, pc):
+                    rules = self._rules_of(pid)
+                    rule = rules[pc] = self._lookup(pid, pc)
             try:
                 regs, signal = self._step(rule, regs, read)
             except _Stop as stop:
@@ -110,6 +118,12 @@ class Unwinder:
         if sp is None or (sp <= regs[RSP] and not signal):
             raise _Stop(BAD_FRAME)  # a frame must be above its callee
         return new, signal
+
+    def _refreshed_for(self, pid: int, pc: int) -> bool:
+        if not self.refresh or (pid, pc) in self._refreshed:
+            return False
+        self._refreshed[(pid, pc)] = True
+        return self.maps.refresh(pid)
 
     def _rules_of(self, pid: int) -> Dict[int, Union[Rule, str]]:
         generation = self.maps.generation(pid)

@@ -7,6 +7,7 @@ import os
 from heaptrace.elf import open_elf
 from heaptrace.procmaps import ANON, PROT_EXEC, Mapping, ProcMaps, parse_maps
 from heaptrace.recording import Recording, RecordingWriter
+from heaptrace.unwind.dwarf import Unwinder
 
 MAPS = """\
 555555554000-555555555000 r--p 00000000 fe:00 11 /usr/bin/prog
@@ -79,3 +80,14 @@ def test_round_trip_through_a_recording(tmp_path):
     assert [(m.start, m.path, m.first_ns, m.last_ns) for m in again.mappings(7)] == [
         (m.start, m.path, m.first_ns, m.last_ns) for m in maps.mappings(7)]
     assert again.find(7, 0x7FFFF7DFA010).path.endswith("libc.so.6")
+
+
+def test_unwinder_refreshes_maps_for_an_unknown_pc():
+    maps = ProcMaps()  # nothing known about this process yet
+    with open("/proc/self/maps") as fh:
+        libc = next(m for m, _ in parse_maps(fh.read()) if "libc.so" in m.path)
+    stack = bytes(64)
+    cold = Unwinder(maps).walk(os.getpid(), libc.start + 0x100, 0x1000, 0, stack)
+    assert cold.stop == "bad-frame" and maps.mappings(os.getpid()) == []
+    Unwinder(maps, refresh=True).walk(os.getpid(), libc.start + 0x100, 0x1000, 0, stack)
+    assert maps.find(os.getpid(), libc.start + 0x100).path == libc.path
