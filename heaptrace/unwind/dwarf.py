@@ -8,6 +8,7 @@ before is a dict lookup and a few 8-byte reads per frame.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -21,6 +22,7 @@ from heaptrace.unwind.cfi import (
     UNDEFINED,
     VAL_EXPR,
     VAL_OFFSET,
+    CfiError,
     CfiTable,
     Rule,
 )
@@ -158,7 +160,10 @@ class Unwinder:
         elf = open_mapped(mapping.path, mapping.build_id, self.debug_root)
         if elf is None:
             return None
-        return elf, CfiTable(elf, open_debug_file(elf, self.debug_root))
+        try:
+            return elf, CfiTable(elf, open_debug_file(elf, self.debug_root))
+        except (CfiError, IndexError, ValueError, struct.error):
+            return None  # malformed CFI: the frame-pointer step takes over
 
 
 def _fp(regs: List[Optional[int]], read: Reader) -> List[Optional[int]]:
