@@ -18,6 +18,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from heaptrace.elf import DEBUG_ROOT, ElfFile, open_debug_file, open_mapped
 from heaptrace.events import Frame
 from heaptrace.procmaps import ProcMaps, is_file
+from heaptrace.recording import Recording, RecordingWriter
 
 _RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
 
@@ -205,3 +206,16 @@ def symbolize_stacks(
     rows = [(sid, pid or 0, ips) for sid, pid, ips in raw]
     frames = symbolizer.stacks([(pid, ips) for _, pid, ips in rows])
     return {sid: f for (sid, _, _), f in zip(rows, frames)}
+
+
+def symbolize_recording(path: str, debug_root: str = DEBUG_ROOT) -> Tuple[int, int, int]:
+    """(Re)write the frames of every stack of the recording at `path` from its raw addresses
+    and stored mappings; returns (stacks, frames, frames without a symbol)."""
+    with Recording(path) as rec:
+        raw, maps = rec.raw_stacks(), ProcMaps.from_rows(rec.mappings())
+    frames = symbolize_stacks(raw, Symbolizer(maps, debug_root=debug_root))
+    with RecordingWriter.open_existing(path) as writer:
+        for stack_id, stack in frames.items():
+            writer.set_stack_frames(stack_id, stack)
+    flat = [f for stack in frames.values() for f in stack]
+    return len(frames), len(flat), sum(not is_symbolized(f) for f in flat)

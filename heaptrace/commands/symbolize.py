@@ -5,9 +5,8 @@ from __future__ import annotations
 import click
 
 from heaptrace.elf import DEBUG_ROOT
-from heaptrace.procmaps import ProcMaps
-from heaptrace.recording import DEFAULT_PATH, Recording, RecordingWriter
-from heaptrace.symbols import Symbolizer, is_symbolized, symbolize_stacks
+from heaptrace.recording import DEFAULT_PATH
+from heaptrace.symbols import symbolize_recording
 
 
 @click.command()
@@ -22,14 +21,6 @@ def symbolize(file: str, debug_dir: str) -> None:
       heaptrace symbolize                 the recording in ./heaptrace.db
       apt install libfoo1-dbgsym && heaptrace symbolize run.db
     """
-    with Recording(file) as rec:
-        raw, maps = rec.raw_stacks(), ProcMaps.from_rows(rec.mappings())
-    frames = symbolize_stacks(raw, Symbolizer(maps, debug_root=debug_dir))
-    writer = RecordingWriter.open_existing(file)
-    with writer:
-        for stack_id, stack in frames.items():
-            writer.set_stack_frames(stack_id, stack)
-    total = sum(len(f) for f in frames.values())
-    unnamed = sum(not is_symbolized(x) for f in frames.values() for x in f)
-    click.echo(f"Symbolized {len(frames)} stacks in {file}: {total} frames, "
+    stacks, frames, unnamed = symbolize_recording(file, debug_dir)
+    click.echo(f"Symbolized {stacks} stacks in {file}: {frames} frames, "
                f"{unnamed} without a symbol")
