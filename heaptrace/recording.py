@@ -115,6 +115,20 @@ class RecordingWriter:
         self._stack_ids: Dict[bytes, int] = {}
         self.commit()
 
+    @classmethod
+    def open_existing(cls, path: str) -> RecordingWriter:
+        """Reopen a recording to update it in place (e.g. `heaptrace symbolize`)."""
+        Recording(path).close()  # the same checks and messages as for reading
+        self = cls.__new__(cls)
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path)
+            rows = self._db.execute("SELECT key, id FROM stacks").fetchall()
+        except sqlite3.Error as exc:
+            raise RecordingError(f"cannot update recording {path}: {exc}") from None
+        self._stack_ids = dict(rows)
+        return self
+
     def set_meta(self, **values: object) -> None:
         """Store run metadata; values are kept as JSON so numbers and lists survive."""
         self._db.executemany(
@@ -172,12 +186,13 @@ class RecordingWriter:
 
     def add_mapping(
         self, pid: int, start: int, end: int, offset: int, path: str,
-        build_id: Optional[str], first_ns: int,
+        build_id: Optional[str], first_ns: int, last_ns: Optional[int] = None,
     ) -> None:
+        """An executable mapping of `pid` from `first_ns` until `last_ns` (None: until exit)."""
         self._db.execute(
-            "INSERT INTO mappings (pid, start, end, offset, path, build_id, first_ns) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (pid, start, end, offset, path, build_id, first_ns),
+            "INSERT INTO mappings (pid, start, end, offset, path, build_id, first_ns, last_ns) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (pid, start, end, offset, path, build_id, first_ns, last_ns),
         )
 
     def add_sample(self, ts_ns: int, pid: int, rss: int, vms: int) -> None:

@@ -3,5 +3,6 @@
 from heaptrace.commands.doctor import doctor
 from heaptrace.commands.histogram import histogram
 from heaptrace.commands.run import run
+from heaptrace.commands.symbolize import symbolize
 
-COMMANDS = [run, histogram, doctor]
+COMMANDS = [run, histogram, doctor, symbolize]

@@ -1,0 +1,187 @@
+"""Just enough of an ELF file for unwinding and symbols: build-id, loadable segments, section
+bytes, the symbol tables, and the separate debug file (by build-id or .gnu_debuglink).
+
+pyelftools reads the headers; the hot parts (symbol tables) are unpacked with struct, because
+walking libc's 7000 symbols through pyelftools' containers takes a noticeable fraction of a
+second and a recording touches dozens of files.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import List, Optional, Tuple
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+DEBUG_ROOT = "/usr/lib/debug"
+SHT_NOBITS = 8
+STT_NOTYPE, STT_FUNC, STT_GNU_IFUNC = 0, 2, 10
+SHF_EXECINSTR = 0x4
+_SYM64 = struct.Struct("<IBBHQQ")
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    addr: int
+    offset: int
+    size: int
+    nobits: bool
+
+
+class ElfFile:
+    """One ELF file on disk, opened lazily section by section."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fh = open(path, "rb")  # noqa: SIM115 - kept open for lazy section reads
+        try:
+            self._elf = ELFFile(self._fh)
+            self.entry = self._elf.header["e_entry"]
+            self.loads = self._read_loads()
+            self.sections = self._read_sections()
+        except (ELFError, struct.error, ValueError) as exc:
+            self._fh.close()
+            raise OSError(f"not a readable ELF file: {path}: {exc}") from None
+        self.build_id = self._read_build_id()
+
+    def _read_loads(self) -> List[Tuple[int, int, int]]:
+        """(p_offset, p_vaddr, p_filesz) of every PT_LOAD segment."""
+        return [
+            (seg["p_offset"], seg["p_vaddr"], seg["p_filesz"])
+            for seg in self._elf.iter_segments()
+            if seg["p_type"] == "PT_LOAD"
+        ]
+
+    def _read_sections(self) -> dict:
+        result = {}
+        self._code_sections = set()
+        for index, sec in enumerate(self._elf.iter_sections()):
+            h = sec.header
+            if h["sh_flags"] & SHF_EXECINSTR:
+                self._code_sections.add(index)
+            result[sec.name] = Section(
+                sec.name, h["sh_addr"], h["sh_offset"], h["sh_size"], h["sh_type"] == "SHT_NOBITS"
+            )
+        return result
+
+    def _read_build_id(self) -> Optional[str]:
+        for sec in self._elf.iter_sections():
+            if sec.header["sh_type"] != "SHT_NOTE":
+                continue
+            for note in sec.iter_notes():
+                if note["n_type"] == "NT_GNU_BUILD_ID":
+                    return note["n_desc"]
+        return None
+
+    def data(self, name: str) -> Optional[bytes]:
+        """Bytes of a section, or None when it is absent or has no bytes in this file."""
+        sec = self.sections.get(name)
+        if sec is None or sec.nobits or sec.size == 0:
+            return None
+        self._fh.seek(sec.offset)
+        return self._fh.read(sec.size)
+
+    def offset_to_vaddr(self, offset: int) -> Optional[int]:
+        """The link-time address of a file offset (what a mapping's offset points at)."""
+        for p_offset, p_vaddr, p_filesz in self.loads:
+            if p_offset <= offset < p_offset + max(p_filesz, 1):
+                return offset - p_offset + p_vaddr
+        return None
+
+    def debuglink(self) -> Optional[str]:
+        raw = self.data(".gnu_debuglink")
+        if not raw:
+            return None
+        return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+    def functions(self) -> List[Tuple[int, int, str]]:
+        """(vaddr, size, name) of the function symbols of .symtab and .dynsym, and of the
+        untyped labels in code (hand-written assembly such as the loader's _start)."""
+        result = []
+        for table, strings in ((".symtab", ".strtab"), (".dynsym", ".dynstr")):
+            result.extend(self._functions_of(table, strings))
+        return result
+
+    def _functions_of(self, table: str, strings: str) -> List[Tuple[int, int, str]]:
+        raw, names = self.data(table), self.data(strings)
+        if not raw or not names or self._elf.elfclass != 64:
+            return []
+        result, code = [], self._code_sections
+        for st_name, st_info, _other, shndx, value, size in _SYM64.iter_unpack(raw):
+            kind = st_info & 0xF
+            if not value or shndx == 0:
+                continue
+            if kind in (STT_FUNC, STT_GNU_IFUNC) or (kind == STT_NOTYPE and shndx in code):
+                end = names.find(b"\0", st_name)
+                result.append((value, size, names[st_name:end].decode(errors="replace")))
+        return result
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def debug_file_candidates(elf: ElfFile, root: str = DEBUG_ROOT) -> List[str]:
+    """Where gdb looks for the separate debug file of `elf`, in its order."""
+    paths = []
+    if elf.build_id and len(elf.build_id) > 2:
+        paths.append(f"{root}/.build-id/{elf.build_id[:2]}/{elf.build_id[2:]}.debug")
+    link = elf.debuglink()
+    if link:
+        here = os.path.dirname(os.path.realpath(elf.path))
+        paths += [f"{here}/{link}", f"{here}/.debug/{link}", f"{root}{here}/{link}"]
+    return paths
+
+
+@lru_cache(maxsize=512)
+def _open_cached(path: str, _stamp: Tuple[int, int, int]) -> Optional[ElfFile]:
+    try:
+        return ElfFile(path)
+    except OSError:
+        return None
+
+
+def open_elf(path: str) -> Optional[ElfFile]:
+    """A cached ElfFile for `path` (reopened when the file changes), or None if unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _open_cached(path, (st.st_dev, st.st_ino, st.st_mtime_ns))
+
+
+def open_matching(path: str, build_id: Optional[str]) -> Optional[ElfFile]:
+    """The file at `path` if it is still the one that was mapped (same build-id)."""
+    elf = open_elf(path)
+    if elf is None or (build_id and elf.build_id and elf.build_id != build_id):
+        return None
+    return elf
+
+
+def open_debug_file(elf: ElfFile, root: str = DEBUG_ROOT) -> Optional[ElfFile]:
+    """The separate debug file of `elf` whose build-id matches, if one is installed."""
+    for candidate in debug_file_candidates(elf, root):
+        if os.path.realpath(candidate) == os.path.realpath(elf.path):
+            continue
+        debug = open_elf(candidate)
+        if debug is not None and (not elf.build_id or debug.build_id == elf.build_id):
+            return debug
+    return None
+
+
+def by_build_id(build_id: str, root: str = DEBUG_ROOT) -> Optional[ElfFile]:
+    """The debug file for a build-id when the original binary is gone."""
+    return open_elf(f"{root}/.build-id/{build_id[:2]}/{build_id[2:]}.debug")
+
+
+def open_mapped(path: str, build_id: Optional[str], root: str = DEBUG_ROOT) -> Optional[ElfFile]:
+    """The file a mapping came from: the path if it still holds the same build, else the
+    installed debug file of that build-id (same addresses, symbols, maybe .debug_frame)."""
+    elf = open_matching(path, build_id)
+    if elf is None and build_id:
+        elf = by_build_id(build_id, root)
+    return elf

@@ -1,0 +1,261 @@
+"""Executable mappings of every traced address space, over time.
+
+Stacks are unwound and symbolized after the fact (often after the process has exited), so
+each pid keeps every executable mapping it ever had, with the time it appeared and vanished.
+Sources: /proc/PID/maps snapshots (at exec, and when an mmap with PROT_EXEC of a file shows
+up in the events), the events themselves (fork copies the parent's mappings, exec and munmap
+end them, an anonymous PROT_EXEC mmap is JIT code), and a recording's `mappings` table.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import time
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from heaptrace.elf import open_elf
+
+PROT_EXEC = 0x4
+U64 = 1 << 64
+ANON = ""  # path of an anonymous executable mapping (JIT code: see /tmp/perf-PID.map)
+
+
+@dataclass
+class Mapping:
+    start: int
+    end: int
+    offset: int
+    path: str
+    build_id: Optional[str] = None
+    first_ns: int = 0
+    last_ns: Optional[int] = None  # None: still mapped when last seen
+
+    def same_place(self, other: Mapping) -> bool:
+        return (self.start, self.end, self.offset, self.path) == (
+            other.start, other.end, other.offset, other.path
+        )
+
+
+def parse_maps(text: str) -> List[Tuple[Mapping, str]]:
+    """Executable mappings of a /proc/PID/maps text, each with its "dev:inode" key."""
+    result = []
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 5 or "x" not in parts[1]:
+            continue
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        path = parts[5].strip() if len(parts) > 5 else ANON
+        path = path.removesuffix(" (deleted)")  # replaced since: build-id finds the debug file
+        result.append((Mapping(start, end, int(parts[2], 16), path), f"{parts[3]}:{parts[4]}"))
+    return result
+
+
+class _Space:
+    """The mappings of one pid: all of them, plus the live ones sorted for bisection."""
+
+    def __init__(self) -> None:
+        self.all: List[Mapping] = []
+        self.live: List[Mapping] = []
+        self.starts: List[int] = []
+
+    def add(self, m: Mapping) -> None:
+        self.all.append(m)
+        if m.last_ns is None:
+            i = bisect.bisect(self.starts, m.start)
+            self.live.insert(i, m)
+            self.starts.insert(i, m.start)
+
+    def end(self, m: Mapping, ts_ns: int) -> None:
+        m.last_ns = ts_ns
+        i = self.live.index(m)
+        del self.live[i], self.starts[i]
+
+    def find_live(self, addr: int) -> Optional[Mapping]:
+        i = bisect.bisect(self.starts, addr) - 1
+        if i >= 0 and addr < self.live[i].end:
+            return self.live[i]
+        return None
+
+    def find(self, addr: int, ts_ns: Optional[int]) -> Optional[Mapping]:
+        if ts_ns is None:
+            found = self.find_live(addr)
+            if found is not None:
+                return found
+        covering = [m for m in self.all if m.start <= addr < m.end and _alive_at(m, ts_ns)]
+        return max(covering, key=lambda m: m.first_ns, default=None)
+
+
+def _alive_at(m: Mapping, ts_ns: Optional[int]) -> bool:
+    if ts_ns is None:
+        return True
+    return m.first_ns <= ts_ns and (m.last_ns is None or ts_ns < m.last_ns)
+
+
+class ProcMaps:
+    """Executable mappings per pid. `generation(pid)` changes whenever that pid's live
+    mappings do, so callers may cache per-address results until then."""
+
+    def __init__(self, proc_root: str = "/proc") -> None:
+        self.proc_root = proc_root
+        self._spaces: Dict[int, _Space] = {}
+        self._generation: Dict[int, int] = {}
+        self._build_ids: Dict[str, Optional[str]] = {}
+
+    def _space(self, pid: int) -> _Space:
+        space = self._spaces.get(pid)
+        if space is None:
+            space = self._spaces[pid] = _Space()
+        return space
+
+    def _touch(self, pid: int) -> None:
+        self._generation[pid] = self._generation.get(pid, 0) + 1
+
+    def generation(self, pid: int) -> int:
+        return self._generation.get(pid, 0)
+
+    def pids(self) -> List[int]:
+        return sorted(self._spaces)
+
+    def find(self, pid: int, addr: int, ts_ns: Optional[int] = None) -> Optional[Mapping]:
+        """The mapping holding `addr` in `pid`: live now (or at exit), or at time `ts_ns`."""
+        space = self._spaces.get(pid)
+        return None if space is None else space.find(addr, ts_ns)
+
+    def mappings(self, pid: int) -> List[Mapping]:
+        space = self._spaces.get(pid)
+        return list(space.all) if space else []
+
+    def add(self, pid: int, mapping: Mapping) -> None:
+        """Record a mapping; one already live at the same place is kept (and its time)."""
+        space = self._space(pid)
+        if any(m.same_place(mapping) for m in space.live):
+            return
+        for old in [m for m in space.live if m.start < mapping.end and mapping.start < m.end]:
+            space.end(old, mapping.first_ns)
+        space.add(mapping)
+        self._touch(pid)
+
+    def snapshot(self, pid: int, ts_ns: int) -> bool:
+        """Read /proc/PID/maps; mappings gone since the last snapshot are ended at `ts_ns`.
+        Returns False when the process is already gone."""
+        try:
+            with open(f"{self.proc_root}/{pid}/maps") as fh:
+                text = fh.read()
+        except OSError:
+            return False
+        seen = []
+        for mapping, inode_key in parse_maps(text):
+            mapping.first_ns = ts_ns
+            mapping.build_id = self._build_id(pid, mapping, inode_key)
+            self.add(pid, mapping)
+            seen.append(mapping)
+        self._end_missing(pid, seen, ts_ns)
+        return True
+
+    def refresh(self, pid: int) -> bool:
+        """A new snapshot now (say, an address fell in no known mapping while the process
+        may still run); True if that changed the live mappings."""
+        before = self.generation(pid)
+        self.snapshot(pid, time.monotonic_ns())
+        return self.generation(pid) != before
+
+    def _end_missing(self, pid: int, seen: List[Mapping], ts_ns: int) -> None:
+        space = self._space(pid)
+        for m in list(space.live):
+            if m.path != ANON and not any(m.same_place(s) for s in seen):
+                space.end(m, ts_ns)
+                self._touch(pid)
+
+    def _build_id(self, pid: int, m: Mapping, inode_key: str) -> Optional[str]:
+        """Build-id of a mapped file, read through /proc/PID/map_files (the very file that is
+        mapped, even if the path was replaced since) and cached per device and inode."""
+        if m.path == ANON or m.path.startswith("["):
+            return None
+        key = f"{inode_key}:{m.path}"
+        if key not in self._build_ids:
+            elf = open_elf(f"{self.proc_root}/{pid}/map_files/{m.start:x}-{m.end:x}")
+            elf = elf or open_elf(m.path)
+            self._build_ids[key] = elf.build_id if elf else None
+        return self._build_ids[key]
+
+    # Updates from the traced events.
+
+    def on_exec(self, pid: int, ts_ns: int) -> None:
+        space = self._space(pid)
+        for m in list(space.live):
+            space.end(m, ts_ns)
+        self._touch(pid)
+        self.snapshot(pid, ts_ns)
+
+    def on_fork(self, parent: int, child: int, ts_ns: int) -> None:
+        for m in self._space(parent).live:
+            copy = Mapping(m.start, m.end, m.offset, m.path, m.build_id, ts_ns)
+            self.add(child, copy)
+
+    def on_mmap(
+        self, pid: int, ts_ns: int, addr: int, length: int, prot: int, fd: int
+    ) -> None:
+        """A successful mmap (`addr` is the address it returned)."""
+        if not prot & PROT_EXEC:
+            return
+        if fd >= 0:
+            self.snapshot(pid, ts_ns)  # the path is only known through /proc
+        else:
+            self.add(pid, Mapping(addr, addr + length, 0, ANON, None, ts_ns))
+
+    def on_munmap(self, pid: int, ts_ns: int, addr: int, length: int) -> None:
+        space = self._space(pid)
+        gone = [m for m in space.live if addr <= m.start and m.end <= addr + length]
+        for m in gone:
+            space.end(m, ts_ns)
+        if gone:
+            self._touch(pid)
+
+    # The recording.
+
+    def save(self, writer) -> None:
+        """Store every mapping ever seen with RecordingWriter.add_mapping."""
+        for pid in self.pids():
+            for m in self._spaces[pid].all:
+                writer.add_mapping(
+                    pid, _i64(m.start), _i64(m.end), m.offset, m.path, m.build_id,
+                    m.first_ns, m.last_ns,
+                )
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple]) -> ProcMaps:
+        """Rebuild from Recording.mappings() rows (pid, start, end, offset, path, build_id,
+        first_ns, last_ns)."""
+        maps = cls()
+        for pid, start, end, offset, path, build_id, first_ns, last_ns in rows:
+            mapping = Mapping(start % U64, end % U64, offset or 0, path or ANON, build_id,
+                              first_ns or 0)
+            mapping.last_ns = last_ns
+            maps._space(pid).add(mapping)
+            maps._touch(pid)
+        return maps
+
+    @classmethod
+    def from_maps_text(cls, pid: int, text: str, ts_ns: int = 0) -> ProcMaps:
+        """From a saved /proc/PID/maps text (tests, fixtures); build-ids read from the paths."""
+        maps = cls()
+        for mapping, _key in parse_maps(text):
+            mapping.first_ns = ts_ns
+            elf = None if mapping.path.startswith("[") or not mapping.path else open_elf(
+                mapping.path
+            )
+            mapping.build_id = elf.build_id if elf else None
+            maps.add(pid, mapping)
+        return maps
+
+
+def _i64(value: int) -> int:
+    """SQLite integers are signed: [vsyscall] and other top-half addresses wrap around."""
+    return value - U64 if value >= 1 << 63 else value
+
+
+def is_file(mapping: Mapping) -> bool:
+    """A mapping of a real file (not anonymous JIT code, [vdso] and the like)."""
+    return bool(mapping.path) and not mapping.path.startswith("[") and os.path.isabs(mapping.path)

@@ -1,0 +1,221 @@
+"""Addresses to names: ELF symbol tables (.symtab, .dynsym, and the separate debug file found
+by build-id or .gnu_debuglink), /tmp/perf-PID.map for JIT code, C++ and Rust demangling.
+
+An address without a symbol is shown as `module+0xVADDR` (the link-time address, what
+`addr2line -e module` takes), never dropped. Every unique address is resolved once, and the
+names of a batch of stacks are demangled with one `c++filt` run.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+import shutil
+import subprocess
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from heaptrace.elf import DEBUG_ROOT, ElfFile, open_debug_file, open_mapped
+from heaptrace.events import Frame
+from heaptrace.procmaps import ProcMaps, is_file
+from heaptrace.recording import Recording, RecordingWriter
+
+_RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
+
+
+def _rank(name: str) -> Tuple[int, int, str]:
+    """Among aliases at one address prefer the public spelling: `malloc` over
+    `__libc_malloc`, `clone3` over `__GI___clone3`."""
+    return (len(name) - len(name.lstrip("_")), len(name), name)
+
+
+class SymbolTable:
+    """The function symbols of one ELF file (with its debug file), sorted for bisection."""
+
+    def __init__(self, symbols: Iterable[Tuple[int, int, str]]) -> None:
+        sizes: Dict[int, int] = {}
+        names: Dict[int, str] = {}
+        for addr, size, name in symbols:
+            sizes[addr] = max(size, sizes.get(addr, 0))
+            if addr not in names or _rank(name) < _rank(names[addr]):
+                names[addr] = name
+        self.starts = sorted(names)
+        self.sizes = [sizes[a] for a in self.starts]
+        self.names = [names[a] for a in self.starts]
+
+    @classmethod
+    def of(cls, elf: ElfFile, debug: Optional[ElfFile]) -> SymbolTable:
+        symbols = elf.functions()
+        if debug is not None:
+            symbols += debug.functions()
+        return cls(symbols)
+
+    def lookup(self, vaddr: int) -> Optional[str]:
+        i = bisect.bisect(self.starts, vaddr) - 1
+        if i < 0:
+            return None
+        size = self.sizes[i]
+        nxt = self.starts[i + 1] if i + 1 < len(self.starts) else None
+        end = self.starts[i] + size if size else nxt
+        if end is None or vaddr < end:
+            return self.names[i]
+        return None
+
+
+def read_perf_map(path: str) -> SymbolTable:
+    """A perf JIT map: lines of `START SIZE NAME`, hexadecimal."""
+    symbols = []
+    try:
+        with open(path, errors="replace") as fh:
+            for line in fh:
+                parts = line.rstrip("\n").split(" ", 2)
+                if len(parts) == 3:
+                    try:
+                        symbols.append((int(parts[0], 16), int(parts[1], 16), parts[2]))
+                    except ValueError:
+                        continue
+    except OSError:
+        pass
+    return SymbolTable(symbols)
+
+
+def demangle(names: Sequence[str]) -> Dict[str, str]:
+    """Demangled spellings of C++ (_Z) and Rust (_ZN...h<hash>, _R) names, by one c++filt
+    run; names c++filt leaves alone, or all of them when it is missing, stay as they are."""
+    mangled = sorted({n for n in names if n.startswith(("_Z", "_R"))})
+    tool = shutil.which("c++filt")
+    if not mangled or tool is None:
+        return {}
+    out = subprocess.run(
+        [tool], input="\n".join(mangled) + "\n", capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    if len(out) != len(mangled):
+        return {}
+    return {m: _RUST_HASH.sub("", d) for m, d in zip(mangled, out) if d != m}
+
+
+class Symbolizer:
+    """Names for the addresses of the address spaces described by `maps`."""
+
+    def __init__(
+        self, maps: ProcMaps, debug_root: str = DEBUG_ROOT, perf_map_dir: str = "/tmp",
+        demangle_names: bool = True,
+    ) -> None:
+        self.maps = maps
+        self.debug_root = debug_root
+        self.perf_map_dir = perf_map_dir
+        self.demangle_names = demangle_names
+        self._tables: Dict[str, Optional[Tuple[ElfFile, SymbolTable]]] = {}
+        self._perf_maps: Dict[int, SymbolTable] = {}
+        self._resolved: Dict[Tuple[int, int], Tuple[str, Optional[str]]] = {}
+        self._demangled: Dict[str, str] = {}
+
+    def frame(self, pid: int, addr: int) -> Frame:
+        """The frame of the exact address `addr` (a pc, not a return address)."""
+        return self.stacks([(pid, [addr])], callers=False)[0][0]
+
+    def stack(self, pid: int, ips: Sequence[int]) -> List[Frame]:
+        """Frames of a leaf-first stack; return addresses are looked up one byte back, so a
+        call at the very end of a function still names that function."""
+        return self.stacks([(pid, ips)])[0]
+
+    def stacks(
+        self, stacks: Sequence[Tuple[int, Sequence[int]]], callers: bool = True
+    ) -> List[List[Frame]]:
+        """Frames of many (pid, ips) stacks at once: one demangler run for all of them."""
+        raw = [
+            [self._resolve_frame(pid, ip, callers and i > 0) for i, ip in enumerate(ips)]
+            for pid, ips in stacks
+        ]
+        self._demangle_new(name for frames in raw for name, _ in frames)
+        return [
+            [Frame(self._demangled.get(name, name), module, ip)
+             for (name, module), ip in zip(frames, ips)]
+            for frames, (_pid, ips) in zip(raw, stacks)
+        ]
+
+    def _demangle_new(self, names: Iterable[str]) -> None:
+        if not self.demangle_names:
+            return
+        new = [n for n in set(names) if n not in self._demangled]
+        found = demangle(new)
+        for name in new:
+            self._demangled[name] = found.get(name, name)
+
+    def _resolve_frame(self, pid: int, ip: int, is_return: bool) -> Tuple[str, Optional[str]]:
+        if is_return:
+            found = self._resolve(pid, ip - 1)
+            if found[1] is None or not found[0].startswith(f"{found[1]}+"):
+                return found
+            # No symbol one byte back: a signal trampoline (__restore_rt) is entered at
+            # the address pushed as "return address", not after a call.
+        return self._resolve(pid, ip)
+
+    def _resolve(self, pid: int, addr: int) -> Tuple[str, Optional[str]]:
+        key = (pid, addr)
+        hit = self._resolved.get(key)
+        if hit is None:
+            hit = self._resolved[key] = self._lookup(pid, addr)
+        return hit
+
+    def _lookup(self, pid: int, addr: int) -> Tuple[str, Optional[str]]:
+        mapping = self.maps.find(pid, addr)
+        if mapping is None or not is_file(mapping):
+            return self._lookup_jit(pid, addr, mapping.path if mapping else None)
+        module = os.path.basename(mapping.path)
+        loaded = self._table(mapping.path, mapping.build_id)
+        file_offset = addr - mapping.start + mapping.offset
+        if loaded is None:
+            return f"{module}+{file_offset:#x}", module
+        elf, table = loaded
+        vaddr = elf.offset_to_vaddr(file_offset)
+        vaddr = file_offset if vaddr is None else vaddr
+        return table.lookup(vaddr) or f"{module}+{vaddr:#x}", module
+
+    def _lookup_jit(self, pid: int, addr: int, path: Optional[str]) -> Tuple[str, Optional[str]]:
+        table = self._perf_maps.get(pid)
+        if table is None:
+            table = self._perf_maps[pid] = read_perf_map(f"{self.perf_map_dir}/perf-{pid}.map")
+        name = table.lookup(addr)
+        if name is not None:
+            return name, f"perf-{pid}.map"
+        module = path or None  # [vdso], [anon:...] or nothing at all
+        return (f"{module}+{addr:#x}" if module else f"{addr:#x}"), module
+
+    def _table(self, path: str, build_id: Optional[str]) -> Optional[Tuple[ElfFile, SymbolTable]]:
+        key = build_id or path
+        if key not in self._tables:
+            elf = open_mapped(path, build_id, self.debug_root)
+            self._tables[key] = None if elf is None else (
+                elf, SymbolTable.of(elf, open_debug_file(elf, self.debug_root))
+            )
+        return self._tables[key]
+
+
+def is_symbolized(frame: Frame) -> bool:
+    """False for the `module+0xVADDR` and bare-address names of frames with no symbol."""
+    if frame.name.startswith("0x"):
+        return False
+    return not (frame.module and frame.name.startswith(f"{frame.module}+0x"))
+
+
+def symbolize_stacks(
+    raw: Sequence[Tuple[int, Optional[int], Sequence[int]]], symbolizer: Symbolizer
+) -> Dict[int, List[Frame]]:
+    """Frames for Recording.raw_stacks() rows (id, pid, leaf-first ips), by stack id."""
+    rows = [(sid, pid or 0, ips) for sid, pid, ips in raw]
+    frames = symbolizer.stacks([(pid, ips) for _, pid, ips in rows])
+    return {sid: f for (sid, _, _), f in zip(rows, frames)}
+
+
+def symbolize_recording(path: str, debug_root: str = DEBUG_ROOT) -> Tuple[int, int, int]:
+    """(Re)write the frames of every stack of the recording at `path` from its raw addresses
+    and stored mappings; returns (stacks, frames, frames without a symbol)."""
+    with Recording(path) as rec:
+        raw, maps = rec.raw_stacks(), ProcMaps.from_rows(rec.mappings())
+    frames = symbolize_stacks(raw, Symbolizer(maps, debug_root=debug_root))
+    with RecordingWriter.open_existing(path) as writer:
+        for stack_id, stack in frames.items():
+            writer.set_stack_frames(stack_id, stack)
+    flat = [f for stack in frames.values() for f in stack]
+    return len(frames), len(flat), sum(not is_symbolized(f) for f in flat)

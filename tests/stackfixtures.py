@@ -1,0 +1,54 @@
+"""Loads the gdb-captured stack fixtures of tests/data/stacks (see capture.py there)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass
+from typing import List, Optional
+
+from heaptrace.procmaps import ProcMaps
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "stacks")
+PROGRAMS = ("chain", "chain-debugframe", "templates")
+
+
+@dataclass
+class Stop:
+    program: str
+    follow: str
+    syscall: str
+    pid: int
+    tid: int
+    ip: int
+    sp: int
+    bp: int
+    stack: bytes
+    maps_text: str
+    gdb_pcs: List[int]
+    gdb_names: List[Optional[str]]
+
+    def procmaps(self) -> ProcMaps:
+        return ProcMaps.from_maps_text(self.pid, self.maps_text)
+
+
+def load(program: str, follow: str = "parent", root: str = DATA) -> List[Stop]:
+    base = os.path.join(root, program)
+    with open(os.path.join(base, f"stops-{follow}.json")) as fh:
+        raw = json.load(fh)
+    return [_stop(program, follow, base, root, entry) for entry in raw]
+
+
+def _stop(program: str, follow: str, base: str, root: str, e: dict) -> Stop:
+    with open(os.path.join(base, e["stack"]), "rb") as fh:
+        stack = gzip.decompress(fh.read())
+    with open(os.path.join(base, e["maps"])) as fh:
+        maps_text = fh.read().replace("@BIN@", os.path.join(root, "bin"))
+    bt = e["gdb_bt"]
+    return Stop(program, follow, e["syscall"], e["pid"], e["tid"], e["ip"], e["sp"], e["bp"],
+                stack, maps_text, [f["pc"] for f in bt], [f["name"] for f in bt])
+
+
+def all_stops(root: str = DATA) -> List[Stop]:
+    return [s for p in PROGRAMS for f in ("parent", "child") for s in load(p, f, root)]

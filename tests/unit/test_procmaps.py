@@ -1,0 +1,93 @@
+"""Executable mappings over time: snapshots, fork, exec, munmap, and the recording."""
+
+from __future__ import annotations
+
+import os
+
+from heaptrace.elf import open_elf
+from heaptrace.procmaps import ANON, PROT_EXEC, Mapping, ProcMaps, parse_maps
+from heaptrace.recording import Recording, RecordingWriter
+from heaptrace.unwind.dwarf import Unwinder
+
+MAPS = """\
+555555554000-555555555000 r--p 00000000 fe:00 11 /usr/bin/prog
+555555555000-555555556000 r-xp 00001000 fe:00 11 /usr/bin/prog
+7ffff7dfa000-7ffff7f50000 r-xp 00026000 fe:00 22 /usr/lib/x86_64-linux-gnu/libc.so.6
+7ffff7fc8000-7ffff7fca000 r-xp 00000000 00:00 0 [vdso]
+7ffff0000000-7ffff0001000 rwxp 00000000 00:00 0
+7ffffffde000-7ffffffff000 rw-p 00000000 00:00 0 [stack]
+"""
+
+
+def test_parse_keeps_executable_mappings_only():
+    parsed = parse_maps(MAPS)
+    assert [m.path for m, _ in parsed] == [
+        "/usr/bin/prog", "/usr/lib/x86_64-linux-gnu/libc.so.6", "[vdso]", ANON]
+    prog, key = parsed[0]
+    assert (prog.start, prog.end, prog.offset, key) == (0x555555555000, 0x555555556000,
+                                                          0x1000, "fe:00:11")
+
+
+def test_snapshot_of_a_live_process_has_build_ids():
+    maps = ProcMaps()
+    assert maps.snapshot(os.getpid(), 1)
+    libc = next(m for m in maps.mappings(os.getpid()) if "libc.so" in m.path)
+    assert libc.build_id == open_elf(libc.path).build_id
+    assert maps.find(os.getpid(), libc.start + 16) is libc
+
+
+def test_snapshot_of_a_gone_process_is_refused():
+    assert not ProcMaps().snapshot(2**22 + 7, 1)
+
+
+def test_fork_copies_exec_replaces_and_history_stays():
+    maps = ProcMaps()
+    maps.add(1, Mapping(0x1000, 0x2000, 0, "/bin/a", "aa", first_ns=10))
+    maps.on_fork(1, 2, 20)
+    assert maps.find(2, 0x1800).path == "/bin/a"
+    maps.on_munmap(1, 30, 0x1000, 0x1000)
+    assert maps.find(1, 0x1800, ts_ns=15).path == "/bin/a"
+    assert maps.find(1, 0x1800, ts_ns=35) is None
+    assert maps.find(2, 0x1800).path == "/bin/a"  # the child's copy is its own
+
+
+def test_new_mapping_over_an_old_one_ends_it_and_bumps_generation():
+    maps = ProcMaps()
+    maps.add(1, Mapping(0x1000, 0x2000, 0, "/lib/old.so", None, first_ns=1))
+    gen = maps.generation(1)
+    maps.add(1, Mapping(0x1000, 0x3000, 0, "/lib/new.so", None, first_ns=5))
+    assert maps.generation(1) > gen
+    assert maps.find(1, 0x1800).path == "/lib/new.so"
+    assert maps.find(1, 0x1800, ts_ns=3).path == "/lib/old.so"
+
+
+def test_anonymous_exec_mmap_is_jit_code():
+    maps = ProcMaps()
+    maps.on_mmap(5, 1, 0x7000, 0x1000, PROT_EXEC | 0x3, -1)
+    maps.on_mmap(5, 1, 0x9000, 0x1000, 0x3, -1)  # not executable: ignored
+    assert maps.find(5, 0x7008).path == ANON
+    assert maps.find(5, 0x9008) is None
+
+
+def test_round_trip_through_a_recording(tmp_path):
+    maps = ProcMaps.from_maps_text(7, MAPS, ts_ns=3)
+    maps.on_munmap(7, 9, 0x7FFFF0000000, 0x1000)
+    path = str(tmp_path / "r.db")
+    with RecordingWriter(path) as writer:
+        maps.save(writer)
+    with Recording(path) as rec:
+        again = ProcMaps.from_rows(rec.mappings())
+    assert [(m.start, m.path, m.first_ns, m.last_ns) for m in again.mappings(7)] == [
+        (m.start, m.path, m.first_ns, m.last_ns) for m in maps.mappings(7)]
+    assert again.find(7, 0x7FFFF7DFA010).path.endswith("libc.so.6")
+
+
+def test_unwinder_refreshes_maps_for_an_unknown_pc():
+    maps = ProcMaps()  # nothing known about this process yet
+    with open("/proc/self/maps") as fh:
+        libc = next(m for m, _ in parse_maps(fh.read()) if "libc.so" in m.path)
+    stack = bytes(64)
+    cold = Unwinder(maps).walk(os.getpid(), libc.start + 0x100, 0x1000, 0, stack)
+    assert cold.stop == "bad-frame" and maps.mappings(os.getpid()) == []
+    Unwinder(maps, refresh=True).walk(os.getpid(), libc.start + 0x100, 0x1000, 0, stack)
+    assert maps.find(os.getpid(), libc.start + 0x100).path == libc.path
