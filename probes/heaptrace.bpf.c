@@ -168,6 +168,8 @@ struct copy_rec {
     u32 pid;
     u32 tid;
     u32 stack_len;
+    u32 gen;       /* the address space's exec generation the rules learned from it apply to */
+    u32 pad;
     u64 id;
     u64 ip;
     u64 sp;
@@ -181,7 +183,7 @@ struct copy_rec {
  * CFA - 8, and the caller's frame pointer at CFA + fp_off when fp_saved (x86_64). */
 struct rule_key {
     u32 tgid;
-    u32 pad;
+    u32 gen;  /* bumped at each exec: rules of an old image never apply to a new one */
     u64 pc;
 };
 
@@ -216,6 +218,7 @@ BPF_PERCPU_ARRAY(batches, struct call_batch, 1);
 BPF_PERCPU_ARRAY(walks, struct stack_rec, 1);
 BPF_PERCPU_ARRAY(copy_seq, u64, 1);
 BPF_HASH(rules, struct rule_key, struct rule, MAX_RULES);
+BPF_HASH(gens, u32, u32, MAX_PROCS);
 BPF_TABLE("lru_hash", u64, u8, sent_stacks, 65536);
 BPF_TABLE("lru_hash", struct rule_key, u64, copy_sent, 16384);
 BPF_PERCPU_ARRAY(proc_scratch, struct proc_rec, 1);
@@ -330,10 +333,16 @@ static __always_inline u32 copy_stack(struct copy_rec *rec, u64 sp)
 
 /* Walk the user stack with the learned per-PC rules. Returns 1 when it reached the outermost
  * frame (or could read no further), 0 when it met a PC with no rule yet (left in *unknown). */
+static __always_inline u32 gen_of(u32 tgid)
+{
+    u32 *gen = gens.lookup(&tgid);
+    return gen ? *gen : 0;
+}
+
 static __always_inline int walk_stack(u32 tgid, struct pt_regs *regs, struct stack_rec *w,
                                       u64 *unknown)
 {
-    struct rule_key key = {.tgid = tgid};
+    struct rule_key key = {.tgid = tgid, .gen = gen_of(tgid)};
     u64 pc = REG_IP(regs), sp = REG_SP(regs), fp = REG_FP(regs);
     w->n = 0;
     for (int i = 0; i < MAX_FRAMES; i++) {
@@ -374,7 +383,8 @@ static __always_inline u64 hash_stack(struct stack_rec *w, u32 tgid)
 static __always_inline u64 send_copy(struct pt_regs *regs, u32 tgid, u32 tid, u64 unknown)
 {
 #if STACK_BYTES > 0
-    struct rule_key key = {.tgid = tgid, .pc = unknown};
+    u32 gen = gen_of(tgid);
+    struct rule_key key = {.tgid = tgid, .gen = gen, .pc = unknown};
     u64 now = bpf_ktime_get_ns();
     u64 *last = copy_sent.lookup(&key);
     if (last && now - *last < RELEARN_NS)
@@ -388,6 +398,7 @@ static __always_inline u64 send_copy(struct pt_regs *regs, u32 tgid, u32 tid, u6
     rec->type = REC_COPY;
     rec->pid = tgid;
     rec->tid = tid;
+    rec->gen = gen;
     rec->id = STACK_COPIED | ((u64)cpu << 40) | (*seq)++;
     rec->ip = REG_IP(regs);
     rec->sp = REG_SP(regs);
@@ -597,6 +608,9 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         return 0;
     *state = STATE_ACTIVE;
     breaks.delete(&tgid); /* a new address space: its first brk answer is the new base */
+    u32 *gen = gens.lookup(&tgid);
+    u32 next = gen ? *gen + 1 : 1;
+    gens.update(&tgid, &next);
     struct proc_rec *rec = proc_record(REC_EXEC, tgid);
     if (!rec)
         return 0;
@@ -622,6 +636,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 #endif
     traced.delete(&tgid);
     breaks.delete(&tgid);
+    gens.delete(&tgid);
     struct proc_rec *rec = proc_record(REC_EXIT, tgid);
     if (!rec)
         return 0;

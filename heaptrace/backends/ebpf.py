@@ -35,7 +35,7 @@ COUNTERS = ("lost", "stack_short", "stack_fail", "procs_full", "stacks_walked", 
 BATCH_HEADER = struct.Struct("<IIQ")
 CALL_REC = struct.Struct("<IIQIi6qqqQQ")
 STACK_REC = struct.Struct(f"<IIIIQ{MAX_FRAMES}Q")
-COPY_HEADER = struct.Struct("<IIIIQQQQQ")
+COPY_HEADER = struct.Struct("<IIIIIIQQQQQ")
 PROC_REC = struct.Struct("<IIQIi16s256s")
 CAP_PERFMON, CAP_BPF, CAP_SYS_ADMIN = 38, 39, 21
 GROUP_DEAD_FORMAT = "/sys/kernel/tracing/events/sched/sched_process_exit/format"
@@ -134,9 +134,9 @@ def parse_record(data: bytes) -> List[Record]:
         _, pid, n, _complete, h, *ips = STACK_REC.unpack_from(data)
         return [WalkedStack(STACK_WALKED | (h >> 1), pid, tuple(ips[:n]))]
     if rec_type == REC_COPY:
-        _, pid, tid, length, ref, ip, sp, fp, lr = COPY_HEADER.unpack_from(data)
+        _, pid, tid, length, gen, _, ref, ip, sp, fp, lr = COPY_HEADER.unpack_from(data)
         stack = data[COPY_HEADER.size: COPY_HEADER.size + length]
-        return [StackCopy(ref, pid, tid, ip, sp, fp, lr, stack)]
+        return [StackCopy(ref, pid, tid, ip, sp, fp, lr, stack, gen)]
     if rec_type in (REC_FORK, REC_EXEC, REC_EXIT):
         _, pid, ts, ppid, _code, comm, filename = PROC_REC.unpack_from(data)
         what = {REC_FORK: "fork", REC_EXEC: "exec", REC_EXIT: "exit"}[rec_type]

@@ -47,6 +47,7 @@ class StackCopy:
     fp: int
     lr: int
     stack: bytes
+    gen: int = 0  # exec generation of the address space, for rules learned from this copy
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,14 @@ class Unwinder:
             pc = ra if signal else ra - 1  # a return address may be past a noreturn call
         return Walk(ips, MAX_DEPTH)
 
+    def rule_at(self, pid: int, pc: int) -> Union[Rule, str]:
+        """The (cached) rule for one pc: a Rule, or NO_CFI, UNMAPPED or AT_ENTRY."""
+        rules = self._rules_of(pid)
+        rule = rules.get(pc)
+        if rule is None:
+            rule = rules[pc] = self._lookup(pid, pc)
+        return rule
+
     def _step(
         self, rule: Union[Rule, str], regs: List[Optional[int]], read: Reader
     ) -> Tuple[List[Optional[int]], bool]:

@@ -1,0 +1,72 @@
+"""Per-PC unwinding rules in the simple form the BPF program can apply by itself.
+
+User space unwinds the first copy of a stack with the full CFI machinery; the rules it met on
+the way, when they only say "CFA = sp or fp + k, return address at CFA-8, fp saved at CFA+m
+(or unchanged)", are handed to the probe. From then on the probe walks that call path itself
+and sends only the addresses, which is what keeps stacks whole at high event rates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple, Union
+
+from heaptrace.unwind.cfi import OFFSET, RA, UNDEFINED, Rule
+from heaptrace.unwind.dwarf import AT_ENTRY, NO_CFI, RBP, RSP, Unwinder, Walk
+
+CFA_SP, CFA_FP = 0, 1
+
+
+@dataclass(frozen=True)
+class StepRule:
+    """CFA = (sp if cfa_reg == CFA_SP else fp) + cfa_off; return address at CFA - 8; the
+    caller's fp at CFA + fp_off when fp_saved; `end`: the outermost frame."""
+
+    cfa_reg: int = CFA_SP
+    cfa_off: int = 0
+    fp_saved: bool = False
+    fp_off: int = 0
+    end: bool = False
+
+
+OUTERMOST = StepRule(end=True)
+# Where no CFI covers the pc, the unwinder takes a frame-pointer step: the same in BPF.
+FRAME_POINTER = StepRule(CFA_FP, 16, True, -16)
+
+
+def step_rule(rule: Union[Rule, str]) -> Optional[StepRule]:
+    """The BPF form of a rule, or None when only the full unwinder can apply it."""
+    if rule is AT_ENTRY:
+        return OUTERMOST
+    if rule is NO_CFI:
+        return FRAME_POINTER
+    if not isinstance(rule, Rule) or rule.signal or rule.cfa_expr is not None:
+        return None
+    if rule.cfa_reg not in (RSP, RBP):
+        return None
+    saved = {reg: (kind, arg) for reg, kind, arg in rule.saved}
+    if saved.get(RA, (None,))[0] == UNDEFINED:
+        return OUTERMOST
+    if saved.get(RA) != (OFFSET, -8):
+        return None
+    fp = saved.get(RBP)
+    if fp is not None and fp[0] != OFFSET:
+        return None
+    cfa_reg = CFA_SP if rule.cfa_reg == RSP else CFA_FP
+    return StepRule(cfa_reg, rule.cfa_off, fp is not None, fp[1] if fp else 0)
+
+
+def rules_along(unwinder: Unwinder, pid: int, walk: Walk) -> List[Tuple[int, StepRule]]:
+    """(pc as the probe sees it, rule) for every frame of a walk that BPF can step over.
+
+    The probe looks rules up by the leaf's ip and by raw return addresses; the unwinder keyed
+    them by the call instruction (return address - 1)."""
+    found = []
+    for i, pc in enumerate(walk.ips):
+        rule = step_rule(unwinder.rule_at(pid, pc if i == 0 else pc - 1))
+        if rule is None:
+            break  # the probe could not get past this frame anyway
+        found.append((pc, rule))
+        if rule.end:
+            break
+    return found
