@@ -1,7 +1,9 @@
 """One module per subcommand; each parses its options and calls one function."""
 
+from heaptrace.commands.diff import diff
 from heaptrace.commands.doctor import doctor
+from heaptrace.commands.flame import flame
 from heaptrace.commands.histogram import histogram
 from heaptrace.commands.run import run
 
-COMMANDS = [run, histogram, doctor]
+COMMANDS = [run, histogram, flame, diff, doctor]
