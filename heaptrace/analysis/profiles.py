@@ -6,6 +6,7 @@ or with `at` set, the bytes retained at exit or at peak.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -36,7 +37,7 @@ def is_recording(path: str) -> bool:
 
 def load_profile(path: str, sel: Selection, at: Optional[str] = None) -> Profile:
     """A recording (selection applied) or a folded file (read as is)."""
-    if not is_recording(path):
+    if os.path.isfile(path) and not is_recording(path):
         with open(path, encoding="utf-8", errors="replace") as f:
             folded = parse_folded(f, path)
         return Profile(folded, f"{human(sum(folded.values()))} in {len(folded):,} stacks")

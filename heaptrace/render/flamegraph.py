@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Dict, Iterable, List, Mapping, Optional, TextIO, Tuple, Union
+from itertools import accumulate
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, TextIO, Tuple, Union
 
 from heaptrace.errors import UsageError
 from heaptrace.render.palettes import (
@@ -79,31 +80,6 @@ class FlameGraph:
         return bool(self.frames) and self.frames[0].delta is not None
 
 
-class _Node:
-    __slots__ = ("children", "value", "other")
-
-    def __init__(self) -> None:
-        self.children: Dict[str, _Node] = {}
-        self.value = 0  # the width
-        self.other = 0  # differential: the count of the other profile
-
-
-def _tree(items: Iterable[Tuple[Stack, int, int]]) -> _Node:
-    root = _Node()
-    for stack, value, other in items:
-        node = root
-        node.value += value
-        node.other += other
-        for name in stack:
-            child = node.children.get(name)
-            if child is None:
-                child = node.children[name] = _Node()
-            child.value += value
-            child.other += other
-            node = child
-    return root
-
-
 def min_count(opts: FlameOptions, total: int) -> float:
     """--minwidth (pixels or "N%" of the drawing width) converted to bytes."""
     text = str(opts.minwidth).strip()
@@ -116,48 +92,79 @@ def min_count(opts: FlameOptions, total: int) -> float:
 
 
 class _Layout:
-    """Walks the tree, widest-first never: children in name order as flamegraph.pl sorts."""
+    """Lays out sorted stacks without building a tree: the stacks under one frame are a
+    contiguous run of the sorted list, so a frame's bytes are a difference of prefix sums,
+    and runs too narrow to draw are never looked into (that is what keeps 100k stacks fast).
+    Siblings come in name order, as flamegraph.pl sorts them."""
 
-    def __init__(self, graph: FlameGraph, threshold: float, delta_sign: Optional[int]) -> None:
+    def __init__(self, graph: FlameGraph, items: List[Tuple[Stack, int, int]],
+                 sign: Optional[int]) -> None:
+        items.sort(key=lambda item: item[0])
         self.graph = graph
-        self.threshold = threshold
-        self.sign = delta_sign  # None: not differential; else delta = sign * (value - other)
+        self.stacks = [stack for stack, _, _ in items]
+        self.values = list(accumulate((v for _, v, _ in items), initial=0))
+        self.others = list(accumulate((o for _, _, o in items), initial=0))
+        self.sign = sign  # None: not differential; else delta = sign * (value - other)
+        self.threshold = 0.0
 
-    def delta(self, node: _Node) -> Optional[int]:
-        return None if self.sign is None else self.sign * (node.value - node.other)
+    def span(self, lo: int, hi: int) -> Tuple[int, Optional[int]]:
+        """Bytes of stacks lo..hi, and their change in a differential graph."""
+        value = self.values[hi] - self.values[lo]
+        if self.sign is None:
+            return value, None
+        return value, self.sign * (value - (self.others[hi] - self.others[lo]))
 
-    def run(self, root: _Node) -> None:
-        self.graph.frames.append(FrameRect(ROOT, 0, 0, root.value, self.delta(root)))
-        todo = [(root, 0, 0)]
+    def run(self, opts: FlameOptions) -> None:
+        value, delta = self.span(0, len(self.stacks))
+        self.graph.total = value
+        self.threshold = min_count(opts, value)
+        self.graph.frames.append(FrameRect(ROOT, 0, 0, value, delta))
+        todo = [(0, len(self.stacks), 0, 0)]
         while todo:
-            node, depth, start = todo.pop()
-            todo.extend(self.children(node, depth + 1, start))
+            todo.extend(self.children(*todo.pop()))
 
-    def children(self, node: _Node, depth: int, start: int) -> List[Tuple[_Node, int, int]]:
-        drawn, narrow = [], []
-        for name in sorted(node.children):
-            child = node.children[name]
-            if child.value >= self.threshold and child.value > 0:
-                self.add(FrameRect(name, depth, start, child.value, self.delta(child)))
-                drawn.append((child, depth, start))
-                start += child.value
-            elif child.value > 0:
-                narrow.append(child)
-        self.merge(narrow, depth, start)
+    def groups(self, lo: int, hi: int, index: int) -> Iterator[Tuple[str, int, int]]:
+        """(name, lo, hi) of each child: stacks lo..hi share their frame at `index`.
+        Stacks that end at the parent sort first and are skipped."""
+        stacks = self.stacks
+        while lo < hi and len(stacks[lo]) <= index:
+            lo += 1
+        while lo < hi:
+            name, end = stacks[lo][index], lo + 1
+            while end < hi and stacks[end][index] == name:
+                end += 1
+            yield name, lo, end
+            lo = end
+
+    def children(self, lo: int, hi: int, depth: int, start: int) -> List[Tuple[int, ...]]:
+        drawn, narrow, narrow_lo_hi = [], 0, []
+        for name, a, b in self.groups(lo, hi, depth):
+            value, delta = self.span(a, b)
+            if value >= self.threshold and value > 0:
+                self.add(FrameRect(name, depth + 1, start, value, delta))
+                drawn.append((a, b, depth + 1, start))
+                start += value
+            elif value > 0:
+                narrow += 1
+                narrow_lo_hi.append((a, b))
+        self.merge(narrow, narrow_lo_hi, depth + 1, start)
         return drawn
 
-    def merge(self, narrow: List[_Node], depth: int, start: int) -> None:
-        self.graph.merged += len(narrow)
-        value = sum(n.value for n in narrow)
-        if narrow and value >= self.threshold:
-            delta = None if self.sign is None else sum(self.delta(n) for n in narrow)
-            name = f"[{len(narrow)} narrow frames]"
-            self.add(FrameRect(name, depth, start, value, delta, merged=len(narrow)))
+    def merge(self, count: int, runs: List[Tuple[int, int]], depth: int, start: int) -> None:
+        """One grey box for the children too narrow to draw, if together they are wide
+        enough; either way they are counted for the subtitle."""
+        self.graph.merged += count
+        spans = [self.span(a, b) for a, b in runs]
+        value = sum(v for v, _ in spans)
+        if count and value >= self.threshold:
+            delta = None if self.sign is None else sum(d for _, d in spans)
+            name = f"[{count} narrow frames]"
+            self.add(FrameRect(name, depth, start, value, delta, merged=count))
 
     def add(self, frame: FrameRect) -> None:
         self.graph.frames.append(frame)
         self.graph.depth = max(self.graph.depth, frame.depth)
-        if frame.delta is not None and frame.depth > 0:
+        if frame.delta is not None:
             self.graph.max_delta = max(self.graph.max_delta, abs(frame.delta))
 
 
@@ -176,14 +183,11 @@ def build(
             items.append((ordered, count, 0))
     items = [(s, max(v, 0), max(o, 0)) for s, v, o in items if v > 0 or o > 0]
     graph = FlameGraph(opts)
-    root = _tree(items)
-    graph.total = root.value
-    if root.value <= 0:
-        graph.message = "No stacks to show: the selection holds no bytes"
-        return graph
     is_diff = any(isinstance(c, tuple) for c in profile.values())
-    sign = (-1 if opts.negate else 1) if is_diff else None
-    _Layout(graph, min_count(opts, root.value), sign).run(root)
+    _Layout(graph, items, (-1 if opts.negate else 1) if is_diff else None).run(opts)
+    if graph.total <= 0:
+        graph.frames = []
+        graph.message = "No stacks to show: the selection holds no bytes"
     return graph
 
 

@@ -15,7 +15,7 @@ from heaptrace.errors import ImportFormatError
 
 Stack = Tuple[str, ...]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # incl. Unicode line breaks
 # flamegraph.pl reads the last number on a line as the count and, if the rest also ends in
 # a number, takes that for the "before" column of a differential line: a frame that ends in
 # blank + digits would be misread, so that blank becomes "_".
@@ -68,12 +68,12 @@ def write_diff(pairs: Mapping[Stack, Tuple[int, int]], out: TextIO) -> None:
 
 
 def parse_folded(lines: Iterable[str], path: str = "<folded>") -> Dict[Stack, int]:
-    """Read single-count folded lines (blank lines and # comments skipped); duplicate stacks
-    add up. Fractional counts (some collapsers write them) are rounded."""
+    """Read single-count folded lines (blank lines skipped); duplicate stacks add up.
+    Fractional counts (some collapsers write them) are rounded."""
     folded: Dict[Stack, int] = {}
     for number, line in enumerate(lines, 1):
         line = line.rstrip("\r\n")
-        if not line.strip() or line.startswith("#"):
+        if not line.strip():
             continue
         match = _LINE.match(line)
         if match is None or match.group(3) is not None or not match.group(1):
