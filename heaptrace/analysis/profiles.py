@@ -12,7 +12,7 @@ from typing import List, Optional
 
 from heaptrace.analysis.retained import retained
 from heaptrace.analysis.stacks import Folded, Selection, fold, run_start_ns
-from heaptrace.errors import RecordingError
+from heaptrace.errors import RecordingError, UsageError
 from heaptrace.recording import Recording
 from heaptrace.render.folded import parse_folded
 from heaptrace.units import human
@@ -38,6 +38,9 @@ def is_recording(path: str) -> bool:
 def load_profile(path: str, sel: Selection, at: Optional[str] = None) -> Profile:
     """A recording (selection applied) or a folded file (read as is)."""
     if os.path.isfile(path) and not is_recording(path):
+        if at is not None or sel != Selection(process_names=sel.process_names):
+            raise UsageError(f"{path} is a folded file: --event, --retained, --at, --pid, "
+                             "--from and --to apply to recordings only")
         with open(path, encoding="utf-8", errors="replace") as f:
             folded = parse_folded(f, path)
         return Profile(folded, f"{human(sum(folded.values()))} in {len(folded):,} stacks")

@@ -100,6 +100,8 @@ class ProcessNames:
         self._by_pid: Dict[int, Tuple[List[int], List[str]]] = {}
         for pid, _ppid, comm, start_ns, *_rest in rows:
             starts, names = self._by_pid.setdefault(pid, ([], []))
+            if start_ns is None and starts:
+                continue  # an image whose start is unknown cannot be placed in time
             starts.append(start_ns or 0)
             names.append(comm or f"[pid {pid}]")
 

@@ -87,3 +87,9 @@ def test_errors_are_one_line(tmp_path, recording):
     assert wrong.returncode == 1 and f"{bad}:1:" in wrong.stderr
     usage = heaptrace("flame", recording, "--retained", "--event", "munmap", check=False)
     assert usage.returncode == 2 and "--retained shows allocations" in usage.stderr
+    good = tmp_path / "good.folded"
+    good.write_text("a;b 1\n")
+    folded_usage = heaptrace("flame", str(good), "--retained", check=False)
+    assert folded_usage.returncode == 2 and "is a folded file" in folded_usage.stderr
+    minwidth = heaptrace("flame", recording, "--minwidth", "wide", check=False)
+    assert minwidth.returncode == 2 and "--minwidth" in minwidth.stderr
