@@ -245,10 +245,10 @@ class _Geometry:
 
     @staticmethod
     def subtitle(graph: FlameGraph) -> str:
-        note = ""
+        note, minwidth = "", str(graph.options.minwidth)
         if graph.merged:
-            note = (f"{graph.merged:,} frames narrower than {graph.options.minwidth} px "
-                    "merged into grey boxes")
+            unit = "" if minwidth.endswith("%") else " px"
+            note = f"{graph.merged:,} frames narrower than {minwidth}{unit} merged into grey boxes"
         return "; ".join(t for t in (graph.options.subtitle, note) if t)
 
     def y(self, depth: int) -> float:
@@ -302,7 +302,7 @@ def template_values(graph: FlameGraph, geo: _Geometry) -> Dict[str, str]:
         "width": str(opts.width), "height": str(geo.height), "xpad": str(XPAD),
         "fontsize": f"{opts.fontsize:g}", "titlesize": f"{opts.fontsize + 5:g}",
         "fontwidth": f"{opts.fontwidth:g}", "inverted": "1" if opts.inverted else "0",
-        "frameheight": str(opts.height), "searchcolor": SEARCH_FILL,
+        "searchcolor": SEARCH_FILL,
         "nametype": escape(opts.nametype), "bgtop": bg_top, "bgbottom": bg_bottom,
         "center": f"{opts.width / 2:g}", "title_y": f"{opts.fontsize * 2:g}",
         "subtitle_y": f"{opts.fontsize * 4:g}",
