@@ -11,7 +11,7 @@ fi
 kver=$(uname -r)
 export DEBIAN_FRONTEND=noninteractive
 
-pkgs=(bpfcc-tools python3-bpfcc python3-venv python3-pip gcc g++ make strace sqlite3 libc6-dbg)
+pkgs=(bpfcc-tools python3-bpfcc python3-venv python3-pip gcc g++ make strace sqlite3 libc6-dbg chromium)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -1,8 +1,10 @@
 """One module per subcommand; each parses its options and calls one function."""
 
+from heaptrace.commands.diff import diff
 from heaptrace.commands.doctor import doctor
+from heaptrace.commands.flame import flame
 from heaptrace.commands.histogram import histogram
 from heaptrace.commands.run import run
 from heaptrace.commands.symbolize import symbolize
 
-COMMANDS = [run, histogram, doctor, symbolize]
+COMMANDS = [run, histogram, flame, diff, symbolize, doctor]

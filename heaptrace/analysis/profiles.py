@@ -1,0 +1,75 @@
+"""One folded profile from a recording or a folded file, with a line saying what it shows.
+
+This is what `heaptrace flame` and `heaptrace diff` draw: the growth (or one kind) per stack,
+or with `at` set, the bytes retained at exit or at peak.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import List, Optional
+
+from heaptrace.analysis.retained import retained
+from heaptrace.analysis.stacks import Folded, Selection, fold, run_start_ns
+from heaptrace.errors import RecordingError, UsageError
+from heaptrace.recording import Recording
+from heaptrace.render.folded import parse_folded
+from heaptrace.units import human
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+KIND_LABELS = {"growth": "growth (brk+mmap+mremap)", "all": "brk+mmap+munmap+mremap"}
+
+
+@dataclass
+class Profile:
+    folded: Folded
+    description: str  # for the subtitle: what was selected, how much
+
+
+def is_recording(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except OSError as exc:
+        raise RecordingError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def load_profile(path: str, sel: Selection, at: Optional[str] = None) -> Profile:
+    """A recording (selection applied) or a folded file (read as is)."""
+    if os.path.isfile(path) and not is_recording(path):
+        if at is not None or sel != Selection(process_names=sel.process_names):
+            raise UsageError(f"{path} is a folded file: --event, --retained, --at, --pid, "
+                             "--from and --to apply to recordings only")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            folded = parse_folded(f, path)
+        return Profile(folded, f"{human(sum(folded.values()))} in {len(folded):,} stacks")
+    with Recording(path) as rec:
+        if at is None:
+            folded = fold(rec, sel)
+            return Profile(folded, describe(rec, sel, folded))
+        result = retained(rec, sel, at)
+        parts = [describe(rec, sel, result.folded, f"held at {at}")]
+        if result.moment_ns is not None:
+            parts.append(f"peak {(result.moment_ns - run_start_ns(rec)) / 1e9:.3f} s into the run")
+        if result.unmatched:
+            parts.append(f"{human(result.unmatched)} released that no traced call allocated")
+        return Profile(result.folded, "; ".join(parts))
+
+
+def describe(rec: Recording, sel: Selection, folded: Folded, what: str = "") -> str:
+    """E.g. "growth (brk+mmap+mremap) of pid 42: 12.3 MiB in 57 stacks"."""
+    words: List[str] = [what or KIND_LABELS.get(sel.kind, sel.kind)]
+    if what and sel.kind != "growth":
+        words.append(f"({sel.kind})")
+    if sel.pid is not None:
+        words.append(f"of pid {sel.pid}")
+    if sel.start_s is not None or sel.end_s is not None:
+        words.append(f"from {sel.start_s or 0:g} s to {_end(sel)}")
+    text = f"{' '.join(words)}: {human(sum(folded.values()))} in {len(folded):,} stacks"
+    lost = int(rec.meta().get("lost_events", 0) or 0)
+    return text + (f"; {lost:,} events lost, some stacks missing" if lost else "")
+
+
+def _end(sel: Selection) -> str:
+    return "the end" if sel.end_s is None else f"{sel.end_s:g} s"

@@ -1,0 +1,152 @@
+"""Per-stack sums: choose events from a recording and fold them into root-first stacks.
+
+A folded profile is a mapping {root-first tuple of frame names: bytes}. It is the boundary
+between analysis and rendering (see docs/folded.md): the flame graph, the folded text and
+the differential view all start from one.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from heaptrace.errors import UsageError
+from heaptrace.events import GROWTH_KINDS, KINDS, Event, Frame
+from heaptrace.recording import Recording
+
+Stack = Tuple[str, ...]
+Folded = Dict[Stack, int]
+# Who allocated some bytes: (pid, ts_ns, stack_id, kind). Retained bytes keep it.
+Owner = Tuple[int, int, Optional[int], str]
+
+EVENT_CHOICES = ("growth", "brk", "mmap", "munmap", "mremap", "all")
+NO_STACK = "[no stack]"
+UNKNOWN_FRAME = "[unknown]"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which events a view covers. Times are seconds into the run (meta "start_ns")."""
+
+    kind: str = "growth"
+    pid: Optional[int] = None
+    start_s: Optional[float] = None
+    end_s: Optional[float] = None
+    process_names: bool = True
+
+
+def kinds_for(kind: str) -> Tuple[str, ...]:
+    """The syscall kinds an --event choice stands for."""
+    if kind == "growth":
+        return GROWTH_KINDS
+    if kind == "all":
+        return KINDS
+    if kind in KINDS:
+        return (kind,)
+    raise UsageError(f"unknown event kind {kind!r} (choose from {', '.join(EVENT_CHOICES)})")
+
+
+def counted_bytes(event: Event) -> int:
+    """Bytes an event adds to a flame graph: its size when positive. Shrinks (brk going
+    down, mremap to a smaller size) and failed calls have no positive width to draw."""
+    return event.size if event.size > 0 else 0
+
+
+def run_start_ns(rec: Recording) -> int:
+    """Origin of --from/--to: the run's start, else the first event (imported files)."""
+    start = rec.meta().get("start_ns")
+    if isinstance(start, (int, float)):
+        return int(start)
+    first = next(rec.events(), None)
+    return first.ts_ns if first is not None else 0
+
+
+def time_window(rec: Recording, sel: Selection) -> Tuple[Optional[int], Optional[int]]:
+    """--from/--to as absolute ts_ns bounds (None = open)."""
+    if sel.start_s is None and sel.end_s is None:
+        return None, None
+    if sel.start_s is not None and sel.end_s is not None and sel.start_s > sel.end_s:
+        raise UsageError(f"--from {sel.start_s} is after --to {sel.end_s}")
+    origin = run_start_ns(rec)
+    lo = None if sel.start_s is None else origin + int(sel.start_s * 1e9)
+    hi = None if sel.end_s is None else origin + int(sel.end_s * 1e9)
+    return lo, hi
+
+
+def in_window(ts_ns: int, lo: Optional[int], hi: Optional[int]) -> bool:
+    return (lo is None or ts_ns >= lo) and (hi is None or ts_ns <= hi)
+
+
+def select_events(rec: Recording, sel: Selection) -> Iterator[Event]:
+    """Events of the selected kinds, process and time window, in time order."""
+    lo, hi = time_window(rec, sel)
+    for event in rec.events(kinds_for(sel.kind), sel.pid):
+        if in_window(event.ts_ns, lo, hi):
+            yield event
+
+
+def frame_names(frames: Sequence[Frame]) -> Stack:
+    """Root-first names of a leaf-first stack; a frame without a name is "[unknown]"."""
+    if not frames:
+        return (NO_STACK,)
+    return tuple(f.name or UNKNOWN_FRAME for f in reversed(frames))
+
+
+class ProcessNames:
+    """The comm of a pid at a given time: a pid that execs gets a new processes row."""
+
+    def __init__(self, rows: Iterable[tuple]) -> None:
+        self._by_pid: Dict[int, Tuple[List[int], List[str]]] = {}
+        for pid, _ppid, comm, start_ns, *_rest in rows:
+            starts, names = self._by_pid.setdefault(pid, ([], []))
+            if start_ns is None and starts:
+                continue  # an image whose start is unknown cannot be placed in time
+            starts.append(start_ns or 0)
+            names.append(comm or f"[pid {pid}]")
+
+    def name(self, pid: int, ts_ns: int) -> str:
+        starts, names = self._by_pid.get(pid, ((), ()))
+        if not names:
+            return f"[pid {pid}]"
+        return names[max(bisect_right(starts, ts_ns) - 1, 0)]
+
+    def exec_times(self) -> Dict[int, List[int]]:
+        """Per pid, the start of every image after the first: the moments it called exec."""
+        return {pid: starts[1:] for pid, (starts, _) in self._by_pid.items() if len(starts) > 1}
+
+
+class Folder:
+    """Accumulates bytes per root-first stack, naming each (pid, stack) once."""
+
+    def __init__(self, rec: Recording, process_names: bool = True) -> None:
+        self._stacks = {sid: frame_names(frames) for sid, frames in rec.stacks().items()}
+        self._procs = ProcessNames(rec.processes()) if process_names else None
+        self.folded: Folded = {}
+
+    def key(self, pid: int, ts_ns: int, stack_id: Optional[int]) -> Stack:
+        names = self._stacks.get(stack_id, (NO_STACK,)) if stack_id is not None else (NO_STACK,)
+        if self._procs is None:
+            return names
+        return (self._procs.name(pid, ts_ns),) + names
+
+    def add(self, owner: Owner, nbytes: int) -> None:
+        if nbytes <= 0:
+            return
+        key = self.key(owner[0], owner[1], owner[2])
+        self.folded[key] = self.folded.get(key, 0) + nbytes
+
+
+def fold(rec: Recording, sel: Selection) -> Folded:
+    """Bytes of the selected events per root-first stack."""
+    folder = Folder(rec, sel.process_names)
+    for e in select_events(rec, sel):
+        folder.add((e.pid, e.ts_ns, e.stack_id, e.kind), counted_bytes(e))
+    return folder.folded
+
+
+def differential(
+    before: Mapping[Stack, int], after: Mapping[Stack, int]
+) -> Dict[Stack, Tuple[int, int]]:
+    """{stack: (before, after)} over the union of both profiles, as difffolded.pl pairs them."""
+    return {s: (before.get(s, 0), after.get(s, 0)) for s in set(before) | set(after)}

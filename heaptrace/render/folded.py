@@ -1,0 +1,83 @@
+"""Folded ("collapsed") stacks: writing them, and reading them back. Format: docs/folded.md.
+
+One line per unique stack, frames root first joined by ";", a space, a non-negative integer:
+    pkgin;main;pkg_install;xmalloc 1052672
+Differential lines carry two counts, before and after, as FlameGraph's difffolded.pl prints:
+    pkgin;main;pkg_install;xmalloc 1052672 4096
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, Iterable, Mapping, TextIO, Tuple
+
+from heaptrace.errors import ImportFormatError
+
+Stack = Tuple[str, ...]
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # incl. Unicode line breaks
+# flamegraph.pl reads the last number on a line as the count and, if the rest also ends in
+# a number, takes that for the "before" column of a differential line: a frame that ends in
+# blank + digits would be misread, so that blank becomes "_".
+_TRAILING_NUMBER = re.compile(r"\s+(\d+(?:\.\d*)?)$")
+_LINE = re.compile(r"^(.*?)\s+(\d+(?:\.\d*)?)(?:\s+(\d+(?:\.\d*)?))?\s*$")
+
+
+def clean_frame(name: str) -> str:
+    """A frame name made safe for one folded line: no ";", no line breaks or other control
+    characters, not empty, not ending in blank + number."""
+    name = _CONTROL.sub(" ", name.replace(";", ":")).strip()
+    if not name:
+        return "[unknown]"
+    return _TRAILING_NUMBER.sub(r"_\1", name)
+
+
+def stack_text(stack: Stack) -> str:
+    return ";".join(clean_frame(f) for f in stack)
+
+
+def folded_lines(folded: Mapping[Stack, int]) -> Iterable[str]:
+    """Sorted `a;b;c N` lines; stacks with no bytes are left out."""
+    merged: Dict[str, int] = {}
+    for stack, count in folded.items():
+        if count > 0:
+            text = stack_text(stack)
+            merged[text] = merged.get(text, 0) + int(count)
+    return (f"{text} {count}" for text, count in sorted(merged.items()))
+
+
+def diff_lines(pairs: Mapping[Stack, Tuple[int, int]]) -> Iterable[str]:
+    """Sorted `a;b;c BEFORE AFTER` lines, as difffolded.pl writes them."""
+    merged: Dict[str, Tuple[int, int]] = {}
+    for stack, (before, after) in pairs.items():
+        if before > 0 or after > 0:
+            text = stack_text(stack)
+            b, a = merged.get(text, (0, 0))
+            merged[text] = (b + max(before, 0), a + max(after, 0))
+    return (f"{text} {b} {a}" for text, (b, a) in sorted(merged.items()))
+
+
+def write_folded(folded: Mapping[Stack, int], out: TextIO) -> None:
+    for line in folded_lines(folded):
+        out.write(line + "\n")
+
+
+def write_diff(pairs: Mapping[Stack, Tuple[int, int]], out: TextIO) -> None:
+    for line in diff_lines(pairs):
+        out.write(line + "\n")
+
+
+def parse_folded(lines: Iterable[str], path: str = "<folded>") -> Dict[Stack, int]:
+    """Read single-count folded lines (blank lines skipped); duplicate stacks add up.
+    Fractional counts (some collapsers write them) are rounded."""
+    folded: Dict[Stack, int] = {}
+    for number, line in enumerate(lines, 1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        match = _LINE.match(line)
+        if match is None or match.group(3) is not None or not match.group(1):
+            raise ImportFormatError(path, number, "expected `frame;frame;... COUNT`")
+        stack = tuple(match.group(1).split(";"))
+        folded[stack] = folded.get(stack, 0) + round(float(match.group(2)))
+    return folded

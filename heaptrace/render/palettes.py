@@ -1,0 +1,106 @@
+"""Frame colours: the palettes flamegraph.pl users know, and the red/blue differential scale.
+
+A name always gets the same colour (it is derived from a hash of the name, not from a random
+generator), so the same function has the same colour in every graph. `--hash` instead
+weighs the first characters most, so that similar names get similar colours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Callable, Dict, Tuple
+
+Shades = Tuple[float, float, float]
+
+THEMES = ("mem", "hot", "io")
+LANGUAGES = ("java", "js", "perl", "wakeup", "chain")
+PLAIN = ("red", "green", "blue", "aqua", "yellow", "purple", "orange")
+PALETTES = THEMES + PLAIN + LANGUAGES
+MERGED_FILL = "rgb(190,190,190)"  # boxes standing for many frames too narrow to draw
+SEARCH_FILL = "rgb(230,0,230)"
+
+# Background gradients (top, bottom) per palette, as flamegraph.pl pairs them.
+BACKGROUNDS = {"hot": ("#eeeeee", "#eeeeb0"), "mem": ("#eeeeee", "#e0e0ff"),
+               "io": ("#f8f8f8", "#e8e8e8"), "wakeup": ("#f8f8f8", "#e8e8e8"),
+               "chain": ("#f8f8f8", "#e8e8e8"), "diff": ("#eeeeee", "#eeeeee")}
+DEFAULT_BACKGROUND = ("#eeeeee", "#eeeeb0")
+
+
+def stable_shades(name: str) -> Shades:
+    """Three numbers in [0, 1) fixed by the name."""
+    digest = hashlib.blake2b(name.encode("utf-8", "replace"), digest_size=6).digest()
+    return tuple(int.from_bytes(digest[i:i + 2], "little") / 65536 for i in (0, 2, 4))
+
+
+def weighted_hash(name: str) -> float:
+    """A number in [0, 1] dominated by the first characters of the name (module prefix
+    "mod`" dropped), so that related names get related colours."""
+    name = name.split("`", 1)[-1]
+    vector, total, weight = 0.0, 1.0, 1.0
+    for i, char in enumerate(name[:3]):
+        modulus = 10 + i
+        vector += (ord(char) % modulus) / (modulus - 1) * weight
+        total += weight
+        weight *= 0.7
+    return 1 - vector / total
+
+
+def hashed_shades(name: str) -> Shades:
+    back = weighted_hash(name[::-1])
+    return weighted_hash(name), back, back
+
+
+def _rgb(r: float, g: float, b: float) -> str:
+    return f"rgb({int(r)},{int(g)},{int(b)})"
+
+
+_FORMULAS: Dict[str, Callable[[Shades], str]] = {
+    "hot": lambda v: _rgb(205 + 50 * v[2], 230 * v[0], 55 * v[1]),
+    "mem": lambda v: _rgb(0, 190 + 50 * v[1], 210 * v[0]),
+    "io": lambda v: _rgb(80 + 60 * v[0], 80 + 60 * v[0], 190 + 55 * v[1]),
+    "red": lambda v: _rgb(200 + 55 * v[0], 50 + 80 * v[0], 50 + 80 * v[0]),
+    "green": lambda v: _rgb(50 + 60 * v[0], 200 + 55 * v[0], 50 + 60 * v[0]),
+    "blue": lambda v: _rgb(80 + 60 * v[0], 80 + 60 * v[0], 205 + 50 * v[0]),
+    "yellow": lambda v: _rgb(175 + 55 * v[0], 175 + 55 * v[0], 50 + 20 * v[0]),
+    "purple": lambda v: _rgb(190 + 65 * v[0], 80 + 60 * v[0], 190 + 65 * v[0]),
+    "aqua": lambda v: _rgb(50 + 60 * v[0], 165 + 55 * v[0], 165 + 55 * v[0]),
+    "orange": lambda v: _rgb(190 + 65 * v[0], 90 + 65 * v[0], 0),
+}
+
+# Language palettes pick a plain palette from what the name looks like (first match wins).
+_RULES = {
+    "java": [(r"_\[j\]$", "green"), (r"_\[i\]$", "aqua"),
+             (r"^L?(java|javax|jdk|net|org|com|io|sun)/", "green"), (r":::", "green"),
+             (r"_\[k\]$", "orange"), (r"::", "yellow")],
+    "perl": [(r"::", "yellow"), (r"Perl|\.pl", "green"), (r"_\[k\]$", "orange")],
+    "js": [(r"_\[j\]$.*", "js-jit"), (r"::", "yellow"), (r"/.*\.js", "green"),
+           (r":", "aqua"), (r"^ $", "green"), (r"_\[k\]", "orange")],
+    "wakeup": [(r"", "aqua")],
+    "chain": [(r"_\[w\]", "aqua"), (r"", "blue")],
+}
+
+
+def language_palette(palette: str, name: str) -> str:
+    for pattern, plain in _RULES[palette]:
+        if re.search(pattern, name):
+            if plain == "js-jit":  # JIT frames: source (has a path) or builtin
+                return "green" if "/" in name else "aqua"
+            return plain
+    return "red"
+
+
+def frame_color(name: str, palette: str = "mem", use_hash: bool = False) -> str:
+    """The fill of a frame named `name` in one of PALETTES."""
+    if palette in _RULES:
+        palette = language_palette(palette, name)
+    shades = hashed_shades(name) if use_hash else stable_shades(name)
+    return _FORMULAS.get(palette, _FORMULAS["mem"])(shades)
+
+
+def diff_color(delta: int, max_delta: int) -> str:
+    """White when unchanged, redder the more a frame grew, bluer the more it shrank."""
+    if max_delta <= 0 or delta == 0:
+        return "rgb(255,255,255)"
+    fade = int(210 * (max_delta - min(abs(delta), max_delta)) / max_delta)
+    return f"rgb(255,{fade},{fade})" if delta > 0 else f"rgb({fade},{fade},255)"

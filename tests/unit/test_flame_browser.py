@@ -1,0 +1,177 @@
+"""The flame graph's interaction in a real headless Chromium (Debian's `chromium`, driven
+by Playwright): hover line, click to zoom, search with Matched %, case toggle, reset, and
+the state kept in the URL. Screenshots go to $HEAPTRACE_SCREENSHOTS when it is set."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from heaptrace.render.flamegraph import XPAD, FlameOptions, build, render
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--no-first-run", "--disable-component-update", "--disable-sync"]
+WIDTH = 1000
+PROFILE = {
+    ("pkgin", "main", "pkg_install", "read_archive", "xmalloc", "malloc"): 6 << 20,
+    ("pkgin", "main", "pkg_install", "extract_file", "XMALLOC_WRAPPER"): 2 << 20,
+    ("pkgin", "main", "pkg_install", "a_function_with_a_rather_long_name_to_cut"): 1 << 19,
+    ("pkgin", "main", "parse_args", "xmalloc"): 1 << 20,
+    ("pkgin", "[no stack]"): 300_000,
+    ("gzip", "main", "inflate", "zcalloc"): 3 << 20,
+}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert os.path.exists(CHROMIUM), "install chromium: sudo scripts/setup-system.sh"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def graph_url(tmp_path):
+    graph = build(PROFILE, FlameOptions(width=WIDTH, title="Browser test"))
+    path = tmp_path / "graph.svg"
+    with open(path, "w", encoding="utf-8") as f:
+        render(graph, f)
+    return f"file://{path}", graph
+
+
+@pytest.fixture
+def page(browser, graph_url):
+    page = browser.new_page(viewport={"width": WIDTH + 20, "height": 260})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(graph_url[0])
+    page.wait_for_function("document.getElementById('frames').children[0].heaptraceFrame")
+    yield page
+    page.close()
+    assert errors == []
+
+
+def frame(page, name):
+    return page.locator("#frames > g").filter(
+        has=page.locator("title", has_text=re.compile("^" + re.escape(name) + " \\("))).first
+
+
+def rect(page, name):
+    r = frame(page, name).locator("rect")
+    return float(r.get_attribute("x")), float(r.get_attribute("width"))
+
+
+def shot(page, name):
+    folder = os.environ.get("HEAPTRACE_SCREENSHOTS")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        page.screenshot(path=os.path.join(folder, f"{name}.png"))
+
+
+def matched_share(graph, pattern, flags=0, top=None):
+    """What the page should say: the share of `top` covered by matching frames, nested
+    matches counted once."""
+    top = top or graph.frames[0]
+    spans = sorted(((f.start, f.value) for f in graph.frames if f.depth >= top.depth
+                    and top.start <= f.start < top.start + top.value
+                    and re.search(pattern, f.name, flags)), key=lambda s: (s[0], -s[1]))
+    covered, end = 0, -1
+    for start, value in spans:
+        if start >= end:
+            covered, end = covered + value, start + value
+    return f"Matched: {100 * covered / top.value:.1f}%"
+
+
+def test_hover_shows_the_frame_line(page):
+    frame(page, "pkg_install").hover()
+    title = frame(page, "pkg_install").locator("title").text_content()
+    assert page.locator("#details").text_content() == f"Function: {title}"
+    assert re.fullmatch(r"pkg_install \([\d,]+ bytes, 8\.5 MiB, \d+\.\d\d%\)", title)
+    shot(page, "hover")
+    page.mouse.move(1, 1)
+    assert page.locator("#details").text_content() == " "
+
+
+def test_click_zooms_dims_ancestors_and_hides_the_rest(page, graph_url):
+    graph = graph_url[1]
+    long_name = "a_function_with_a_rather_long_name_to_cut"
+    _, before_w = rect(page, long_name)
+    before_label = frame(page, long_name).locator("text").text_content()
+    frame(page, "pkg_install").click()
+    assert rect(page, "pkg_install") == (XPAD, WIDTH - 2 * XPAD)
+    assert frame(page, "main").get_attribute("class") == "parent"
+    assert frame(page, "all").evaluate("g => getComputedStyle(g).opacity") == "0.5"
+    assert not frame(page, "gzip").is_visible() and not frame(page, "parse_args").is_visible()
+    top = next(f for f in graph.frames if f.name == "pkg_install")
+    assert abs(rect(page, long_name)[1] - before_w * graph.total / top.value) < 0.2
+    label = frame(page, long_name).locator("text").text_content()
+    assert label.endswith("..") and len(label) > len(before_label)
+    assert page.locator("#unzoom").is_visible()
+    assert re.search(r"\?x=\d+&d=3$", page.url)
+    shot(page, "zoomed")
+    frame(page, long_name).click()
+    assert frame(page, long_name).locator("text").text_content() == long_name
+
+
+def test_search_highlights_and_reports_matched_share(page, graph_url):
+    page.once("dialog", lambda d: d.accept("xmalloc"))
+    page.keyboard.press("Control+f")
+    graph = graph_url[1]
+    assert page.locator("#matched").text_content() == matched_share(graph, "xmalloc")
+    assert frame(page, "xmalloc").locator("rect").get_attribute("fill") == "rgb(230,0,230)"
+    assert frame(page, "XMALLOC_WRAPPER").locator("rect").get_attribute("fill") != "rgb(230,0,230)"
+    assert page.locator("#search").text_content() == "Reset Search"
+    assert "s=xmalloc" in page.url
+    page.keyboard.press("Control+i")  # case-insensitive: the wrapper matches now
+    assert page.locator("#matched").text_content() == matched_share(graph, "xmalloc", re.I)
+    assert frame(page, "XMALLOC_WRAPPER").locator("rect").get_attribute("fill") == "rgb(230,0,230)"
+    assert "i=1" in page.url
+    shot(page, "search")
+    page.locator("#search").click()  # Reset Search
+    assert page.locator("#matched").text_content() == " "
+    assert frame(page, "xmalloc").locator("rect").get_attribute("fill") != "rgb(230,0,230)"
+    assert "s=" not in page.url
+
+
+def test_search_while_zoomed_counts_what_is_in_view(page, graph_url):
+    graph = graph_url[1]
+    frame(page, "pkg_install").click()
+    page.once("dialog", lambda d: d.accept("^(xmalloc|extract_file)$"))
+    page.keyboard.press("F3")
+    top = next(f for f in graph.frames if f.name == "pkg_install")
+    expected = matched_share(graph, "^(xmalloc|extract_file)$", top=top)
+    assert page.locator("#matched").text_content() == expected
+    page.locator("#unzoom").click()
+    assert frame(page, "gzip").is_visible() and not page.locator("#unzoom").is_visible()
+    assert rect(page, "all") == (XPAD, WIDTH - 2 * XPAD)
+    assert page.locator("#matched").text_content() == matched_share(
+        graph, "^(xmalloc|extract_file)$")
+    assert "x=" not in page.url and "s=" in page.url
+    shot(page, "reset")
+
+
+def test_zoom_and_search_come_back_from_the_url(browser, page):
+    frame(page, "inflate").click()
+    page.once("dialog", lambda d: d.accept("z.*c"))
+    page.locator("#search").click()
+    url, matched = page.url, page.locator("#matched").text_content()
+    again = browser.new_page(viewport={"width": WIDTH + 20, "height": 260})
+    again.goto(url)
+    again.wait_for_function("document.getElementById('matched').textContent.trim() !== ''")
+    assert again.locator("#matched").text_content() == matched
+    assert rect(again, "inflate") == (XPAD, WIDTH - 2 * XPAD)
+    assert not frame(again, "pkgin").is_visible()
+    shot(again, "from-url")
+    again.close()
+
+
+def test_invalid_regex_is_reported_not_thrown(page):
+    page.once("dialog", lambda d: d.accept("(unclosed"))
+    page.keyboard.press("Control+f")
+    assert page.locator("#matched").text_content() == "Invalid regular expression"
