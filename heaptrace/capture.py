@@ -10,12 +10,14 @@ from typing import Dict, Sequence
 
 from heaptrace import __version__
 from heaptrace.backends.ebpf import EbpfTracer, kernel_release, preflight
-from heaptrace.backends.records import StackCopy
 from heaptrace.errors import CommandNotFound
 from heaptrace.events import KINDS, KindTotals
+from heaptrace.procmaps import ProcMaps
 from heaptrace.recorder import Recorder
 from heaptrace.recording import RecordingWriter
 from heaptrace.session import Progress, Target, run_traced
+from heaptrace.symbols import symbolize_recording
+from heaptrace.unwind.live import LiveUnwinder
 
 
 @dataclass
@@ -36,15 +38,13 @@ class RunResult:
     events: int = 0
 
 
-def _leaf_only(copy: StackCopy) -> Sequence[int]:
-    return [copy.ip]
-
-
 def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
     """Trace argv and everything it starts into options.output; returns what happened."""
     preflight()
     writer = RecordingWriter(options.output, force=options.force)
-    recorder = Recorder(writer, _leaf_only)
+    maps = ProcMaps()
+    live = LiveUnwinder(maps, lambda *rules: tracer.teach(*rules))
+    recorder = Recorder(writer, live, maps=maps)
     fp = options.unwind == "fp"
     tracer = EbpfTracer(
         recorder, options.kinds, 0 if fp else options.stack_bytes, fp_stacks=fp,
@@ -67,6 +67,7 @@ def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
 
     def arm(pid: int) -> None:
         tracer.arm(pid)
+        recorder.note_parent(pid, os.getpid())
         writer.add_process(pid, os.getpid(), os.path.basename(argv[0])[:15], time.monotonic_ns())
         writer.set_meta(root_pid=pid)
 
@@ -86,11 +87,14 @@ def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
             end_ns=time.monotonic_ns(), duration_s=time.time() - started,
             lost_events=counters["lost"], events_recorded=recorder.events,
             events_with_stack=recorder.with_stack, probe_counters=counters,
+            stack_copies_unwound=live.copies, stack_copies_whole=live.complete,
         )
         if target is not None:
             writer.set_meta(exit_code=target.exit_code)
+        maps.save(writer)
         writer.close()
         tracer.close()
         if failed_to_start:
             os.unlink(options.output)  # nothing ran: leave no empty recording behind
+    symbolize_recording(options.output)
     return RunResult(target, totals, counters, recorder.events)

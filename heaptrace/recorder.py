@@ -14,6 +14,7 @@ from heaptrace.backends.records import (
     WalkedStack,
 )
 from heaptrace.events import Event
+from heaptrace.procmaps import ProcMaps
 from heaptrace.recording import RecordingWriter
 
 BATCH_EVENTS = 20000
@@ -52,8 +53,9 @@ class Recorder:
     recording cut short stays readable."""
 
     def __init__(self, writer: RecordingWriter, unwind_copy: CopyUnwinder,
-                 fp_stack: Optional[FpStacks] = None) -> None:
+                 fp_stack: Optional[FpStacks] = None, maps: Optional[ProcMaps] = None) -> None:
         self.writer = writer
+        self.maps = maps if maps is not None else ProcMaps()
         self.unwind_copy = unwind_copy
         self.fp_stack = fp_stack
         self._stack_ids: Dict[int, int] = {}  # stack_ref (or fp stack id) -> recording stack id
@@ -62,6 +64,7 @@ class Recorder:
         self.events = 0
         self.growth = 0
         self.with_stack = 0
+        self._ppid: Dict[int, int] = {}
 
     def __call__(self, record: Record) -> None:
         if isinstance(record, Call):
@@ -89,7 +92,9 @@ class Recorder:
 
     def _add_call(self, call: Call) -> None:
         stack_id = self._stack_of(call)
-        self._pending.append(call_to_event(call, stack_id))
+        event = call_to_event(call, stack_id)
+        self._pending.append(event)
+        self._track_mapping(event)
         self.events += 1
         self.with_stack += stack_id is not None
         if call.kind != "munmap" and call.size > 0:
@@ -97,13 +102,33 @@ class Recorder:
         if len(self._pending) >= BATCH_EVENTS:
             self.flush()
 
+    def _track_mapping(self, event: Event) -> None:
+        """Executable mappings over time, so stacks symbolize after the process is gone."""
+        if event.ret < 0 and event.ret > -4096:
+            return
+        if event.kind == "mmap":
+            self.maps.on_mmap(event.pid, event.ts_ns, event.ret, event.length, event.prot,
+                              event.fd)
+        elif event.kind == "munmap":
+            self.maps.on_munmap(event.pid, event.ts_ns, event.addr, event.length)
+
     def _add_process_change(self, change: ProcessChange) -> None:
         if change.what == "fork":
             self.writer.add_process(change.pid, change.ppid, change.comm, change.ts_ns)
+            self.maps.on_fork(change.ppid, change.pid, change.ts_ns)
         elif change.what == "exec":
-            self.writer.rename_process(change.pid, change.comm)
+            # A new row: readers treat a later row of the same pid as the exec of a new image.
+            self.writer.end_process(change.pid, change.ts_ns)
+            self.writer.add_process(change.pid, self._ppid.get(change.pid), change.comm,
+                                    change.ts_ns)
+            self.maps.on_exec(change.pid, change.ts_ns)
         else:
             self.writer.end_process(change.pid, change.ts_ns)
+        if change.what == "fork":
+            self._ppid[change.pid] = change.ppid
+
+    def note_parent(self, pid: int, ppid: int) -> None:
+        self._ppid[pid] = ppid
 
     def flush_if_due(self) -> None:
         if self._pending and time.monotonic() - self._last_flush >= BATCH_SECONDS:

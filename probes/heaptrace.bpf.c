@@ -340,7 +340,7 @@ static __always_inline u32 gen_of(u32 tgid)
 }
 
 static __always_inline int walk_stack(u32 tgid, struct pt_regs *regs, struct stack_rec *w,
-                                      u64 *unknown)
+                                      u64 *unknown, u64 *unknown_sp)
 {
     struct rule_key key = {.tgid = tgid, .gen = gen_of(tgid)};
     u64 pc = REG_IP(regs), sp = REG_SP(regs), fp = REG_FP(regs);
@@ -352,6 +352,7 @@ static __always_inline int walk_stack(u32 tgid, struct pt_regs *regs, struct sta
         struct rule *r = rules.lookup(&key);
         if (!r) {
             *unknown = pc;
+            *unknown_sp = sp;
             return 0;
         }
         if (r->end)
@@ -380,11 +381,14 @@ static __always_inline u64 hash_stack(struct stack_rec *w, u32 tgid)
     return h;
 }
 
-static __always_inline u64 send_copy(struct pt_regs *regs, u32 tgid, u32 tid, u64 unknown)
+/* Rate-limited per unknown PC and stack depth: different call paths into the same function
+ * reach it at different depths, so each path gets its copy while a hot one does not flood. */
+static __always_inline u64 send_copy(struct pt_regs *regs, u32 tgid, u32 tid, u64 unknown,
+                                     u64 unknown_sp)
 {
 #if STACK_BYTES > 0
     u32 gen = gen_of(tgid);
-    struct rule_key key = {.tgid = tgid, .gen = gen, .pc = unknown};
+    struct rule_key key = {.tgid = tgid, .gen = gen, .pc = unknown ^ (unknown_sp << 20)};
     u64 now = bpf_ktime_get_ns();
     u64 *last = copy_sent.lookup(&key);
     if (last && now - *last < RELEARN_NS)
@@ -424,9 +428,9 @@ static __always_inline u64 stack_ref(struct pt_regs *regs, u32 tgid, u32 tid)
     struct stack_rec *w = walks.lookup(&zero);
     if (!w)
         return 0;
-    u64 unknown = 0;
-    if (!walk_stack(tgid, regs, w, &unknown)) {
-        u64 id = send_copy(regs, tgid, tid, unknown);
+    u64 unknown = 0, unknown_sp = 0;
+    if (!walk_stack(tgid, regs, w, &unknown, &unknown_sp)) {
+        u64 id = send_copy(regs, tgid, tid, unknown, unknown_sp);
         if (!id)
             count(CTR_NO_STACK);
         return id;

@@ -10,7 +10,7 @@ import ctypes
 import os
 import platform
 import struct
-from typing import Callable, Dict, List, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, List, Sequence, Tuple
 
 from heaptrace.backends.records import (
     STACK_WALKED,
@@ -23,6 +23,9 @@ from heaptrace.backends.records import (
 from heaptrace.errors import BackendUnavailable, HeaptraceError, PrivilegeError
 from heaptrace.events import KIND_INDEX, KINDS, KindTotals
 from heaptrace.probes import probe_path
+
+if TYPE_CHECKING:
+    from heaptrace.unwind.bpf_rules import StepRule
 
 REC_BATCH, REC_FORK, REC_EXEC, REC_EXIT, REC_STACK, REC_COPY = 1, 2, 3, 4, 5, 6
 STATE_ARMED = 2
@@ -182,6 +185,14 @@ class EbpfTracer:
         """Trace `pid` from its next exec on (it is stopped between fork and exec)."""
         table = self._bpf["traced"]
         table[ctypes.c_uint32(pid)] = ctypes.c_uint8(STATE_ARMED)
+
+    def teach(self, pid: int, gen: int, rules: Sequence[Tuple[int, StepRule]]) -> None:
+        """Hand per-PC unwinding rules to the probe (see heaptrace/unwind/bpf_rules.py)."""
+        table = self._bpf["rules"]
+        for pc, r in rules:
+            key = table.Key(pid, gen, pc)
+            leaf = table.Leaf(r.cfa_off, r.fp_off, r.cfa_reg, int(r.fp_saved), int(r.end))
+            table[key] = leaf
 
     def poll(self, timeout_ms: int) -> None:
         self._bpf.ring_buffer_poll(timeout_ms)

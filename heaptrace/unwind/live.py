@@ -1,0 +1,38 @@
+"""Unwinding while tracing: stack copies from the probe become addresses, and the rules met on
+the way are taught back to the probe so that it walks those call paths itself next time."""
+
+from __future__ import annotations
+
+from typing import Callable, List, Sequence, Tuple
+
+from heaptrace.backends.records import StackCopy
+from heaptrace.procmaps import ProcMaps
+from heaptrace.unwind.bpf_rules import StepRule, rules_along
+from heaptrace.unwind.dwarf import Unwinder
+
+Teach = Callable[[int, int, Sequence[Tuple[int, StepRule]]], None]  # (pid, gen, rules)
+
+
+class LiveUnwinder:
+    """Callable on each StackCopy; counts how many copies unwound to an entry point."""
+
+    def __init__(self, maps: ProcMaps, teach: Teach) -> None:
+        self.maps = maps
+        self.unwinder = Unwinder(maps, refresh=True)
+        self.teach = teach
+        self.copies = 0
+        self.complete = 0
+        self._taught: set = set()
+
+    def __call__(self, copy: StackCopy) -> List[int]:
+        if not self.maps.mappings(copy.pid):
+            self.maps.snapshot(copy.pid, 0)  # first sight of this address space
+        walk = self.unwinder.walk(copy.pid, copy.ip, copy.sp, copy.fp, copy.stack)
+        self.copies += 1
+        self.complete += walk.complete
+        new = [(pc, rule) for pc, rule in rules_along(self.unwinder, copy.pid, walk)
+               if (copy.pid, copy.gen, pc) not in self._taught]
+        if new:
+            self._taught.update((copy.pid, copy.gen, pc) for pc, _ in new)
+            self.teach(copy.pid, copy.gen, new)
+        return walk.ips
