@@ -24,9 +24,9 @@ static __attribute__((noinline)) void buffer_append(struct buffer *b, const char
 
 static __attribute__((noinline)) void download_package(struct buffer *b, size_t size)
 {
-    char chunk[16384];
+    char chunk[4096];
     for (size_t done = 0; done < size; done += sizeof(chunk)) {
-        memset(chunk, (int)(done >> 14), sizeof(chunk));
+        memset(chunk, (int)(done >> 12), sizeof(chunk));
         buffer_append(b, chunk, sizeof(chunk));
     }
 }

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from heaptrace.backends.records import (
-    STACK_COPIED,
     Call,
     ProcessChange,
     Record,
@@ -58,7 +57,8 @@ class Recorder:
         self.maps = maps if maps is not None else ProcMaps()
         self.unwind_copy = unwind_copy
         self.fp_stack = fp_stack
-        self._stack_ids: Dict[int, int] = {}  # stack_ref (or fp stack id) -> recording stack id
+        self._parts: Dict[int, Tuple[int, ...]] = {0: ()}  # stack_ref / rest_ref -> addresses
+        self._stack_ids: Dict[tuple, int] = {}
         self._pending: List[Event] = []
         self._last_flush = time.monotonic()
         self.events = 0
@@ -70,25 +70,25 @@ class Recorder:
         if isinstance(record, Call):
             self._add_call(record)
         elif isinstance(record, WalkedStack):
-            self._stack_ids[record.ref] = self.writer.add_stack(ips=record.ips, pid=record.pid)
+            self._parts[record.ref] = record.ips
         elif isinstance(record, StackCopy):
-            ips = self.unwind_copy(record)
-            self._stack_ids[record.ref] = self.writer.add_stack(ips=ips, pid=record.pid)
+            self._parts[record.ref] = tuple(self.unwind_copy(record))
         else:
             self._add_process_change(record)
 
     def _stack_of(self, call: Call) -> Optional[int]:
-        if call.stack_ref:
-            if call.stack_ref & STACK_COPIED:  # a copy serves exactly one call
-                return self._stack_ids.pop(call.stack_ref, None)
-            return self._stack_ids.get(call.stack_ref)
-        if self.fp_stack is not None and call.stack_id >= 0:
-            key = -1 - call.stack_id - (call.pid << 32)
-            if key not in self._stack_ids:
-                ips = self.fp_stack(call.stack_id) or [call.ip]
-                self._stack_ids[key] = self.writer.add_stack(ips=ips, pid=call.pid)
-            return self._stack_ids[key]
-        return None
+        """The recording's id of the call's stack: the frames the probe walked, then those
+        unwound from the copy of the rest (or the kernel's frame-pointer stack)."""
+        key = (call.pid, call.stack_ref, call.rest_ref, call.stack_id)
+        stack_id = self._stack_ids.get(key)
+        if stack_id is None:
+            ips = self._parts.get(call.stack_ref, ()) + self._parts.get(call.rest_ref, ())
+            if not ips and self.fp_stack is not None and call.stack_id >= 0:
+                ips = tuple(self.fp_stack(call.stack_id))
+            if not ips:
+                return None
+            stack_id = self._stack_ids[key] = self.writer.add_stack(ips=ips, pid=call.pid)
+        return stack_id
 
     def _add_call(self, call: Call) -> None:
         stack_id = self._stack_of(call)

@@ -118,8 +118,8 @@
 #define CTR_STACK_FAIL 2    /* stack copies that failed entirely */
 #define CTR_PROCS_FULL 3    /* children not followed because the process map was full */
 #define CTR_WALKED 4        /* stacks walked whole in BPF */
-#define CTR_COPIED 5        /* stacks sent as copies (slow path) */
-#define CTR_NO_STACK 6      /* calls left without a stack (copy rate-limited or lost) */
+#define CTR_COPIED 5        /* stack copies sent (slow path) */
+#define CTR_NO_STACK 6      /* calls left without (the rest of) a stack: copy lost */
 #define NCOUNTERS 7
 
 struct kind_totals {
@@ -141,7 +141,8 @@ struct call_rec {
     s64 ret;
     s64 size;
     u64 ip;
-    u64 stack_ref;  /* STACK_WALKED|hash of a walked stack, STACK_COPIED|copy id, or 0 */
+    u64 stack_ref;  /* STACK_WALKED|hash: the frames walked in BPF, or 0 */
+    u64 rest_ref;   /* STACK_COPIED|id: a copy of the stack above them, or 0 when complete */
 };
 
 struct call_batch {
@@ -169,7 +170,7 @@ struct copy_rec {
     u32 tid;
     u32 stack_len;
     u32 gen;       /* the address space's exec generation the rules learned from it apply to */
-    u32 pad;
+    u32 depth;     /* frames below ip: 0 when ip is the syscall's, else ip is a return address */
     u64 id;
     u64 ip;
     u64 sp;
@@ -220,7 +221,11 @@ BPF_PERCPU_ARRAY(copy_seq, u64, 1);
 BPF_HASH(rules, struct rule_key, struct rule, MAX_RULES);
 BPF_HASH(gens, u32, u32, MAX_PROCS);
 BPF_TABLE("lru_hash", u64, u8, sent_stacks, 65536);
-BPF_TABLE("lru_hash", struct rule_key, u64, copy_sent, 16384);
+struct copy_seen {
+    u64 ts;
+    u64 id;
+};
+BPF_TABLE("lru_hash", struct rule_key, struct copy_seen, copy_sent, 16384);
 BPF_PERCPU_ARRAY(proc_scratch, struct proc_rec, 1);
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 #if USER_STACK_MAP
@@ -331,30 +336,41 @@ static __always_inline u32 copy_stack(struct copy_rec *rec, u64 sp)
 #endif
 }
 
-/* Walk the user stack with the learned per-PC rules. Returns 1 when it reached the outermost
- * frame (or could read no further), 0 when it met a PC with no rule yet (left in *unknown). */
 static __always_inline u32 gen_of(u32 tgid)
 {
     u32 *gen = gens.lookup(&tgid);
     return gen ? *gen : 0;
 }
 
+/* Where a walk stopped for want of a rule: the registers of that frame. */
+struct frame_regs {
+    u64 pc;
+    u64 sp;
+    u64 fp;
+    u32 depth;  /* 0: the leaf (pc is the syscall's ip), else pc is a return address */
+};
+
+/* Walk the user stack with the learned per-PC rules. Returns 1 when it reached the outermost
+ * frame (or could read no further), 0 when it met a PC with no rule yet: then w holds the
+ * frames below it and *at the registers of the unknown frame. */
 static __always_inline int walk_stack(u32 tgid, struct pt_regs *regs, struct stack_rec *w,
-                                      u64 *unknown, u64 *unknown_sp)
+                                      struct frame_regs *at)
 {
     struct rule_key key = {.tgid = tgid, .gen = gen_of(tgid)};
     u64 pc = REG_IP(regs), sp = REG_SP(regs), fp = REG_FP(regs);
     w->n = 0;
     for (int i = 0; i < MAX_FRAMES; i++) {
-        w->ips[i] = pc;
-        w->n = i + 1;
         key.pc = pc;
         struct rule *r = rules.lookup(&key);
         if (!r) {
-            *unknown = pc;
-            *unknown_sp = sp;
+            at->pc = pc;
+            at->sp = sp;
+            at->fp = fp;
+            at->depth = i;
             return 0;
         }
+        w->ips[i] = pc;
+        w->n = i + 1;
         if (r->end)
             return 1;
         u64 cfa = (r->cfa_reg ? fp : sp) + (s64)r->cfa_off;
@@ -381,19 +397,38 @@ static __always_inline u64 hash_stack(struct stack_rec *w, u32 tgid)
     return h;
 }
 
-/* Rate-limited per unknown PC and stack depth: different call paths into the same function
- * reach it at different depths, so each path gets its copy while a hot one does not flood. */
-static __always_inline u64 send_copy(struct pt_regs *regs, u32 tgid, u32 tid, u64 unknown,
-                                     u64 unknown_sp)
+/* Send the frames walked so far once per distinct run of frames; returns their reference. */
+static __always_inline u64 send_walked(struct stack_rec *w, u32 tgid, u32 complete)
+{
+    if (w->n == 0)
+        return 0;
+    u64 h = hash_stack(w, tgid) ^ complete;
+    if (!sent_stacks.lookup(&h)) {
+        w->type = REC_STACK;
+        w->pid = tgid;
+        w->hash = h;
+        w->complete = complete;
+        if (events.ringbuf_output(w, sizeof(*w), 0) != 0)
+            return 0;
+        u8 one = 1;
+        sent_stacks.update(&h, &one);
+    }
+    return STACK_WALKED | (h >> 1);
+}
+
+/* The rest of a stack from an unknown frame up, as a copy for user space to unwind (and to
+ * learn the rules of the PCs it meets). One copy per unknown PC and stack depth per
+ * RELEARN_NS: calls in between share it, as a call path repeated in a loop does. */
+static __always_inline u64 copy_rest(struct frame_regs *at, struct pt_regs *regs, u32 tgid,
+                                     u32 tid)
 {
 #if STACK_BYTES > 0
     u32 gen = gen_of(tgid);
-    struct rule_key key = {.tgid = tgid, .gen = gen, .pc = unknown ^ (unknown_sp << 20)};
+    struct rule_key key = {.tgid = tgid, .gen = gen, .pc = at->pc ^ (at->sp << 20)};
     u64 now = bpf_ktime_get_ns();
-    u64 *last = copy_sent.lookup(&key);
-    if (last && now - *last < RELEARN_NS)
-        return 0; /* user space is still learning this PC */
-    copy_sent.update(&key, &now);
+    struct copy_seen *last = copy_sent.lookup(&key);
+    if (last && now - last->ts < RELEARN_NS)
+        return last->id;
     u32 cpu = bpf_get_smp_processor_id(), zero = 0;
     struct copy_rec *rec = copies.lookup(&cpu);
     u64 *seq = copy_seq.lookup(&zero);
@@ -403,55 +438,46 @@ static __always_inline u64 send_copy(struct pt_regs *regs, u32 tgid, u32 tid, u6
     rec->pid = tgid;
     rec->tid = tid;
     rec->gen = gen;
+    rec->depth = at->depth;
     rec->id = STACK_COPIED | ((u64)cpu << 40) | (*seq)++;
-    rec->ip = REG_IP(regs);
-    rec->sp = REG_SP(regs);
-    rec->fp = REG_FP(regs);
+    rec->ip = at->pc;
+    rec->sp = at->sp;
+    rec->fp = at->fp;
     rec->lr = REG_LR(regs);
     rec->stack_len = copy_stack(rec, rec->sp);
     u32 len = offsetof(struct copy_rec, stack) + (rec->stack_len & (2 * STACK_BYTES - 1));
     if (events.ringbuf_output(rec, len, 0) != 0)
         return 0;
     count(CTR_COPIED);
+    struct copy_seen seen = {.ts = now, .id = rec->id};
+    copy_sent.update(&key, &seen);
     return rec->id;
 #else
     return 0;
 #endif
 }
 
-/* A reference to the call's user stack: walked in BPF when every PC on it has a rule, else
- * sent as a copy for user space to unwind. */
-static __always_inline u64 stack_ref(struct pt_regs *regs, u32 tgid, u32 tid)
+/* References to the call's user stack: the frames walked in BPF, and a copy of the rest when
+ * the walk met a PC without a rule. */
+static __always_inline void stack_refs(struct call_rec *rec, struct pt_regs *regs, u32 tgid,
+                                       u32 tid)
 {
+    rec->stack_ref = rec->rest_ref = 0;
 #if STACK_BYTES > 0
     u32 zero = 0;
     struct stack_rec *w = walks.lookup(&zero);
     if (!w)
-        return 0;
-    u64 unknown = 0, unknown_sp = 0;
-    if (!walk_stack(tgid, regs, w, &unknown, &unknown_sp)) {
-        u64 id = send_copy(regs, tgid, tid, unknown, unknown_sp);
-        if (!id)
-            count(CTR_NO_STACK);
-        return id;
+        return;
+    struct frame_regs at = {};
+    u32 complete = walk_stack(tgid, regs, w, &at);
+    rec->stack_ref = send_walked(w, tgid, complete);
+    if (complete) {
+        count(CTR_WALKED);
+        return;
     }
-    count(CTR_WALKED);
-    u64 h = hash_stack(w, tgid);
-    if (!sent_stacks.lookup(&h)) {
-        w->type = REC_STACK;
-        w->pid = tgid;
-        w->hash = h;
-        w->complete = 1;
-        if (events.ringbuf_output(w, sizeof(*w), 0) != 0) {
-            count(CTR_NO_STACK);
-            return 0;
-        }
-        u8 one = 1;
-        sent_stacks.update(&h, &one);
-    }
-    return STACK_WALKED | (h >> 1);
-#else
-    return 0;
+    rec->rest_ref = copy_rest(&at, regs, tgid, tid);
+    if (!rec->rest_ref)
+        count(CTR_NO_STACK);
 #endif
 }
 
@@ -485,7 +511,7 @@ static __always_inline void emit_call(void *ctx, struct pt_regs *regs, int kind,
 #else
     rec->stack_id = -1;
 #endif
-    rec->stack_ref = stack_ref(regs, tgid, (u32)pid_tgid);
+    stack_refs(rec, regs, tgid, (u32)pid_tgid);
     b->n = i + 1;
     if (b->n < BATCH && now - b->first_ts < FLUSH_NS)
         return;

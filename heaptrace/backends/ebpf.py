@@ -36,7 +36,7 @@ COUNTERS = ("lost", "stack_short", "stack_fail", "procs_full", "stacks_walked", 
 
 # Mirrors the records of heaptrace.bpf.c.
 BATCH_HEADER = struct.Struct("<IIQ")
-CALL_REC = struct.Struct("<IIQIi6qqqQQ")
+CALL_REC = struct.Struct("<IIQIi6qqqQQQ")
 STACK_REC = struct.Struct(f"<IIIIQ{MAX_FRAMES}Q")
 COPY_HEADER = struct.Struct("<IIIIIIQQQQQ")
 PROC_REC = struct.Struct("<IIQIi16s256s")
@@ -117,13 +117,14 @@ def build_cflags(
         f"-DNCPUS={_possible_cpus()}",
         f"-DHAVE_GROUP_DEAD={int(_has_group_dead())}",
         "-Wno-unused-function",
+        "-Werror=implicit-function-declaration",
     ]
 
 
 def _call(fields: tuple) -> Call:
-    kind, tid, ts, pid, stack_id, a0, a1, a2, a3, a4, a5, ret, size, ip, ref = fields
+    kind, tid, ts, pid, stack_id, a0, a1, a2, a3, a4, a5, ret, size, ip, ref, rest = fields
     args = tuple(a & 0xFFFFFFFFFFFFFFFF for a in (a0, a1, a2, a3, a4, a5))
-    return Call(KINDS[kind], ts, pid, tid, args, ret, size, ip, ref, stack_id)
+    return Call(KINDS[kind], ts, pid, tid, args, ret, size, ip, ref, rest, stack_id)
 
 
 def parse_record(data: bytes) -> List[Record]:
@@ -137,9 +138,9 @@ def parse_record(data: bytes) -> List[Record]:
         _, pid, n, _complete, h, *ips = STACK_REC.unpack_from(data)
         return [WalkedStack(STACK_WALKED | (h >> 1), pid, tuple(ips[:n]))]
     if rec_type == REC_COPY:
-        _, pid, tid, length, gen, _, ref, ip, sp, fp, lr = COPY_HEADER.unpack_from(data)
+        _, pid, tid, length, gen, depth, ref, ip, sp, fp, lr = COPY_HEADER.unpack_from(data)
         stack = data[COPY_HEADER.size: COPY_HEADER.size + length]
-        return [StackCopy(ref, pid, tid, ip, sp, fp, lr, stack, gen)]
+        return [StackCopy(ref, pid, tid, ip, sp, fp, lr, stack, gen, depth)]
     if rec_type in (REC_FORK, REC_EXEC, REC_EXIT):
         _, pid, ts, ppid, _code, comm, filename = PROC_REC.unpack_from(data)
         what = {REC_FORK: "fork", REC_EXEC: "exec", REC_EXIT: "exit"}[rec_type]

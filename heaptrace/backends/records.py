@@ -11,8 +11,9 @@ STACK_COPIED = 1 << 62
 
 @dataclass(frozen=True)
 class Call:
-    """One traced syscall. `stack_ref` names its user stack: a WalkedStack (STACK_WALKED bit),
-    a StackCopy (STACK_COPIED bit) delivered before it, or 0 for none."""
+    """One traced syscall. Its user stack is the WalkedStack named by `stack_ref` (frames the
+    probe walked, leaf first), followed by the frames unwound from the StackCopy named by
+    `rest_ref` when the probe could not walk further; both are delivered before the call."""
 
     kind: str
     ts_ns: int
@@ -23,6 +24,7 @@ class Call:
     size: int
     ip: int
     stack_ref: int = 0
+    rest_ref: int = 0
     stack_id: int = -1
 
 
@@ -37,7 +39,8 @@ class WalkedStack:
 
 @dataclass(frozen=True)
 class StackCopy:
-    """Registers and the top of the user stack (stack[0] is at sp), for unwinding here."""
+    """Registers of one frame and the user stack above it (stack[0] is at sp), for unwinding
+    here. `depth` 0: ip is the syscall's own; else ip is a return address (frame `depth`)."""
 
     ref: int
     pid: int
@@ -48,6 +51,7 @@ class StackCopy:
     lr: int
     stack: bytes
     gen: int = 0  # exec generation of the address space, for rules learned from this copy
+    depth: int = 0
 
 
 @dataclass(frozen=True)

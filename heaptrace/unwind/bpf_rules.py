@@ -56,14 +56,18 @@ def step_rule(rule: Union[Rule, str]) -> Optional[StepRule]:
     return StepRule(cfa_reg, rule.cfa_off, fp is not None, fp[1] if fp else 0)
 
 
-def rules_along(unwinder: Unwinder, pid: int, walk: Walk) -> List[Tuple[int, StepRule]]:
+def rules_along(
+    unwinder: Unwinder, pid: int, walk: Walk, caller: bool = False
+) -> List[Tuple[int, StepRule]]:
     """(pc as the probe sees it, rule) for every frame of a walk that BPF can step over.
 
     The probe looks rules up by the leaf's ip and by raw return addresses; the unwinder keyed
-    them by the call instruction (return address - 1)."""
+    them by the call instruction (return address - 1). `caller`: the walk started at a
+    return address rather than at the syscall's ip."""
     found = []
     for i, pc in enumerate(walk.ips):
-        rule = step_rule(unwinder.rule_at(pid, pc if i == 0 else pc - 1))
+        is_return = caller or i > 0
+        rule = step_rule(unwinder.rule_at(pid, pc - 1 if is_return else pc))
         if rule is None:
             break  # the probe could not get past this frame anyway
         found.append((pc, rule))

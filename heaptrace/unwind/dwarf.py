@@ -79,13 +79,16 @@ class Unwinder:
         """Leaf-first addresses; stack[0] is the byte at address `sp`."""
         return self.walk(pid, ip, sp, bp, stack).ips
 
-    def walk(self, pid: int, ip: int, sp: int, bp: int, stack: bytes) -> Walk:
-        """Like unwind(), and says why the walk ended."""
+    def walk(
+        self, pid: int, ip: int, sp: int, bp: int, stack: bytes, caller: bool = False
+    ) -> Walk:
+        """Like unwind(), and says why the walk ended. `caller`: ip is a return address (the
+        walk starts part-way up a stack), so its rule is the one of the call before it."""
         read = stack_reader(stack, sp)
         rules = self._rules_of(pid)
         regs: List[Optional[int]] = [None] * 17
         regs[RBP], regs[RSP], regs[RA] = bp, sp, ip
-        ips, pc = [ip], ip
+        ips, pc = [ip], ip - 1 if caller else ip
         while len(ips) < self.max_frames:
             rule = rules.get(pc)
             if rule is None:

@@ -27,10 +27,11 @@ class LiveUnwinder:
     def __call__(self, copy: StackCopy) -> List[int]:
         if not self.maps.mappings(copy.pid):
             self.maps.snapshot(copy.pid, 0)  # first sight of this address space
-        walk = self.unwinder.walk(copy.pid, copy.ip, copy.sp, copy.fp, copy.stack)
+        caller = copy.depth > 0
+        walk = self.unwinder.walk(copy.pid, copy.ip, copy.sp, copy.fp, copy.stack, caller)
         self.copies += 1
         self.complete += walk.complete
-        new = [(pc, rule) for pc, rule in rules_along(self.unwinder, copy.pid, walk)
+        new = [(pc, rule) for pc, rule in rules_along(self.unwinder, copy.pid, walk, caller)
                if (copy.pid, copy.gen, pc) not in self._taught]
         if new:
             self._taught.update((copy.pid, copy.gen, pc) for pc, _ in new)
