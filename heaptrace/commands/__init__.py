@@ -2,6 +2,7 @@
 
 from heaptrace.commands.doctor import doctor
 from heaptrace.commands.histogram import histogram
+from heaptrace.commands.import_ import import_
 from heaptrace.commands.run import run
 
-COMMANDS = [run, histogram, doctor]
+COMMANDS = [run, histogram, import_, doctor]
