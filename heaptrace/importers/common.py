@@ -46,6 +46,9 @@ class Imported:
     samples: List[Sample] = field(default_factory=list)
     totals: Dict[str, KindTotals] = field(default_factory=dict)
     meta: Dict[str, object] = field(default_factory=dict)
+    # (pid, ppid, comm, start_ns, end_ns, exit_code): only the DTrace backend knows these
+    processes: List[Tuple[int, Optional[int], Optional[str], int, Optional[int],
+                          Optional[int]]] = field(default_factory=list)
 
 
 class LineError(Exception):
@@ -146,6 +149,10 @@ def _fill(writer: RecordingWriter, imported: Imported) -> None:
             events.append(_with_stack(s.event, stack_id))
         writer.add_events(events)
         writer.set_totals(imported.totals)
+        for pid, ppid, comm, start_ns, end_ns, exit_code in imported.processes:
+            writer.add_process(pid, ppid, comm, start_ns)
+            if end_ns is not None or exit_code is not None:
+                writer.end_process(pid, end_ns or 0, exit_code)
 
 
 def _with_stack(event: Event, stack_id: Optional[int]) -> Event:
