@@ -144,15 +144,12 @@ class _Parser:
             totals.pop()
 
     def _table_line(self, number: int, line: str) -> bool:
-        """Consume a row of the current table; False when the table has ended."""
+        """Consume a row of the current table (DTrace ends every table with a blank line)."""
         if BLANK.match(line):
             self.table = None
             return True
         row = QUANTIZE_ROW.match(line)
         if row is None:
-            if LABELLED.match(line) or COUNT.match(line):
-                self.table = None
-                return False
             raise LineError(number, "expected a quantize() row (VALUE |@@@  COUNT) or a blank "
                             "line; lquantize()/llquantize() tables are not supported")
         value, count = int(row.group(1)), int(row.group(2))
@@ -224,9 +221,21 @@ def _build(parsed: _Parsed, kind: Optional[str], counts: str) -> Imported:
     _stack_totals(imported, stack_kinds, known, counts)
     _count_from_buckets(imported, known)
     _finish_meta(imported, parsed, titles, known)
+    imported.totals = _in_file_order(imported.totals, parsed, kind, only)
     if stack_kinds:
         imported.meta["counts"] = {k: counts for k in sorted(set(stack_kinds))}
     return imported
+
+
+def _in_file_order(totals: Dict[str, KindTotals], parsed: _Parsed, kind: Optional[str],
+                   only: Optional[str]) -> Dict[str, KindTotals]:
+    """Kinds in the order the file shows them, so the histogram prints them in that order."""
+    seen = [(t.line, t.kind) for t in parsed.tables]
+    seen += [(number, k) for number, k, *_ in parsed.totals]
+    seen += [(number, leaf_kind(frames)) for number, frames, _ in parsed.stacks]
+    order = [k or kind or only for _, k in sorted(seen, key=lambda item: item[0])]
+    ranked = {k: i for i, k in reversed(list(enumerate(order)))}
+    return dict(sorted(totals.items(), key=lambda item: ranked.get(item[0], len(order))))
 
 
 def _only_kind(parsed: _Parsed, kind: Optional[str]) -> Optional[str]:
