@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from heaptrace.analysis.quantize import quantize
-from heaptrace.errors import ImportFormatError, RecordingError
+from heaptrace.errors import ImportFormatError, RecordingError, UsageError
 from heaptrace.events import KINDS, Event, Frame, KindTotals
 from heaptrace.recording import RecordingWriter
 
@@ -76,7 +76,7 @@ def read_lines(path: str) -> List[str]:
 
 def check_kind(kind: Optional[str]) -> Optional[str]:
     if kind is not None and kind not in KINDS:
-        raise RecordingError(f"unknown event kind {kind!r} (one of: {', '.join(KINDS)})")
+        raise UsageError(f"unknown event kind {kind!r} (one of: {', '.join(KINDS)})")
     return kind
 
 
