@@ -4,7 +4,8 @@ from heaptrace.commands.diff import diff
 from heaptrace.commands.doctor import doctor
 from heaptrace.commands.flame import flame
 from heaptrace.commands.histogram import histogram
+from heaptrace.commands.import_ import import_
 from heaptrace.commands.run import run
 from heaptrace.commands.symbolize import symbolize
 
-COMMANDS = [run, histogram, flame, diff, symbolize, doctor]
+COMMANDS = [run, histogram, flame, diff, import_, symbolize, doctor]

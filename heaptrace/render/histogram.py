@@ -35,35 +35,48 @@ def total_line(label: str, value: int) -> str:
     return f"  {label:<50} {value:>16}"
 
 
-def kind_lines(kind: str, t: KindTotals) -> List[str]:
-    lines = quantize_table(TITLES.get(kind, f"{kind}() sizes"), t.buckets) if t.buckets else []
+def kind_lines(kind: str, t: KindTotals, meta: Optional[dict] = None) -> List[str]:
+    """One kind's table and totals. An imported recording's meta may give the table's title
+    ("titles"), totals its source could not know ("unknown_totals") and other printa()
+    lines ("other_totals"), so the histogram prints what the source printed."""
+    meta = meta or {}
+    title = meta.get("titles", {}).get(kind) or TITLES.get(kind, f"{kind}() sizes")
+    unknown = meta.get("unknown_totals", {}).get(kind, [])
+    lines = quantize_table(title, t.buckets) if t.buckets else []
     if lines:
         lines.append("")
-    lines.append(total_line(BYTES_LABEL.get(kind, "Total bytes allocated"), t.bytes))
-    lines.append(total_line(f"Total number of {kind}() calls", t.calls))
+    if "bytes" not in unknown:
+        lines.append(total_line(BYTES_LABEL.get(kind, "Total bytes allocated"), t.bytes))
+    if "calls" not in unknown:
+        lines.append(total_line(f"Total number of {kind}() calls", t.calls))
     if t.failed:
         lines.append(total_line(f"Failed {kind}() calls", t.failed))
     if t.released:
         lines.append(total_line("Total bytes released by shrinking", t.released))
+    others = meta.get("other_totals", {}).get(kind, [])
+    lines.extend(total_line(label, value) for label, value in others)
     return lines
 
 
 def render_text(
-    totals: Dict[str, KindTotals], out: TextIO, lost_events: int = 0
+    totals: Dict[str, KindTotals], out: TextIO, lost_events: int = 0,
+    meta: Optional[dict] = None,
 ) -> None:
     """Every kind's table and totals, separated by blank lines as DTrace separates them."""
     for kind, t in totals.items():
-        out.write("\n" + "\n".join(line.rstrip() for line in kind_lines(kind, t)) + "\n")
+        lines = kind_lines(kind, t, meta)
+        out.write("\n" + "\n".join(line.rstrip() for line in lines) + "\n")
     if lost_events:
         out.write(f"\n  {lost_events} events lost from the per-event stream "
                   "(totals above are exact; some stacks are missing)\n")
 
 
 def to_json(totals: Dict[str, KindTotals], meta: Optional[dict] = None) -> dict:
+    unknown = (meta or {}).get("unknown_totals", {})
     events = {
         kind: {
-            "calls": t.calls,
-            "bytes": t.bytes,
+            "calls": None if "calls" in unknown.get(kind, []) else t.calls,
+            "bytes": None if "bytes" in unknown.get(kind, []) else t.bytes,
             "failed": t.failed,
             "released": t.released,
             "buckets": [{"value": v, "count": c} for v, c in rows(t.buckets)],

@@ -1,0 +1,337 @@
+"""`heaptrace import dtrace`: DTrace aggregation output (quantize() tables, printa() totals,
+ustack() aggregations) into a recording.
+
+The layout DTrace prints at exit, and what becomes of each part:
+
+      brk() allocation sizes                                   <- title: the kind, and the
+               value  ------------- Distribution ------------- count     histogram's title
+           65536 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@       573   <- buckets
+      Total bytes allocated                           401752064 <- totals (labels as printed
+      Total number of brk() calls                           675     by `heaptrace histogram`)
+
+                  libc.so.1`_brk_unlocked+0xa                   <- a stack, leaf first,
+                  pkgin`main+0x4e6                                  folded as stackcollapse.pl
+                 4096                                           <- its count or byte sum
+
+Lines before the first of these (dtrace's "CPU ID FUNCTION:NAME" header, program output) are
+kept in the recording's meta as "header".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from heaptrace.errors import ImportFormatError
+from heaptrace.events import KINDS, Frame, KindTotals
+from heaptrace.importers import collapse
+from heaptrace.importers.common import (
+    Imported,
+    LineError,
+    Sample,
+    leaf_kind,
+    read_lines,
+    stack_event,
+)
+
+_A = re.ASCII
+BLANK = re.compile(r"^\s*$", _A)
+QUANTIZE_HEADER = re.compile(r"^\s*value\s+-+ Distribution -+\s+count\s*$", _A)
+QUANTIZE_ROW = re.compile(r"^\s*(-?\d+) [ @]*\|[ @]* (-?\d+)\s*$", _A)
+COUNT = re.compile(r"^\s*(-?\d+)$", _A)
+LABELLED = re.compile(r"^\s+(\S.*?)\s+(-?\d+)$", _A)
+LOST = re.compile(r"^\s+(\d+) events lost from the per-event stream", _A)
+KIND_IN_TEXT = re.compile(r"\b(" + "|".join(KINDS) + r")\b", _A)
+
+# printa() labels `heaptrace histogram` prints (and brkquantize.d uses): label -> field.
+_LABELS = [
+    (re.compile(r"^Total number of (\w+)\(\) calls$", _A), "calls"),
+    (re.compile(r"^Failed (\w+)\(\) calls$", _A), "failed"),
+    (re.compile(r"^Total bytes released by shrinking$", _A), "released"),
+    (re.compile(r"^Total bytes (?:allocated|released)$", _A), "bytes"),
+]
+
+
+@dataclass
+class _Table:
+    title: Optional[str]
+    kind: Optional[str]
+    line: int
+    buckets: Dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Parsed:
+    tables: List[_Table] = field(default_factory=list)
+    totals: List[Tuple[int, Optional[str], str, Optional[str], int]] = field(default_factory=list)
+    raw: Dict[int, str] = field(default_factory=dict)  # line number -> line of each total
+    stacks: List[Tuple[int, Tuple[Frame, ...], int]] = field(default_factory=list)
+    header: List[str] = field(default_factory=list)
+    lost: int = 0
+
+
+class _Parser:
+    """A line-by-line state machine over DTrace's output."""
+
+    def __init__(self) -> None:
+        self.out = _Parsed()
+        self.pending: List[Tuple[int, str]] = []  # frame (or title, or header) lines
+        self.table: Optional[_Table] = None
+        self.kind: Optional[str] = None  # the kind of the latest table or labelled total
+
+    def feed(self, number: int, line: str) -> None:
+        if self.table is not None and self._table_line(number, line):
+            return
+        if BLANK.match(line):
+            self._flush(number)
+        elif QUANTIZE_HEADER.match(line):
+            self._start_table(number)
+        elif COUNT.match(line):
+            self._count(number, line, int(COUNT.match(line).group(1)))
+        elif LOST.match(line) and not self.pending:
+            self.out.lost += int(LOST.match(line).group(1))
+        elif LABELLED.match(line) and not self.pending:
+            label, value = LABELLED.match(line).groups()
+            self._total(number, line, label, int(value))
+        else:
+            self.pending.append((number, line))
+
+    def finish(self, number: int) -> _Parsed:
+        self.table = None
+        self._flush(number)
+        if not (self.out.tables or self.out.totals or self.out.stacks or self.out.lost):
+            raise LineError(number, "expected DTrace aggregation output (quantize() tables, "
+                            "printa() totals or ustack() stacks with counts); found none")
+        return self.out
+
+    def _has_output(self) -> bool:
+        return bool(self.out.tables or self.out.totals or self.out.stacks)
+
+    def _flush(self, number: int) -> None:
+        """A blank line (or the end): pending lines without a count are only allowed as a
+        header before any aggregation output."""
+        if not self.pending:
+            return
+        if self._has_output():
+            raise LineError(number, "expected a count or a byte sum after the stack frames "
+                            f"that start on line {self.pending[0][0]}")
+        self.out.header.extend(line for _, line in self.pending)
+        self.pending = []
+
+    def _start_table(self, number: int) -> None:
+        title = None
+        self._key_as_title(number)
+        if self.pending:
+            *header, (_, title_line) = self.pending
+            if header and self._has_output():
+                raise LineError(header[0][0], "expected a quantize() title or a stack frame")
+            self.out.header.extend(line for _, line in header)
+            title = title_line.strip()
+            self.pending = []
+        kind = _kind_in(title)
+        self.table = _Table(title, kind, number)
+        self.out.tables.append(self.table)
+        if kind is not None:
+            self.kind = kind
+
+    def _key_as_title(self, number: int) -> None:
+        """A numeric key (`@[pid] = quantize(...)`) printed right above the table looks like
+        a total; it is the table's title."""
+        totals = self.out.totals
+        if not self.pending and totals and totals[-1][0] == number - 1:
+            self.pending.append((number - 1, self.out.raw.pop(number - 1)))
+            totals.pop()
+
+    def _table_line(self, number: int, line: str) -> bool:
+        """Consume a row of the current table (DTrace ends every table with a blank line)."""
+        if BLANK.match(line):
+            self.table = None
+            return True
+        row = QUANTIZE_ROW.match(line)
+        if row is None:
+            raise LineError(number, "expected a quantize() row (VALUE |@@@  COUNT) or a blank "
+                            "line; lquantize()/llquantize() tables are not supported")
+        value, count = int(row.group(1)), int(row.group(2))
+        if value != 0 and abs(value) & (abs(value) - 1):
+            raise LineError(number, f"expected a power-of-two quantize() bucket, not {value}")
+        if value in self.table.buckets:
+            raise LineError(number, f"expected each bucket once; {value} appears twice")
+        self.table.buckets[value] = count
+        return True
+
+    def _count(self, number: int, line: str, value: int) -> None:
+        if not self.pending:
+            self._total(number, line, "", value)  # an aggregation without keys: @ = sum(...)
+            return
+        names: List[str] = []
+        for _, line in reversed(self.pending):
+            names.extend(collapse.dtrace_frame(line))
+        frames = tuple(_frame(name) for name in reversed(names))
+        self.out.stacks.append((self.pending[0][0], frames, value))
+        self.pending = []
+
+    def _total(self, number: int, line: str, label: str, value: int) -> None:
+        field_name, kind = _label_field(label)
+        if kind is not None:
+            self.kind = kind
+        self.out.raw[number] = line
+        self.out.totals.append((number, kind or self.kind, label, field_name, value))
+
+
+def _frame(name: str) -> Frame:
+    module = name.split("`", 1)[0] if "`" in name else None
+    return Frame(name, module, None)
+
+
+def _kind_in(text: Optional[str]) -> Optional[str]:
+    found = KIND_IN_TEXT.search(text) if text else None
+    return found.group(1) if found else None
+
+
+def _label_field(label: str) -> Tuple[Optional[str], Optional[str]]:
+    """(the KindTotals field a printa() label stands for, the kind it names)."""
+    for pattern, field_name in _LABELS:
+        m = pattern.match(label)
+        if m:
+            kind = m.group(1) if m.groups() else None
+            return field_name, kind if kind in KINDS else None
+    return None, _kind_in(label)
+
+
+def parse(path: str, kind: Optional[str] = None, counts: str = "bytes") -> Imported:
+    """Parse DTrace aggregation output; `kind` is used where the data does not name one."""
+    lines = read_lines(path)
+    parser = _Parser()
+    try:
+        for number, line in enumerate(lines, 1):
+            parser.feed(number, line)
+        parsed = parser.finish(len(lines) + 1)
+        return _build(parsed, kind, counts)
+    except LineError as exc:
+        raise ImportFormatError(path, exc.line, exc.expected) from None
+
+
+def _build(parsed: _Parsed, kind: Optional[str], counts: str) -> Imported:
+    imported = Imported(meta={"source": "dtrace"})
+    only = _only_kind(parsed, kind)
+    titles = _add_tables(imported, parsed.tables, kind, only)
+    stack_kinds = _add_stacks(imported, parsed.stacks, kind, counts)
+    known = _add_totals(imported, parsed.totals, kind, only)
+    _stack_totals(imported, stack_kinds, known, counts)
+    _count_from_buckets(imported, known)
+    _finish_meta(imported, parsed, titles, known)
+    imported.totals = _in_file_order(imported.totals, parsed, kind, only)
+    if stack_kinds:
+        imported.meta["counts"] = {k: counts for k in sorted(set(stack_kinds))}
+    return imported
+
+
+def _in_file_order(totals: Dict[str, KindTotals], parsed: _Parsed, kind: Optional[str],
+                   only: Optional[str]) -> Dict[str, KindTotals]:
+    """Kinds in the order the file shows them, so the histogram prints them in that order."""
+    seen = [(t.line, t.kind) for t in parsed.tables]
+    seen += [(number, k) for number, k, *_ in parsed.totals]
+    seen += [(number, leaf_kind(frames)) for number, frames, _ in parsed.stacks]
+    order = [k or kind or only for _, k in sorted(seen, key=lambda item: item[0])]
+    ranked = {k: i for i, k in reversed(list(enumerate(order)))}
+    return dict(sorted(totals.items(), key=lambda item: ranked.get(item[0], len(order))))
+
+
+def _only_kind(parsed: _Parsed, kind: Optional[str]) -> Optional[str]:
+    """The one kind the file names, for totals that do not say theirs."""
+    named = {t.kind for t in parsed.tables if t.kind} | {k for _, k, *_ in parsed.totals if k}
+    if len(named) == 1:
+        return named.pop()
+    return kind
+
+
+def _add_tables(imported: Imported, tables: List[_Table], kind: Optional[str],
+                only: Optional[str]) -> Dict[str, str]:
+    titles: Dict[str, str] = {}
+    for table in tables:
+        k = table.kind or kind or only
+        if k is None:
+            raise LineError(table.line, f"a quantize() table titled {table.title!r}: expected a "
+                            "title naming brk, mmap, munmap or mremap (or give --event)")
+        t = imported.totals.setdefault(k, KindTotals())
+        for value, count in table.buckets.items():
+            t.buckets[value] = t.buckets.get(value, 0) + count
+        if table.title is not None:
+            titles.setdefault(k, table.title)
+    return titles
+
+
+def _add_stacks(imported: Imported, stacks: List[Tuple[int, Tuple[Frame, ...], int]],
+                kind: Optional[str], counts: str) -> List[str]:
+    kinds = []
+    for number, frames, value in stacks:
+        k = kind or leaf_kind(frames)
+        if k is None:
+            raise LineError(number, "a stack whose leaf frame names no memory syscall: "
+                            "expected --event brk|mmap|munmap|mremap")
+        imported.samples.append(Sample(frames, stack_event(k, value, counts)))
+        kinds.append(k)
+    return kinds
+
+
+def _add_totals(imported: Imported, totals: list, kind: Optional[str],
+                only: Optional[str]) -> Dict[str, set]:
+    """Apply printa() totals; returns which fields each kind got from them."""
+    known: Dict[str, set] = {}
+    other: Dict[str, List[List[object]]] = {}
+    for number, k, label, field_name, value in totals:
+        k = k or kind or only
+        if k is None:
+            raise LineError(number, f"a total labelled {label!r}: expected a label naming "
+                            "brk, mmap, munmap or mremap (or give --event)")
+        t = imported.totals.setdefault(k, KindTotals())
+        if field_name is None:
+            other.setdefault(k, []).append([label, value])
+            continue
+        setattr(t, field_name, getattr(t, field_name) + value)
+        known.setdefault(k, set()).add(field_name)
+    if other:
+        imported.meta["other_totals"] = other
+    return known
+
+
+def _stack_totals(imported: Imported, stack_kinds: List[str], known: Dict[str, set],
+                  counts: str) -> None:
+    """Kinds known only from stacks: their total is the sum of the stacks' values."""
+    field_name = "bytes" if counts == "bytes" else "calls"
+    for s in imported.samples:
+        k = s.event.kind
+        if field_name in known.get(k, set()):
+            continue
+        t = imported.totals.setdefault(k, KindTotals())
+        value = s.event.size if counts == "bytes" else s.event.calls
+        setattr(t, field_name, getattr(t, field_name) + value)
+    for k in set(stack_kinds):
+        known.setdefault(k, set()).add(field_name)
+
+
+def _count_from_buckets(imported: Imported, known: Dict[str, set]) -> None:
+    """A table counts one value per call: without a calls total, its counts are the calls."""
+    for k, t in imported.totals.items():
+        if t.buckets and "calls" not in known.get(k, set()):
+            t.calls = sum(t.buckets.values())
+            known.setdefault(k, set()).add("calls")
+
+
+def _finish_meta(imported: Imported, parsed: _Parsed, titles: Dict[str, str],
+                 known: Dict[str, set]) -> None:
+    unknown = {}
+    for k in imported.totals:
+        missing = [f for f in ("calls", "bytes") if f not in known.get(k, set())]
+        if missing:
+            unknown[k] = missing
+    if titles:
+        imported.meta["titles"] = titles
+    if unknown:
+        imported.meta["unknown_totals"] = unknown
+    if parsed.header:
+        imported.meta["header"] = parsed.header
+    if parsed.lost:
+        imported.meta["lost_events"] = parsed.lost
+

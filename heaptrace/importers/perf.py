@@ -1,0 +1,163 @@
+"""`heaptrace import perf`: `perf script` output into a recording, one event per sample.
+
+Record with the syscall tracepoints, with or without call chains, for example:
+
+    perf record -e syscalls:sys_enter_mmap -e syscalls:sys_enter_munmap \\
+                -e syscalls:sys_enter_brk -g -- CMD
+    perf script > out.perf && heaptrace import perf out.perf -o run.db
+
+Stacks are folded as FlameGraph's stackcollapse-perf.pl folds them by default (the command
+name as the root frame, offsets dropped, "[unknown]" replaced by the module's file name). Each
+sample's weight is the tracepoint's byte argument when it has one (`len` of mmap and munmap,
+new_len - old_len of mremap) and one call otherwise (brk's argument is an address). Other
+events (cycles, uprobes) are imported as counts of the kind given with --event.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from heaptrace.errors import ImportFormatError
+from heaptrace.events import Event, Frame
+from heaptrace.importers import collapse
+from heaptrace.importers.common import Imported, LineError, Sample, read_lines, totals_from_samples
+
+_A = re.ASCII
+HEADER = re.compile(
+    r"^(?P<comm>\S.*?)\s+(?P<pid>\d+)(?:/(?P<tid>\d+))?\s+(?:\[\d+\]\s+)?"
+    r"(?:(?P<sec>\d+)\.(?P<frac>\d+):\s+)?(?:(?P<period>\d+)\s+)?"
+    r"(?P<event>\S+?):(?:\s+(?P<args>.*?))?\s*$", _A)
+FRAME = re.compile(r"^\s*(\w+)\s*(.+) \((.*)\)", _A)  # stackcollapse-perf.pl's own pattern
+ARG = re.compile(r"(\w+): (0x[0-9a-fA-F]+|-?\d+)", _A)
+SYSCALL = re.compile(r"^(?:syscalls:)?sys_enter_(brk|mmap|munmap|mremap)$", _A)
+BYTE_KINDS = ("mmap", "munmap", "mremap")
+
+
+@dataclass
+class _Sample:
+    line: int
+    comm: str
+    event: Event
+    frames: List[Frame] = field(default_factory=list)  # root first, as stackcollapse builds
+
+
+def parse(path: str, kind: Optional[str] = None) -> Imported:
+    """Parse `perf script` output; `kind` names the kind of events that are not memory
+    syscall tracepoints."""
+    imported = Imported(meta={"source": "perf", "counts": {}})
+    current: Optional[_Sample] = None
+    try:
+        for number, line in enumerate(read_lines(path), 1):
+            current = _feed(imported, current, number, line, kind)
+        _flush(imported, current)
+        if not imported.samples:
+            raise LineError(1, "expected `perf script` samples; found none")
+    except LineError as exc:
+        raise ImportFormatError(path, exc.line, exc.expected) from None
+    _finish(imported)
+    return imported
+
+
+def _feed(imported: Imported, current: Optional[_Sample], number: int, line: str,
+          kind: Optional[str]) -> Optional[_Sample]:
+    if line.startswith("#"):
+        return current
+    if not line.strip():
+        _flush(imported, current)
+        return None
+    header = _header(line)
+    if header is not None:
+        _flush(imported, current)
+        return _new_sample(imported, number, header, kind)
+    frame = FRAME.match(line)
+    if frame is None:
+        raise LineError(number, "expected a sample header (COMM PID [CPU] TIME: EVENT: ARGS), "
+                        "a callchain line (ADDR SYMBOL (MODULE)) or a blank line")
+    if current is None:
+        raise LineError(number, "expected a sample header line before this callchain line")
+    _, rawfunc, module = frame.groups()
+    names = collapse.perf_frame(rawfunc, module, collapse.perf_pname(current.comm))
+    current.frames[:0] = [Frame(name, module) for name in names]
+    return current
+
+
+def _header(line: str) -> Optional[re.Match]:
+    """A sample's first line. Without call chains perf right-aligns the command, so a
+    line may start with blanks; such a line must carry a timestamp to count as a header."""
+    if not line[0].isspace():
+        return HEADER.match(line)
+    m = HEADER.match(line.lstrip())
+    return m if m is not None and m.group("sec") is not None else None
+
+
+def _new_sample(imported: Imported, number: int, m: re.Match, kind: Optional[str]) -> _Sample:
+    event_kind = _kind(number, m.group("event"), kind)
+    weighted = SYSCALL.match(m.group("event")) and event_kind in BYTE_KINDS
+    imported.meta["counts"].setdefault(event_kind, "bytes" if weighted else "calls")
+    pid = int(m.group("pid"))
+    tid = int(m.group("tid") or pid)
+    ts_ns = _ts_ns(m.group("sec"), m.group("frac"))
+    args = _args(m.group("args") or "") if SYSCALL.match(m.group("event")) else {}
+    calls = int(m.group("period") or 1)
+    event = _event(event_kind, args, Event(event_kind, 0, ts_ns, pid, tid, calls=calls))
+    return _Sample(number, m.group("comm"), event)
+
+
+def _kind(number: int, event: str, kind: Optional[str]) -> str:
+    m = SYSCALL.match(event)
+    if m is not None:
+        return m.group(1)
+    if kind is None:
+        raise LineError(number, f"expected a syscalls:sys_enter_brk/mmap/munmap/mremap "
+                        f"sample, found {event!r} (give --event KIND to import it as counts)")
+    return kind
+
+
+def _ts_ns(sec: Optional[str], frac: Optional[str]) -> int:
+    if sec is None:
+        return 0
+    return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def _args(text: str) -> Dict[str, int]:
+    return {name: int(value, 16) if value.startswith("0x") else int(value)
+            for name, value in ARG.findall(text)}
+
+
+def _event(kind: str, a: Dict[str, int], base: Event) -> Event:
+    """Fill the per-kind fields from the tracepoint's arguments (see heaptrace/events.py)."""
+    values = dict(base.__dict__)
+    if kind == "brk":
+        values.update(addr=a.get("brk", 0))
+    elif kind == "mmap" and "len" in a:
+        fd = a.get("fd", 0xFFFFFFFF)
+        values.update(addr=a.get("addr", 0), length=a["len"], size=a["len"],
+                      prot=a.get("prot", 0), flags=a.get("flags", 0),
+                      fd=fd - (1 << 32) if fd >= 1 << 31 else fd)
+    elif kind == "munmap" and "len" in a:
+        values.update(addr=a.get("addr", 0), length=a["len"], size=a["len"])
+    elif kind == "mremap" and "new_len" in a:
+        old, new = a.get("old_len", 0), a["new_len"]
+        values.update(addr=a.get("addr", 0), length=old, new_length=new, size=new - old,
+                      flags=a.get("flags", 0), new_addr=a.get("new_addr", 0))
+    return Event(**values)
+
+
+def _flush(imported: Imported, sample: Optional[_Sample]) -> None:
+    """End of a sample: the command becomes the root frame (stackcollapse-perf.pl's default)."""
+    if sample is None:
+        return
+    root = [Frame(collapse.perf_pname(sample.comm))]
+    frames = tuple(reversed(root + sample.frames))
+    imported.samples.append(Sample(frames, sample.event))
+
+
+def _finish(imported: Imported) -> None:
+    imported.totals = totals_from_samples(imported.samples, with_buckets=True)
+    counts = imported.meta["counts"]
+    unknown = {k: ["bytes"] for k, c in counts.items() if c == "calls"}
+    if unknown:
+        imported.meta["unknown_totals"] = unknown
+

@@ -1,0 +1,72 @@
+"""`perf record` on a compiled program, `perf script`, then `heaptrace import perf`: the import
+holds every sample perf counted, with the tracepoints' byte arguments."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from heaptrace.importers import import_file
+from heaptrace.recording import Recording
+
+HERE = os.path.dirname(__file__)
+EVENTS = ["syscalls:sys_enter_mmap", "syscalls:sys_enter_munmap", "syscalls:sys_enter_brk"]
+pytestmark = pytest.mark.integration
+
+
+def _tracefs() -> None:
+    if not os.path.isdir("/sys/kernel/tracing/events"):
+        subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], check=True)
+
+
+@pytest.fixture(scope="module")
+def perf_run(tmp_path_factory):
+    """(perf script text with call chains, perf's own sample count per event)."""
+    _tracefs()
+    work = tmp_path_factory.mktemp("perf")
+    program = str(work / "mapgrow")
+    subprocess.run(["gcc", "-O0", "-fno-omit-frame-pointer", "-o", program,
+                    os.path.join(HERE, "programs", "mapgrow.c")], check=True)
+    data = str(work / "perf.data")
+    argv = ["perf", "record", "-q", "-g", "-o", data]
+    for event in EVENTS:
+        argv += ["-e", event]
+    subprocess.run(argv + [program], check=True, capture_output=True)
+    script = subprocess.run(["perf", "script", "-i", data], check=True, capture_output=True,
+                            text=True).stdout
+    stats = subprocess.run(["perf", "report", "-i", data, "--stats"], check=True,
+                           capture_output=True, text=True).stdout
+    return script, _sample_counts(stats)
+
+
+def _sample_counts(stats: str) -> dict:
+    """perf report --stats: 'syscalls:sys_enter_mmap stats:' then 'SAMPLE events: N'."""
+    counts = {}
+    for event, n in re.findall(r"syscalls:sys_enter_(\w+) stats:\s*\n\s*SAMPLE events:\s*(\d+)",
+                               stats):
+        counts[event] = int(n)
+    return counts
+
+
+def test_import_holds_every_sample_perf_counted(perf_run, tmp_path):
+    script, counts = perf_run
+    source = tmp_path / "out.perf"
+    source.write_text(script)
+    out = str(tmp_path / "run.db")
+    import_file("perf", str(source), out)
+    with Recording(out) as rec:
+        totals = rec.totals()
+        events = list(rec.events())
+        stacks = rec.stacks()
+    assert set(counts) == {"mmap", "munmap", "brk"}
+    for kind, n in counts.items():
+        assert totals[kind].calls == n
+        assert sum(1 for e in events if e.kind == kind) == n
+    ours = [e for e in events if any(f.name == "grow_maps" for f in stacks[e.stack_id])]
+    maps = [e.size for e in ours if e.kind == "mmap"]
+    assert sorted(maps) == [8192 * (i + 1) for i in range(5)]
+    root = {stacks[e.stack_id][-1].name for e in events}
+    assert root == {"mapgrow"}  # stackcollapse-perf.pl's root frame: the command
