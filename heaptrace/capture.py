@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import os
+import platform
 import shlex
 import time
 from dataclasses import dataclass, field
 from typing import Dict, Sequence
 
 from heaptrace import __version__
+from heaptrace.backends.dtrace import SYSTEMS as DTRACE_SYSTEMS
+from heaptrace.backends.dtrace import record_with_dtrace
 from heaptrace.backends.ebpf import EbpfTracer, kernel_release, preflight
 from heaptrace.errors import CommandNotFound
 from heaptrace.events import KINDS, KindTotals
 from heaptrace.procmaps import ProcMaps
 from heaptrace.recorder import Recorder
-from heaptrace.recording import RecordingWriter
-from heaptrace.session import Progress, Target, run_traced
+from heaptrace.recording import Recording, RecordingWriter
+from heaptrace.session import Progress, run_traced
 from heaptrace.symbols import symbolize_recording
 from heaptrace.unwind.live import LiveUnwinder
 
@@ -32,10 +35,24 @@ class RunOptions:
 
 @dataclass
 class RunResult:
-    target: Target
+    exit_code: int
     totals: Dict[str, KindTotals]
     counters: Dict[str, int] = field(default_factory=dict)
     events: int = 0
+
+
+def record(argv: Sequence[str], options: RunOptions) -> RunResult:
+    """Trace argv with the backend this system has: eBPF on Linux, DTrace on illumos/macOS."""
+    if platform.system() in DTRACE_SYSTEMS:
+        return _record_with_dtrace(argv, options)
+    return record_command(argv, options)
+
+
+def _record_with_dtrace(argv: Sequence[str], options: RunOptions) -> RunResult:
+    code = record_with_dtrace(argv, options.output, force=options.force, kinds=options.kinds)
+    with Recording(options.output) as rec:
+        totals, meta, events = rec.totals(), rec.meta(), rec.event_count()
+    return RunResult(code, totals, {"lost": int(meta.get("lost_events", 0) or 0)}, events)
 
 
 def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
@@ -97,4 +114,4 @@ def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
         if failed_to_start:
             os.unlink(options.output)  # nothing ran: leave no empty recording behind
     symbolize_recording(options.output)
-    return RunResult(target, totals, counters, recorder.events)
+    return RunResult(target.exit_code, totals, counters, recorder.events)

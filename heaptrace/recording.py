@@ -291,6 +291,9 @@ class Recording:
         for row in self._query(sql + " ORDER BY ts_ns, id", args):
             yield Event(*row)
 
+    def event_count(self) -> int:
+        return self._query("SELECT COUNT(*) FROM events")[0][0]
+
     def stacks(self) -> Dict[int, Tuple[Frame, ...]]:
         """Symbolized stacks by id, leaf first; unsymbolized ones as raw hex addresses."""
         result = {}

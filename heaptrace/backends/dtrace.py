@@ -17,14 +17,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from importlib import resources
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
 
 from heaptrace.backends import dtrace_events
 from heaptrace.errors import BackendUnavailable, PrivilegeError, UsageError
 from heaptrace.events import KINDS
 from heaptrace.importers.common import read_lines, write_recording
+from heaptrace.probes import probe_path
 
 SCRIPT = "heaptrace-events.d"
 SYSTEMS = ("SunOS", "Darwin")
@@ -36,14 +35,6 @@ DROPS = [
     (re.compile(r"^dtrace: (?:\[\w+\] )?(\d+) dynamic variable drops?"), "dynvar_drops"),
 ]
 PRIVILEGE = re.compile(r"requires additional privileges|Permission denied|not permitted")
-
-
-def probe_path(name: str) -> Path:
-    """A D script shipped in the wheel (heaptrace/probes), or in a source checkout (probes/)."""
-    packaged = resources.files("heaptrace") / "probes" / name
-    if packaged.is_file():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parents[2] / "probes" / name
 
 
 def dtrace_argv(dtrace: str, cmd: Sequence[str], events_path: str) -> List[str]:

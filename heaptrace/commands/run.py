@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 
 import click
 
-from heaptrace.capture import RunOptions, record_command
+from heaptrace.capture import RunOptions, record
 from heaptrace.events import KINDS
 from heaptrace.render.summary import render_summary
 
@@ -43,7 +43,7 @@ def run(output: str, events: str, unwind: str, stack_bytes: int, buffer_mib: int
                          stack_bytes=stack_bytes, ringbuf_mib=buffer_mib)
     click.echo(f"heaptrace: tracing {', '.join(options.kinds)} in {cmd[0]} and its children",
                err=True)
-    result = record_command(cmd, options)
+    result = record(cmd, options)
     render_summary(result.totals, output, result.counters.get("lost", 0), result.events,
                    sys.stderr)
-    return result.target.exit_code
+    return result.exit_code

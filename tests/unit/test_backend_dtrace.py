@@ -9,11 +9,12 @@ import os
 import sys
 
 import pytest
-from importhelp import data
 
-from heaptrace.backends.dtrace import SCRIPT, dtrace_argv, probe_path, record_with_dtrace
+from heaptrace.backends.dtrace import SCRIPT, dtrace_argv, record_with_dtrace
 from heaptrace.errors import PrivilegeError, UsageError
+from heaptrace.probes import probe_path
 from heaptrace.recording import Recording
+from tests.unit.importhelp import data
 
 FAKE = """#!{python}
 import json, subprocess, sys

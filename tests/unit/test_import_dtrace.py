@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from importhelp import data, fold, read, run_cli, without_edges
 
 from heaptrace.analysis.quantize import rows
 from heaptrace.errors import ImportFormatError
 from heaptrace.importers import import_file
 from heaptrace.recording import Recording
+from tests.unit.importhelp import data, fold, read, run_cli, without_edges
 
 PKGIN = ["orig", "dlpkg", "streamsum", "nocache"]
 

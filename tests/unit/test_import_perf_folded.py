@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from importhelp import data, fold, read, run_cli
 
 from heaptrace.errors import ImportFormatError
 from heaptrace.importers import import_file
 from heaptrace.recording import Recording
+from tests.unit.importhelp import data, fold, read, run_cli
 
 
 def test_perf_stacks_fold_as_stackcollapse_perf(tmp_path):
