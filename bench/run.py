@@ -64,6 +64,7 @@ class Run:
     own: Dict[str, int]  # the program's own counts (its loops)
     seen: Optional[Dict[str, int]] = None  # calls per kind the tracer reported
     lost_meta: Optional[int] = None  # heaptrace: events its per-event stream lost
+    stack_share: float = 0.0  # heaptrace: share of recorded events that have a user stack
     totals: Optional[Dict[str, Dict[str, int]]] = None  # strace: the oracle's exact totals
     bytes_seen: Optional[Dict[str, int]] = None
     notes: List[str] = field(default_factory=list)
@@ -133,7 +134,10 @@ def _heaptrace(heavy: Sequence[str], tmp: str, tools: Dict[str, str]) -> tuple:
         events = doc.get("events", {})
         run.seen = {k: events.get(k, {}).get("calls", 0) for k in KINDS}
         run.bytes_seen = {k: events.get(k, {}).get("bytes", 0) for k in KINDS}
-        run.lost_meta = int(doc.get("recording", {}).get("lost_events", 0) or 0)
+        meta = doc.get("recording", {})
+        run.lost_meta = int(meta.get("lost_events", 0) or 0)
+        recorded = int(meta.get("events_recorded", 0) or 0)
+        run.stack_share = int(meta.get("events_with_stack", 0) or 0) / recorded if recorded else 0
 
     return [*NO_ASLR, tools["heaptrace"], "run", "-o", recording, "--", *heavy], after
 
@@ -237,6 +241,7 @@ def mode_summary(mode: str, runs: List[Run], base: float, startup: Optional[dict
         summary["lost"] = lost_summary(runs, startup)
     if runs[0].lost_meta is not None:
         summary["lost_events_meta"] = max(r.lost_meta for r in runs)
+        summary["stack_share_min"] = min(r.stack_share for r in runs)
     summary["notes"] = sorted({n for r in runs for n in r.notes})
     return summary
 
@@ -280,7 +285,8 @@ def report_lines(summary: dict, args: argparse.Namespace) -> List[str]:
                      f"{m['start_s']:>8.3f}  {lost}")
         if "lost_events_meta" in m:
             lines.append(f"{'':<10} recording lost_events (per-event stream): "
-                         f"{m['lost_events_meta']}")
+                         f"{m['lost_events_meta']}; events with a user stack: "
+                         f"{m['stack_share_min']:.2%} (worst repetition)")
         lines += [f"{'':<10} {note}" for note in m["notes"]]
     lines += [f"{mode:<10} unavailable: {why}" for mode, why in summary["unavailable"].items()]
     if not summary["exact_reference"]:

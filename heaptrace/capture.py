@@ -7,9 +7,10 @@ import platform
 import shlex
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 from heaptrace import __version__
+from heaptrace.analysis.coverage import StackCoverage, coverage
 from heaptrace.backends.dtrace import SYSTEMS as DTRACE_SYSTEMS
 from heaptrace.backends.dtrace import record_with_dtrace
 from heaptrace.backends.ebpf import EbpfTracer, kernel_release, preflight
@@ -39,6 +40,7 @@ class RunResult:
     totals: Dict[str, KindTotals]
     counters: Dict[str, int] = field(default_factory=dict)
     events: int = 0
+    stacks: Optional[StackCoverage] = None
 
 
 def record(argv: Sequence[str], options: RunOptions) -> RunResult:
@@ -114,4 +116,9 @@ def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
         if failed_to_start:
             os.unlink(options.output)  # nothing ran: leave no empty recording behind
     symbolize_recording(options.output)
-    return RunResult(target.exit_code, totals, counters, recorder.events)
+    with Recording(options.output) as rec:
+        stacks = coverage(rec)
+    with RecordingWriter.open_existing(options.output) as writer:
+        writer.set_meta(bytes_with_whole_stack_share=round(stacks.whole_share, 6),
+                        frames_unsymbolized_share=round(stacks.unsymbolized_share, 6))
+    return RunResult(target.exit_code, totals, counters, recorder.events, stacks)

@@ -45,5 +45,5 @@ def run(output: str, events: str, unwind: str, stack_bytes: int, buffer_mib: int
                err=True)
     result = record(cmd, options)
     render_summary(result.totals, output, result.counters.get("lost", 0), result.events,
-                   sys.stderr)
+                   sys.stderr, result.stacks)
     return result.exit_code

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Dict, TextIO
+from typing import Dict, Optional, TextIO
 
+from heaptrace.analysis.coverage import StackCoverage
 from heaptrace.events import GROWTH_KINDS, KindTotals
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+from heaptrace.units import human
 
 
 def render_summary(
-    totals: Dict[str, KindTotals], path: str, lost: int, events: int, out: TextIO
+    totals: Dict[str, KindTotals], path: str, lost: int, events: int, out: TextIO,
+    stacks: Optional[StackCoverage] = None,
 ) -> None:
     out.write("heaptrace: what the traced processes took from the kernel and gave back\n")
     out.write(f"  {'kind':<8} {'calls':>10} {'failed':>7} {'bytes':>16}  {'released':>12}\n")
@@ -25,7 +20,10 @@ def render_summary(
             out.write(f"  {kind:<8} {t.calls:>10,} {t.failed:>7,} {t.bytes:>16,}  "
                       f"{t.released:>12,}\n")
     growth = sum(totals[k].bytes for k in GROWTH_KINDS if k in totals)
-    out.write(f"  total growth {human_bytes(growth)} ({growth:,} bytes) in {events:,} events\n")
+    out.write(f"  total growth {human(growth)} ({growth:,} bytes) in {events:,} events\n")
+    if stacks is not None and stacks.events_total:
+        out.write(f"  stacks: {stacks.whole_share:.1%} of bytes with whole stacks, "
+                  f"{stacks.unsymbolized_share:.1%} of frames without a symbol\n")
     if lost:
         out.write(f"  warning: {lost:,} events lost from the per-event stream (their stacks are "
                   "missing; the totals above are exact)\n")

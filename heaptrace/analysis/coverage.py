@@ -1,0 +1,53 @@
+"""How good a recording's stacks are: the share of bytes whose stack is whole (reaches a
+process or thread entry point) and the share of frames without a symbol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+from heaptrace.events import Frame
+from heaptrace.recording import Recording
+from heaptrace.symbols import is_symbolized
+
+# Outermost frames of a whole user stack: a process's entry, a thread's (glibc's clone3 or
+# clone, musl's __clone), or the dynamic loader's start before main.
+ENTRY_POINTS = frozenset({"_start", "__start", "clone", "clone3", "__clone", "_dl_start_user"})
+
+
+@dataclass(frozen=True)
+class StackCoverage:
+    bytes_total: int
+    bytes_whole: int
+    events_total: int
+    events_with_stack: int
+    frames: int
+    frames_unsymbolized: int
+
+    @property
+    def whole_share(self) -> float:
+        return self.bytes_whole / self.bytes_total if self.bytes_total else 1.0
+
+    @property
+    def unsymbolized_share(self) -> float:
+        return self.frames_unsymbolized / self.frames if self.frames else 0.0
+
+
+def is_whole(stack: Tuple[Frame, ...]) -> bool:
+    return bool(stack) and stack[-1].name in ENTRY_POINTS
+
+
+def coverage(rec: Recording) -> StackCoverage:
+    """Bytes are the |size| of every event; frames are counted once per distinct stack."""
+    stacks: Dict[int, Tuple[Frame, ...]] = rec.stacks()
+    whole = {sid for sid, frames in stacks.items() if is_whole(frames)}
+    total = whole_bytes = events = with_stack = 0
+    for event in rec.events():
+        events += 1
+        total += abs(event.size)
+        if event.stack_id is not None:
+            with_stack += 1
+            whole_bytes += abs(event.size) if event.stack_id in whole else 0
+    frames = [f for stack in stacks.values() for f in stack]
+    unsymbolized = sum(not is_symbolized(f) for f in frames)
+    return StackCoverage(total, whole_bytes, events, with_stack, len(frames), unsymbolized)
