@@ -21,10 +21,15 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The pkgin story in miniature: record, histogram, flame graph; then the fix, and the diff.
 demo: setup
-	$(MAKE) -C examples
-	$(HEAPTRACE) run -o examples/demo.db -- examples/grow
-	$(HEAPTRACE) histogram examples/demo.db
+	$(MAKE) -s -C examples
+	$(HEAPTRACE) run -o examples/before.db -- examples/grow
+	$(HEAPTRACE) histogram examples/before.db
+	$(HEAPTRACE) flame examples/before.db --title "grow: heap growth by stack" > examples/before.svg
+	$(HEAPTRACE) run -o examples/after.db -- examples/grow --stream
+	$(HEAPTRACE) diff examples/before.db examples/after.db > examples/diff.svg
+	@echo "Wrote examples/before.svg (flame graph) and examples/diff.svg (before vs after)"
 
 test: setup
 	$(PY) -m ruff check heaptrace tests bench

@@ -1,6 +1,7 @@
 /* grow: the pkgin story in miniature. A "package manager" that buffers a whole 48 MiB download
  * in memory (realloc doubling: mmap, then mremap growth), keeps a small index of entries on the
- * heap (brk), then frees the buffer (munmap). heaptrace shows which function took what. */
+ * heap (brk), then frees the buffer (munmap). heaptrace shows which function took what.
+ * `grow --stream` is the fixed version: the download goes through one small buffer. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,10 +42,25 @@ static __attribute__((noinline)) char **index_entries(size_t count)
     return entries;
 }
 
-int main(void)
+/* The fix pkgin got: stream the download through one small buffer instead of keeping it. */
+static __attribute__((noinline)) size_t stream_package(size_t size)
+{
+    static char chunk[4096];
+    size_t sum = 0;
+    for (size_t done = 0; done < size; done += sizeof(chunk)) {
+        memset(chunk, (int)(done >> 12), sizeof(chunk));
+        sum += (unsigned char)chunk[0];
+    }
+    return sum;
+}
+
+int main(int argc, char **argv)
 {
     struct buffer b = {0};
-    download_package(&b, 48u << 20);
+    if (argc > 1 && strcmp(argv[1], "--stream") == 0)
+        b.len = stream_package(48u << 20) ? 48u << 20 : 0;
+    else
+        download_package(&b, 48u << 20);
     char **entries = index_entries(20000);
     printf("downloaded %zu bytes, indexed %s..%s\n", b.len, entries[0], entries[19999]);
     free(b.data);
