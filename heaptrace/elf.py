@@ -93,6 +93,28 @@ class ElfFile:
                 return offset - p_offset + p_vaddr
         return None
 
+    def exec_segments(self) -> List[Tuple[int, int, int]]:
+        """(p_offset, p_vaddr, p_memsz) of every executable PT_LOAD segment."""
+        return [
+            (seg["p_offset"], seg["p_vaddr"], seg["p_memsz"])
+            for seg in self._elf.iter_segments()
+            if seg["p_type"] == "PT_LOAD" and seg["p_flags"] & 0x1  # PF_X
+        ]
+
+    def interpreter(self) -> Optional[str]:
+        """The PT_INTERP path (the dynamic loader), if any."""
+        for seg in self._elf.iter_segments():
+            if seg["p_type"] == "PT_INTERP":
+                return seg.get_interp_name()
+        return None
+
+    def phdr_vaddr(self) -> Optional[int]:
+        """Link-time address of the program headers (what AT_PHDR points at, unrelocated)."""
+        for seg in self._elf.iter_segments():
+            if seg["p_type"] == "PT_PHDR":
+                return seg["p_vaddr"]
+        return self.offset_to_vaddr(self._elf.header["e_phoff"])
+
     def debuglink(self) -> Optional[str]:
         raw = self.data(".gnu_debuglink")
         if not raw:

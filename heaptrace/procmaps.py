@@ -83,8 +83,13 @@ class _Space:
             found = self.find_live(addr)
             if found is not None:
                 return found
-        covering = [m for m in self.all if m.start <= addr < m.end and _alive_at(m, ts_ns)]
-        return max(covering, key=lambda m: m.first_ns, default=None)
+        covering = [m for m in self.all if m.start <= addr < m.end]
+        alive = [m for m in covering if _alive_at(m, ts_ns)]
+        if alive or ts_ns is None:
+            return max(alive, key=lambda m: m.first_ns, default=None)
+        # Seen only after ts_ns (a snapshot taken late) but not ended before it: the same image.
+        later = [m for m in covering if m.last_ns is None or m.last_ns > ts_ns]
+        return min(later, key=lambda m: m.first_ns, default=None)
 
 
 def _alive_at(m: Mapping, ts_ns: Optional[int]) -> bool:
@@ -122,6 +127,10 @@ class ProcMaps:
         """The mapping holding `addr` in `pid`: live now (or at exit), or at time `ts_ns`."""
         space = self._spaces.get(pid)
         return None if space is None else space.find(addr, ts_ns)
+
+    def find_live(self, pid: int, addr: int) -> Optional[Mapping]:
+        space = self._spaces.get(pid)
+        return None if space is None else space.find_live(addr)
 
     def mappings(self, pid: int) -> List[Mapping]:
         space = self._spaces.get(pid)

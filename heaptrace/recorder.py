@@ -7,12 +7,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from heaptrace.backends.records import (
     Call,
+    MappedFile,
     ProcessChange,
     Record,
     StackCopy,
     WalkedStack,
 )
 from heaptrace.events import Event
+from heaptrace.mappingtracker import MappingTracker
 from heaptrace.procmaps import ProcMaps
 from heaptrace.recording import RecordingWriter
 
@@ -55,6 +57,7 @@ class Recorder:
                  fp_stack: Optional[FpStacks] = None, maps: Optional[ProcMaps] = None) -> None:
         self.writer = writer
         self.maps = maps if maps is not None else ProcMaps()
+        self.tracker = MappingTracker(self.maps)
         self.unwind_copy = unwind_copy
         self.fp_stack = fp_stack
         self._parts: Dict[int, Tuple[int, ...]] = {0: ()}  # stack_ref / rest_ref -> addresses
@@ -72,14 +75,18 @@ class Recorder:
         elif isinstance(record, WalkedStack):
             self._parts[record.ref] = record.ips
         elif isinstance(record, StackCopy):
+            self.tracker.on_stack_copy(record)
             self._parts[record.ref] = tuple(self.unwind_copy(record))
+        elif isinstance(record, MappedFile):
+            self.tracker.on_mapped_file(record)
         else:
             self._add_process_change(record)
 
     def _stack_of(self, call: Call) -> Optional[int]:
         """The recording's id of the call's stack: the frames the probe walked, then those
         unwound from the copy of the rest (or the kernel's frame-pointer stack)."""
-        key = (call.pid, call.stack_ref, call.rest_ref, call.stack_id)
+        image = self.tracker.images.get(call.pid, 0)
+        key = (call.pid, image, call.stack_ref, call.rest_ref, call.stack_id)
         stack_id = self._stack_ids.get(key)
         if stack_id is None:
             ips = self._parts.get(call.stack_ref, ()) + self._parts.get(call.rest_ref, ())
@@ -87,14 +94,15 @@ class Recorder:
                 ips = tuple(self.fp_stack(call.stack_id))
             if not ips:
                 return None
-            stack_id = self._stack_ids[key] = self.writer.add_stack(ips=ips, pid=call.pid)
+            stack_id = self._stack_ids[key] = self.writer.add_stack(
+                ips=ips, pid=call.pid, image=image, ts_ns=call.ts_ns)
         return stack_id
 
     def _add_call(self, call: Call) -> None:
         stack_id = self._stack_of(call)
         event = call_to_event(call, stack_id)
         self._pending.append(event)
-        self._track_mapping(event)
+        self.tracker.on_event(event)
         self.events += 1
         self.with_stack += stack_id is not None
         if call.kind != "munmap" and call.size > 0:
@@ -102,28 +110,17 @@ class Recorder:
         if len(self._pending) >= BATCH_EVENTS:
             self.flush()
 
-    def _track_mapping(self, event: Event) -> None:
-        """Executable mappings over time, so stacks symbolize after the process is gone."""
-        if event.ret < 0 and event.ret > -4096:
-            return
-        if event.kind == "mmap":
-            self.maps.on_mmap(event.pid, event.ts_ns, event.ret, event.length, event.prot,
-                              event.fd)
-        elif event.kind == "munmap":
-            self.maps.on_munmap(event.pid, event.ts_ns, event.addr, event.length)
-
     def _add_process_change(self, change: ProcessChange) -> None:
         if change.what == "fork":
             self.writer.add_process(change.pid, change.ppid, change.comm, change.ts_ns)
-            self.maps.on_fork(change.ppid, change.pid, change.ts_ns)
         elif change.what == "exec":
             # A new row: readers treat a later row of the same pid as the exec of a new image.
             self.writer.end_process(change.pid, change.ts_ns)
             self.writer.add_process(change.pid, self._ppid.get(change.pid), change.comm,
                                     change.ts_ns)
-            self.maps.on_exec(change.pid, change.ts_ns)
         else:
             self.writer.end_process(change.pid, change.ts_ns)
+        self.tracker.on_process_change(change)
         if change.what == "fork":
             self._ppid[change.pid] = change.ppid
 

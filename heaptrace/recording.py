@@ -30,6 +30,7 @@ CREATE TABLE processes (
 );
 CREATE TABLE stacks (
     id INTEGER PRIMARY KEY, key BLOB UNIQUE NOT NULL, pid INTEGER,
+    ts_ns INTEGER, -- first seen: says which image of the pid (before or after an exec) it ran
     ips BLOB,      -- raw user addresses, leaf first, little-endian u64: kept for re-symbolizing
     frames TEXT    -- JSON [[name, module, addr], ...], leaf first; NULL until symbolized
 );
@@ -71,9 +72,11 @@ def unpack_ips(blob: Optional[bytes]) -> Tuple[int, ...]:
     return struct.unpack(f"<{len(blob) // 8}Q", blob)
 
 
-def _stack_key(pid: Optional[int], ips: Sequence[int], frames: Optional[Sequence[Frame]]) -> bytes:
+def _stack_key(
+    pid: Optional[int], ips: Sequence[int], frames: Optional[Sequence[Frame]], image: int = 0
+) -> bytes:
     h = hashlib.blake2b(digest_size=16)
-    h.update(str(pid).encode())
+    h.update(f"{pid}/{image}".encode() if image else str(pid).encode())
     h.update(pack_ips(ips))
     if frames is not None and not ips:
         h.update(json.dumps([[f.name, f.module] for f in frames]).encode())
@@ -141,15 +144,17 @@ class RecordingWriter:
         ips: Sequence[int] = (),
         frames: Optional[Sequence[Frame]] = None,
         pid: Optional[int] = None,
+        image: int = 0,
+        ts_ns: Optional[int] = None,
     ) -> int:
-        """Store a stack once (deduplicated by address space and addresses, or by frames
-        when there are no addresses) and return its id."""
-        key = _stack_key(pid, ips, frames)
+        """Store a stack once (deduplicated by address space, exec image and addresses, or
+        by frames when there are no addresses) and return its id."""
+        key = _stack_key(pid, ips, frames, image)
         stack_id = self._stack_ids.get(key)
         if stack_id is None:
             cur = self._db.execute(
-                "INSERT INTO stacks (key, pid, ips, frames) VALUES (?, ?, ?, ?)",
-                (key, pid, pack_ips(ips) if ips else None, _frames_json(frames)),
+                "INSERT INTO stacks (key, pid, ts_ns, ips, frames) VALUES (?, ?, ?, ?, ?)",
+                (key, pid, ts_ns, pack_ips(ips) if ips else None, _frames_json(frames)),
             )
             stack_id = self._stack_ids[key] = cur.lastrowid
         return stack_id
@@ -304,10 +309,11 @@ class Recording:
             result[stack_id] = parsed
         return result
 
-    def raw_stacks(self) -> List[Tuple[int, Optional[int], Tuple[int, ...]]]:
-        """(id, pid, ips) of every stack that has addresses, for (re)symbolizing."""
-        rows = self._query("SELECT id, pid, ips FROM stacks WHERE ips IS NOT NULL")
-        return [(sid, pid, unpack_ips(ips)) for sid, pid, ips in rows]
+    def raw_stacks(self) -> List[Tuple[int, Optional[int], Tuple[int, ...], Optional[int]]]:
+        """(id, pid, ips, first-seen ts_ns) of every stack that has addresses, for
+        (re)symbolizing."""
+        rows = self._query("SELECT id, pid, ips, ts_ns FROM stacks WHERE ips IS NOT NULL")
+        return [(sid, pid, unpack_ips(ips), ts) for sid, pid, ips, ts in rows]
 
     def processes(self) -> List[tuple]:
         return self._query(

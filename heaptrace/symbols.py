@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from heaptrace.elf import DEBUG_ROOT, ElfFile, open_debug_file, open_mapped
 from heaptrace.events import Frame
-from heaptrace.procmaps import ProcMaps, is_file
+from heaptrace.procmaps import Mapping, ProcMaps, is_file
 from heaptrace.recording import Recording, RecordingWriter
 
 _RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
@@ -120,12 +120,16 @@ class Symbolizer:
         return self.stacks([(pid, ips)])[0]
 
     def stacks(
-        self, stacks: Sequence[Tuple[int, Sequence[int]]], callers: bool = True
+        self, stacks: Sequence[Tuple[int, Sequence[int]]], callers: bool = True,
+        times: Optional[Sequence[Optional[int]]] = None,
     ) -> List[List[Frame]]:
-        """Frames of many (pid, ips) stacks at once: one demangler run for all of them."""
+        """Frames of many (pid, ips) stacks at once: one demangler run for all of them.
+        `times`: when each stack was seen, so that a pid's image before an exec is not
+        confused with the one after it."""
+        times = times or [None] * len(stacks)
         raw = [
-            [self._resolve_frame(pid, ip, callers and i > 0) for i, ip in enumerate(ips)]
-            for pid, ips in stacks
+            [self._resolve_frame(pid, ip, callers and i > 0, ts) for i, ip in enumerate(ips)]
+            for (pid, ips), ts in zip(stacks, times)
         ]
         self._demangle_new(name for frames in raw for name, _ in frames)
         return [
@@ -142,24 +146,28 @@ class Symbolizer:
         for name in new:
             self._demangled[name] = found.get(name, name)
 
-    def _resolve_frame(self, pid: int, ip: int, is_return: bool) -> Tuple[str, Optional[str]]:
+    def _resolve_frame(
+        self, pid: int, ip: int, is_return: bool, ts: Optional[int] = None
+    ) -> Tuple[str, Optional[str]]:
         if is_return:
-            found = self._resolve(pid, ip - 1)
+            found = self._resolve(pid, ip - 1, ts)
             if found[1] is None or not found[0].startswith(f"{found[1]}+"):
                 return found
             # No symbol one byte back: a signal trampoline (__restore_rt) is entered at
             # the address pushed as "return address", not after a call.
-        return self._resolve(pid, ip)
+        return self._resolve(pid, ip, ts)
 
-    def _resolve(self, pid: int, addr: int) -> Tuple[str, Optional[str]]:
-        key = (pid, addr)
+    def _resolve(self, pid: int, addr: int, ts: Optional[int] = None) -> Tuple[str, Optional[str]]:
+        mapping = self.maps.find(pid, addr, ts)
+        key = (pid, addr, id(mapping))
         hit = self._resolved.get(key)
         if hit is None:
-            hit = self._resolved[key] = self._lookup(pid, addr)
+            hit = self._resolved[key] = self._lookup(pid, addr, mapping)
         return hit
 
-    def _lookup(self, pid: int, addr: int) -> Tuple[str, Optional[str]]:
-        mapping = self.maps.find(pid, addr)
+    def _lookup(
+        self, pid: int, addr: int, mapping: Optional[Mapping]
+    ) -> Tuple[str, Optional[str]]:
         if mapping is None or not is_file(mapping):
             return self._lookup_jit(pid, addr, mapping.path if mapping else None)
         module = os.path.basename(mapping.path)
@@ -200,12 +208,13 @@ def is_symbolized(frame: Frame) -> bool:
 
 
 def symbolize_stacks(
-    raw: Sequence[Tuple[int, Optional[int], Sequence[int]]], symbolizer: Symbolizer
+    raw: Sequence[Tuple[int, Optional[int], Sequence[int], Optional[int]]],
+    symbolizer: Symbolizer,
 ) -> Dict[int, List[Frame]]:
-    """Frames for Recording.raw_stacks() rows (id, pid, leaf-first ips), by stack id."""
-    rows = [(sid, pid or 0, ips) for sid, pid, ips in raw]
-    frames = symbolizer.stacks([(pid, ips) for _, pid, ips in rows])
-    return {sid: f for (sid, _, _), f in zip(rows, frames)}
+    """Frames for Recording.raw_stacks() rows (id, pid, leaf-first ips, ts), by stack id."""
+    frames = symbolizer.stacks([(pid or 0, ips) for _, pid, ips, _ in raw],
+                               times=[ts for *_, ts in raw])
+    return {row[0]: f for row, f in zip(raw, frames)}
 
 
 def symbolize_recording(path: str, debug_root: str = DEBUG_ROOT) -> Tuple[int, int, int]:

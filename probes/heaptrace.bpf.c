@@ -48,6 +48,12 @@
 #ifndef RELEARN_NS           /* at most one stack copy per unknown PC per this interval */
 #define RELEARN_NS 2000000ULL
 #endif
+#ifndef PROT_EXEC
+#define PROT_EXEC 0x4
+#endif
+#ifndef PATH_BYTES           /* longest file path kept for executable mappings */
+#define PATH_BYTES 256
+#endif
 #ifndef KIND_MASK            /* bit i set: trace kind i (0 brk, 1 mmap, 2 munmap, 3 mremap) */
 #define KIND_MASK 0xf
 #endif
@@ -60,6 +66,9 @@
 #define NR_MREMAP 25
 #define NR_CLONE 56
 #define NR_CLONE3 435
+#define NR_OPEN_PATH 2
+#define NR_OPENAT 257
+#define NR_OPENAT2 437
 #define REG_IP(r) ((r)->ip)
 #define REG_SP(r) ((r)->sp)
 #define REG_FP(r) ((r)->bp)
@@ -78,6 +87,9 @@
 #define NR_MMAP 222
 #define NR_BRK 214
 #define NR_CLONE3 435
+#define NR_OPEN_PATH 0xffffffff /* aarch64 has only openat */
+#define NR_OPENAT 56
+#define NR_OPENAT2 437
 #define REG_IP(r) ((r)->pc)
 #define REG_SP(r) ((r)->sp)
 #define REG_FP(r) ((r)->regs[29])
@@ -106,6 +118,7 @@
 #define REC_EXIT 4
 #define REC_STACK 5
 #define REC_COPY 6
+#define REC_MAPFILE 7
 
 #define STACK_WALKED (1ULL << 63)
 #define STACK_COPIED (1ULL << 62)
@@ -207,7 +220,30 @@ struct proc_rec {
     char filename[256];
 };
 
+/* An executable file mapped by a traced process (ld.so loading a library, dlopen): where,
+ * and which file, so that its stacks symbolize even after the process is gone. */
+struct mapfile_rec {
+    u32 type;
+    u32 pid;
+    u64 ts;
+    u64 addr;
+    u64 len;
+    u64 pgoff;
+    char path[PATH_BYTES];
+};
+
+struct fd_key {
+    u32 tgid;
+    s32 fd;
+};
+
+struct path_val {
+    char path[PATH_BYTES];
+};
+
 BPF_HASH(traced, u32, u8, MAX_PROCS);
+BPF_TABLE("lru_hash", struct fd_key, struct path_val, fd_paths, 16384);
+BPF_PERCPU_ARRAY(mapfile_scratch, struct mapfile_rec, 1);
 BPF_HASH(breaks, u32, u64, MAX_PROCS);
 BPF_HASH(clone_flags, u32, u64, MAX_PROCS);
 BPF_PERCPU_ARRAY(totals, struct kind_totals, NKINDS);
@@ -527,13 +563,58 @@ static __always_inline void emit_call(void *ctx, struct pt_regs *regs, int kind,
     b->n = 0;
 }
 
+static __always_inline int is_open(u64 nr)
+{
+    return nr == NR_OPENAT || nr == NR_OPEN_PATH || nr == NR_OPENAT2;
+}
+
+/* Remember which file each descriptor of a traced process opened. */
+static __always_inline void note_open(u32 tgid, u64 nr, u64 *args, s64 ret)
+{
+    u32 zero = 0;
+    struct mapfile_rec *m = mapfile_scratch.lookup(&zero);
+    if (ret < 0 || !m)
+        return;
+    u64 path = args[1], first = args[0]; /* openat(dirfd, path, ...), openat2 too */
+    asm volatile("" : "+r"(path), "+r"(first)); /* keep the verifier off a computed offset */
+    if (nr == NR_OPEN_PATH)
+        path = first;
+    if (bpf_probe_read_user_str(m->path, sizeof(m->path), (const char *)path) <= 0)
+        return;
+    struct fd_key key = {.tgid = tgid, .fd = (s32)ret};
+    fd_paths.update(&key, (struct path_val *)m->path);
+}
+
+/* A successful mmap of an opened file with PROT_EXEC: send where it went. */
+static __always_inline void note_exec_mapping(u32 tgid, u64 *args, s64 ret)
+{
+    if (is_error(ret) || !(args[2] & PROT_EXEC) || (s32)args[4] < 0)
+        return;
+    struct fd_key key = {.tgid = tgid, .fd = (s32)args[4]};
+    struct path_val *path = fd_paths.lookup(&key);
+    u32 zero = 0;
+    struct mapfile_rec *m = mapfile_scratch.lookup(&zero);
+    if (!path || !m)
+        return;
+    m->type = REC_MAPFILE;
+    m->pid = tgid;
+    m->ts = bpf_ktime_get_ns();
+    m->addr = (u64)ret;
+    m->len = args[1];
+    m->pgoff = args[5];
+    bpf_probe_read_kernel(m->path, sizeof(m->path), path->path);
+    if (events.ringbuf_output(m, sizeof(*m), 0) != 0)
+        count(CTR_LOST);
+}
+
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
     struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
     u64 nr = 0;
     bpf_probe_read_kernel(&nr, sizeof(nr), &REG_NR(regs));
     int kind = kind_of(nr);
-    if (kind < 0)
+    int open = is_open(nr);
+    if (kind < 0 && !open && nr != NR_MMAP)
         return 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 tgid = pid_tgid >> 32;
@@ -546,6 +627,14 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     u64 args[6] = {REG_ARG0(&r), REG_ARG1(&r), REG_ARG2(&r),
                    REG_ARG3(&r), REG_ARG4(&r), REG_ARG5(&r)};
     s64 ret = (s64)ctx->args[1];
+    if (open) {
+        note_open(tgid, nr, args, ret);
+        return 0;
+    }
+    if (nr == NR_MMAP)
+        note_exec_mapping(tgid, args, ret);
+    if (kind < 0)
+        return 0;
     u64 failed = 0;
     s64 size = call_size(kind, tgid, args, ret, &failed);
     add_totals(kind, size, failed);

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Sequence, Tuple
 from heaptrace.backends.records import (
     STACK_WALKED,
     Call,
+    MappedFile,
     ProcessChange,
     Record,
     StackCopy,
@@ -27,7 +28,7 @@ from heaptrace.probes import probe_path
 if TYPE_CHECKING:
     from heaptrace.unwind.bpf_rules import StepRule
 
-REC_BATCH, REC_FORK, REC_EXEC, REC_EXIT, REC_STACK, REC_COPY = 1, 2, 3, 4, 5, 6
+REC_BATCH, REC_FORK, REC_EXEC, REC_EXIT, REC_STACK, REC_COPY, REC_MAPFILE = 1, 2, 3, 4, 5, 6, 7
 STATE_ARMED = 2
 NBUCKETS = 64
 MAX_FRAMES = 64
@@ -40,6 +41,7 @@ CALL_REC = struct.Struct("<IIQIi6qqqQQQ")
 STACK_REC = struct.Struct(f"<IIIIQ{MAX_FRAMES}Q")
 COPY_HEADER = struct.Struct("<IIIIIIQQQQQ")
 PROC_REC = struct.Struct("<IIQIi16s256s")
+MAPFILE_REC = struct.Struct("<IIQQQQ256s")
 CAP_PERFMON, CAP_BPF, CAP_SYS_ADMIN = 38, 39, 21
 GROUP_DEAD_FORMAT = "/sys/kernel/tracing/events/sched/sched_process_exit/format"
 
@@ -141,6 +143,9 @@ def parse_record(data: bytes) -> List[Record]:
         _, pid, tid, length, gen, depth, ref, ip, sp, fp, lr = COPY_HEADER.unpack_from(data)
         stack = data[COPY_HEADER.size: COPY_HEADER.size + length]
         return [StackCopy(ref, pid, tid, ip, sp, fp, lr, stack, gen, depth)]
+    if rec_type == REC_MAPFILE:
+        _, pid, ts, addr, length, offset, path = MAPFILE_REC.unpack_from(data)
+        return [MappedFile(pid, ts, addr, length, offset, _cstr(path))]
     if rec_type in (REC_FORK, REC_EXEC, REC_EXIT):
         _, pid, ts, ppid, _code, comm, filename = PROC_REC.unpack_from(data)
         what = {REC_FORK: "fork", REC_EXEC: "exec", REC_EXIT: "exit"}[rec_type]

@@ -55,6 +55,18 @@ class StackCopy:
 
 
 @dataclass(frozen=True)
+class MappedFile:
+    """A file mapped with PROT_EXEC by a traced process (a library, a dlopen)."""
+
+    pid: int
+    ts_ns: int
+    addr: int
+    length: int
+    offset: int
+    path: str
+
+
+@dataclass(frozen=True)
 class ProcessChange:
     """A traced process forked (`pid` is the child), exec'd or exited."""
 
@@ -66,4 +78,4 @@ class ProcessChange:
     filename: str
 
 
-Record = Union[Call, WalkedStack, StackCopy, ProcessChange]
+Record = Union[Call, WalkedStack, StackCopy, MappedFile, ProcessChange]

@@ -110,3 +110,20 @@ def test_fp_mode_records_kernel_stacks(programs, tmp_path):
     rec = record(tmp_path, [str(programs["big_malloc"])], "--unwind", "fp")
     assert rec.meta()["unwind"] == "fp"
     assert all(e.stack_id is not None for e in rec.events())
+
+
+@pytest.mark.parametrize("name", ["fork_exec", "spawn_exec"])
+def test_exec_images_are_not_confused(programs, tmp_path, name):
+    """A child that execs a short-lived program: its stacks name the new program's functions
+    (found from its auxiliary vector and its library mappings, not from /proc after it left)."""
+    rec = record(tmp_path, [str(programs[name])])
+    stacks = rec.stacks()
+    execs = {pid for pid, _, comm, *_ in rec.processes() if comm == "exec_target"}
+    assert execs
+    after = [[f.name for f in stacks[e.stack_id]] for e in rec.events() if e.pid in execs
+             and e.ts_ns >= max(start for pid, _, comm, start, *_ in rec.processes()
+                                if pid == e.pid and comm == "exec_target")]
+    assert after and all(s[-1] == "_start" for s in after)
+    assert not any("spawn_and_wait" in s or "child_body" in s for s in after)
+    cov = coverage(rec)
+    assert cov.whole_share >= 0.99 and cov.unsymbolized_share <= 0.01, cov

@@ -1,0 +1,81 @@
+"""Where exec put a program and its dynamic loader, from the auxiliary vector on the new
+process's stack: the kernel maps both itself, so no mmap event ever shows them, and a
+short-lived process may be gone before /proc/PID/maps can be read."""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Dict, List, Optional
+
+from heaptrace.elf import open_elf
+from heaptrace.procmaps import Mapping
+
+AT_NULL, AT_PHDR, AT_PHENT, AT_PAGESZ, AT_BASE, AT_ENTRY = 0, 3, 4, 6, 7, 9
+PAGE_SIZES = (4096, 16384, 65536)
+MAX_AT_TYPE = 64
+
+
+def find_auxv(stack: bytes) -> Optional[Dict[int, int]]:
+    """The auxiliary vector found in a copy of the top of a stack (the initial stack holds
+    argc, argv, envp and then the auxv pairs), or None."""
+    words = struct.unpack_from(f"<{len(stack) // 8}Q", stack)
+    for i in range(len(words) - 1):
+        if words[i] == AT_PAGESZ and words[i + 1] in PAGE_SIZES:
+            auxv = _pairs_around(words, i)
+            if auxv.get(AT_PHENT) in (32, 56) and AT_PHDR in auxv and AT_ENTRY in auxv:
+                return auxv
+    return None
+
+
+def _pairs_around(words: tuple, i: int) -> Dict[int, int]:
+    start = i
+    while start >= 2 and 0 < words[start - 2] < MAX_AT_TYPE:
+        start -= 2
+    auxv = {}
+    for j in range(start, len(words) - 1, 2):
+        if words[j] == AT_NULL:
+            break
+        auxv[words[j]] = words[j + 1]
+    return auxv
+
+
+def program_path(filename: str) -> str:
+    """The ELF file exec really mapped: the interpreter of a `#!` script."""
+    try:
+        with open(filename, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return filename
+    if head.startswith(b"#!"):
+        words = head[2:].split(b"\n", 1)[0].split()
+        if words:
+            return os.fsdecode(words[0])
+    return filename
+
+
+def image_mappings(auxv: Dict[int, int], filename: str, ts_ns: int) -> List[Mapping]:
+    """Executable mappings of the program and its loader at exec."""
+    program = open_elf(program_path(filename))
+    if program is None:
+        return []
+    mappings = []
+    phdr = program.phdr_vaddr()
+    if phdr is not None:
+        mappings += _segments(program, auxv[AT_PHDR] - phdr, ts_ns)
+    interp = program.interpreter()
+    loader = open_elf(interp) if interp and auxv.get(AT_BASE) else None
+    if loader is not None:
+        mappings += _segments(loader, auxv[AT_BASE], ts_ns)
+    return mappings
+
+
+def _segments(elf, bias: int, ts_ns: int) -> List[Mapping]:
+    page = 4096
+    result = []
+    for offset, vaddr, memsz in elf.exec_segments():
+        start = (bias + vaddr) & ~(page - 1)
+        end = (bias + vaddr + memsz + page - 1) & ~(page - 1)
+        result.append(Mapping(start, end, offset & ~(page - 1), os.path.realpath(elf.path),
+                              elf.build_id, ts_ns))
+    return result

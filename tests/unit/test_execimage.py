@@ -1,0 +1,60 @@
+"""Finding the program and its loader from the auxiliary vector on a copied initial stack."""
+
+from __future__ import annotations
+
+import struct
+
+from heaptrace.elf import open_elf
+from heaptrace.execimage import (
+    AT_BASE,
+    AT_ENTRY,
+    AT_PAGESZ,
+    AT_PHDR,
+    AT_PHENT,
+    find_auxv,
+    image_mappings,
+    program_path,
+)
+
+TRUE = "/usr/bin/true"
+
+
+def initial_stack(auxv: dict) -> bytes:
+    """What the kernel leaves at the initial sp: argc, argv, NULL, envp, NULL, auxv, AT_NULL."""
+    words = [1, 0x7FFFFFFFE800, 0, 0x7FFFFFFFE810, 0x7FFFFFFFE820, 0]
+    for key, value in auxv.items():
+        words += [key, value]
+    words += [0, 0]
+    return b"\xaa" * 40 + struct.pack(f"<{len(words)}Q", *words) + b"strings\0" * 8
+
+
+def test_auxv_found_in_a_stack_copy():
+    auxv = {33: 0x7FFFF7FC1000, 16: 0x178BFBFF, AT_PAGESZ: 4096, 17: 100, AT_PHDR: 0x555555554040,
+            AT_PHENT: 56, 5: 13, AT_BASE: 0x7FFFF7FC3000, 8: 0, AT_ENTRY: 0x555555556000}
+    assert find_auxv(initial_stack(auxv)) == auxv
+
+
+def test_no_auxv_in_an_ordinary_stack():
+    assert find_auxv(struct.pack("<64Q", *range(64))) is None
+    assert find_auxv(b"") is None
+
+
+def test_program_and_loader_mappings_from_auxv():
+    elf = open_elf(TRUE)
+    bias = 0x555555554000
+    auxv = {AT_PHDR: bias + elf.phdr_vaddr(), AT_BASE: 0x7FFFF7FC3000, AT_PHENT: 56,
+            AT_ENTRY: bias + elf.entry}
+    mappings = image_mappings(auxv, TRUE, 7)
+    program = [m for m in mappings if m.path.endswith("/true")]
+    loader = [m for m in mappings if "ld-linux" in m.path]
+    assert program and loader
+    assert all(m.start <= auxv[AT_ENTRY] < m.end for m in program[:1])
+    assert all(m.build_id and m.first_ns == 7 for m in mappings)
+    assert loader[0].start >= auxv[AT_BASE]
+
+
+def test_script_maps_its_interpreter(tmp_path):
+    script = tmp_path / "s"
+    script.write_text("#!/bin/sh -e\necho hi\n")
+    assert program_path(str(script)) == "/bin/sh"
+    assert program_path(TRUE) == TRUE
