@@ -5,21 +5,24 @@ from __future__ import annotations
 import os
 import platform
 import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence
+
+import psutil
 
 from heaptrace import __version__
 from heaptrace.analysis.coverage import StackCoverage, coverage
 from heaptrace.backends.dtrace import SYSTEMS as DTRACE_SYSTEMS
 from heaptrace.backends.dtrace import record_with_dtrace
 from heaptrace.backends.ebpf import EbpfTracer, kernel_release, preflight
-from heaptrace.errors import CommandNotFound
+from heaptrace.errors import CommandNotFound, UsageError
 from heaptrace.events import KINDS, KindTotals
 from heaptrace.procmaps import ProcMaps
 from heaptrace.recorder import Recorder
 from heaptrace.recording import Recording, RecordingWriter
-from heaptrace.session import Progress, run_traced
+from heaptrace.session import Progress, attach_traced, process_command, run_traced
 from heaptrace.symbols import symbolize_recording
 from heaptrace.unwind.live import LiveUnwinder
 
@@ -57,68 +60,130 @@ def _record_with_dtrace(argv: Sequence[str], options: RunOptions) -> RunResult:
     return RunResult(code, totals, {"lost": int(meta.get("lost_events", 0) or 0)}, events)
 
 
+class EbpfCapture:
+    """One eBPF recording: the probe, the recorder and the recording file, from set-up to the
+    finished, symbolized recording."""
+
+    def __init__(self, options: RunOptions, command: Sequence[str]) -> None:
+        preflight()
+        self.options = options
+        self.command = list(command)
+        self.writer = RecordingWriter(options.output, force=options.force)
+        self.maps = ProcMaps()
+        self.live = LiveUnwinder(self.maps, lambda *rules: self.tracer.teach(*rules))
+        self.recorder = Recorder(self.writer, self.live, maps=self.maps)
+        fp = options.unwind == "fp"
+        self.tracer = EbpfTracer(
+            self.recorder, options.kinds, 0 if fp else options.stack_bytes, fp_stacks=fp,
+            ringbuf_pages=options.ringbuf_mib * 256,
+        )
+        if fp:
+            self.recorder.fp_stack = self.tracer.stack_ips
+        self.progress = Progress()
+        self.started = time.time()
+        self.writer.set_meta(
+            command=self.command, command_line=shlex.join(self.command),
+            start_ns=time.monotonic_ns(), started_at=self.started, kernel=kernel_release(),
+            heaptrace_version=__version__, source="ebpf", unwind=options.unwind,
+            kinds=list(options.kinds), cwd=os.getcwd(),
+        )
+        self.writer.commit()
+
+    def tick(self) -> None:
+        self.recorder.flush_if_due()
+        self.progress.update(self.recorder.events, self.recorder.growth,
+                             self.tracer.counters()["lost"])
+
+    def arm(self, pid: int) -> None:
+        """The target, stopped before its exec: traced from the exec on."""
+        self.tracer.arm(pid)
+        self._add_root(pid, os.getpid(), os.path.basename(self.command[0])[:15])
+        self.writer.set_meta(root_pid=pid)
+
+    def attach(self, pid: int) -> None:
+        """A running process and every descendant it has now (later ones follow by fork)."""
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            raise UsageError(f"process {pid} ended before it could be traced") from None
+        attached = sum(self._attach_one(proc) for proc in procs)
+        more = f" and {attached - 1} descendants" if attached > 1 else ""
+        print(f"heaptrace: attached to PID {pid}{more}", file=sys.stderr, flush=True)
+        self.writer.set_meta(attached=True, root_pid=pid)
+
+    def _attach_one(self, proc: psutil.Process) -> bool:
+        try:
+            ppid, name = proc.ppid(), proc.name()[:15]
+        except psutil.NoSuchProcess:
+            return False  # a short-lived descendant already gone
+        self.tracer.attach(proc.pid)
+        self.maps.snapshot(proc.pid, time.monotonic_ns())
+        self._add_root(proc.pid, ppid, name)
+        return True
+
+    def _add_root(self, pid: int, ppid: int, comm: str) -> None:
+        self.recorder.note_parent(pid, ppid)
+        self.writer.add_process(pid, ppid, comm, time.monotonic_ns())
+
+    def finish(self, exit_code: Optional[int], discard: bool = False) -> RunResult:
+        """Drain the probe, write totals and metadata, close, symbolize."""
+        self.tracer.drain()
+        totals, counters = self.tracer.totals(), self.tracer.counters()
+        self.recorder.flush()
+        self.progress.done()
+        self.writer.set_totals(totals)
+        self.writer.set_meta(
+            end_ns=time.monotonic_ns(), duration_s=time.time() - self.started,
+            lost_events=counters["lost"], events_recorded=self.recorder.events,
+            events_with_stack=self.recorder.with_stack, probe_counters=counters,
+            stack_copies_unwound=self.live.copies, stack_copies_whole=self.live.complete,
+        )
+        if exit_code is not None:
+            self.writer.set_meta(exit_code=exit_code)
+        self.maps.save(self.writer)
+        self.writer.close()
+        self.tracer.close()
+        if discard:
+            os.unlink(self.options.output)  # nothing ran: leave no empty recording behind
+            return RunResult(exit_code or 0, totals, counters)
+        stacks = _finish_stacks(self.options.output)
+        return RunResult(exit_code or 0, totals, counters, self.recorder.events, stacks)
+
+
+def _finish_stacks(path: str) -> StackCoverage:
+    """Symbolize every stack (the mappings are complete now) and note how whole they are."""
+    symbolize_recording(path)
+    with Recording(path) as rec:
+        stacks = coverage(rec)
+    with RecordingWriter.open_existing(path) as writer:
+        writer.set_meta(bytes_with_whole_stack_share=round(stacks.whole_share, 6),
+                        frames_unsymbolized_share=round(stacks.unsymbolized_share, 6))
+    return stacks
+
+
 def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
     """Trace argv and everything it starts into options.output; returns what happened."""
-    preflight()
-    writer = RecordingWriter(options.output, force=options.force)
-    maps = ProcMaps()
-    live = LiveUnwinder(maps, lambda *rules: tracer.teach(*rules))
-    recorder = Recorder(writer, live, maps=maps)
-    fp = options.unwind == "fp"
-    tracer = EbpfTracer(
-        recorder, options.kinds, 0 if fp else options.stack_bytes, fp_stacks=fp,
-        ringbuf_pages=options.ringbuf_mib * 256,
-    )
-    if fp:
-        recorder.fp_stack = tracer.stack_ips
-    progress = Progress()
-    started_ns, started = time.monotonic_ns(), time.time()
-    writer.set_meta(
-        command=list(argv), command_line=shlex.join(argv), start_ns=started_ns,
-        started_at=started, kernel=kernel_release(), heaptrace_version=__version__,
-        source="ebpf", unwind=options.unwind, kinds=list(options.kinds), cwd=os.getcwd(),
-    )
-    writer.commit()
-
-    def tick() -> None:
-        recorder.flush_if_due()
-        progress.update(recorder.events, recorder.growth, tracer.counters()["lost"])
-
-    def arm(pid: int) -> None:
-        tracer.arm(pid)
-        recorder.note_parent(pid, os.getpid())
-        writer.add_process(pid, os.getpid(), os.path.basename(argv[0])[:15], time.monotonic_ns())
-        writer.set_meta(root_pid=pid)
-
+    capture = EbpfCapture(options, argv)
     target, failed_to_start = None, False
     try:
-        target = run_traced(argv, arm, tracer.poll, tick)
+        target = run_traced(argv, capture.arm, capture.tracer.poll, capture.tick)
     except CommandNotFound:
         failed_to_start = True
         raise
     finally:
-        tracer.drain()
-        totals, counters = tracer.totals(), tracer.counters()
-        recorder.flush()
-        progress.done()
-        writer.set_totals(totals)
-        writer.set_meta(
-            end_ns=time.monotonic_ns(), duration_s=time.time() - started,
-            lost_events=counters["lost"], events_recorded=recorder.events,
-            events_with_stack=recorder.with_stack, probe_counters=counters,
-            stack_copies_unwound=live.copies, stack_copies_whole=live.complete,
-        )
-        if target is not None:
-            writer.set_meta(exit_code=target.exit_code)
-        maps.save(writer)
-        writer.close()
-        tracer.close()
-        if failed_to_start:
-            os.unlink(options.output)  # nothing ran: leave no empty recording behind
-    symbolize_recording(options.output)
-    with Recording(options.output) as rec:
-        stacks = coverage(rec)
-    with RecordingWriter.open_existing(options.output) as writer:
-        writer.set_meta(bytes_with_whole_stack_share=round(stacks.whole_share, 6),
-                        frames_unsymbolized_share=round(stacks.unsymbolized_share, 6))
-    return RunResult(target.exit_code, totals, counters, recorder.events, stacks)
+        result = capture.finish(target.exit_code if target else None, failed_to_start)
+    return result
+
+
+def attach_process(pid: int, options: RunOptions, duration: Optional[float]) -> RunResult:
+    """Trace a running process (and its descendants) until it exits, heaptrace is
+    interrupted, or `duration` seconds have passed."""
+    command = process_command(pid)
+    capture = EbpfCapture(options, command)
+    try:
+        capture.writer.set_meta(attach_end=attach_traced(
+            pid, capture.attach, capture.tracer.poll, capture.tick, duration))
+    finally:
+        result = capture.finish(None)
+    return result

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, TextIO
 
-from heaptrace.errors import CommandNotFound
+from heaptrace.errors import CommandNotFound, UsageError
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 SI_USER, SI_QUEUE, SI_TKILL = 0, -1, -6
@@ -153,3 +153,53 @@ def _discard_pending(signals: Sequence[int]) -> List[int]:
         if info is None:
             return seen
         seen.append(info.si_signo)
+
+
+def process_alive(pid: int) -> bool:
+    """True while pid runs (a zombie has finished)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def process_command(pid: int) -> List[str]:
+    """The command line of a running process, or a UsageError if there is none."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        raw = b""
+    if not raw or not process_alive(pid):
+        raise UsageError(f"no running process with pid {pid}")
+    return [os.fsdecode(arg) for arg in raw.rstrip(b"\0").split(b"\0")]
+
+
+def attach_traced(
+    pid: int,
+    attach: Callable[[int], None],
+    poll: Callable[[int], None],
+    on_tick: Callable[[], None],
+    duration: Optional[float] = None,
+) -> str:
+    """Trace a running process until it exits ("exited"), heaptrace gets SIGINT, SIGTERM,
+    SIGHUP or SIGQUIT ("interrupted": nothing is forwarded, the process is not ours), or
+    `duration` seconds pass ("duration")."""
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    try:
+        attach(pid)
+        deadline = None if duration is None else time.monotonic() + duration
+        while True:
+            poll(POLL_MS)
+            on_tick()
+            if signal.sigtimedwait(FORWARDED, 0) is not None:
+                return "interrupted"
+            if not process_alive(pid):
+                return "exited"
+            if deadline is not None and time.monotonic() >= deadline:
+                return "duration"
+    finally:
+        _discard_pending(FORWARDED)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from heaptrace.unwind.bpf_rules import StepRule
 
 REC_BATCH, REC_FORK, REC_EXEC, REC_EXIT, REC_STACK, REC_COPY, REC_MAPFILE = 1, 2, 3, 4, 5, 6, 7
-STATE_ARMED = 2
+STATE_ACTIVE, STATE_ARMED = 1, 2
 NBUCKETS = 64
 MAX_FRAMES = 64
 COUNTERS = ("lost", "stack_short", "stack_fail", "procs_full", "stacks_walked", "stacks_copied",
@@ -191,6 +191,10 @@ class EbpfTracer:
         """Trace `pid` from its next exec on (it is stopped between fork and exec)."""
         table = self._bpf["traced"]
         table[ctypes.c_uint32(pid)] = ctypes.c_uint8(STATE_ARMED)
+
+    def attach(self, pid: int) -> None:
+        """Trace the running process `pid` (all its threads) from now on."""
+        self._bpf["traced"][ctypes.c_uint32(pid)] = ctypes.c_uint8(STATE_ACTIVE)
 
     def teach(self, pid: int, gen: int, rules: Sequence[Tuple[int, StepRule]]) -> None:
         """Hand per-PC unwinding rules to the probe (see heaptrace/unwind/bpf_rules.py)."""

@@ -7,7 +7,8 @@ from typing import Optional, Tuple
 
 import click
 
-from heaptrace.capture import RunOptions, record
+from heaptrace.capture import RunOptions, attach_process, record
+from heaptrace.errors import UsageError
 from heaptrace.events import KINDS
 from heaptrace.render.summary import render_summary
 
@@ -29,21 +30,29 @@ def _kinds(value: str) -> Tuple[str, ...]:
 @click.option("--stack-bytes", default=16384, show_default=True,
               help="Bytes of user stack copied per event for --unwind dwarf.")
 @click.option("--buffer-mib", default=64, show_default=True, help="Per-event ring buffer size.")
-@click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("-p", "--pid", type=int, help="Trace this running process instead of running CMD.")
+@click.option("--duration", type=float, help="With --pid: stop after this many seconds.")
+@click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
 def run(output: str, events: str, unwind: str, stack_bytes: int, buffer_mib: int,
-        cmd: Tuple[str, ...]) -> Optional[int]:
-    """Run CMD, trace brk/mmap/munmap/mremap in it and everything it starts, write a recording.
+        pid: Optional[int], duration: Optional[float], cmd: Tuple[str, ...]) -> Optional[int]:
+    """Run CMD (or watch the running process PID) and record brk/mmap/munmap/mremap in it and
+    everything it starts.
 
     \b
       sudo heaptrace run -- pkgin -y install gcc47
       sudo heaptrace run -o sqlite.db -- sqlite3 db 'PRAGMA cache_size=...'
-    Exits with CMD's exit code (128+N if signal N killed it).
+      sudo heaptrace run -p 1234 --duration 600     a server, for ten minutes
+    Exits with CMD's exit code (128+N if signal N killed it); with --pid, Ctrl-C ends tracing
+    and leaves the process running.
     """
+    if bool(cmd) == (pid is not None):
+        raise UsageError("give either a command to run (after --) or --pid PID")
     options = RunOptions(output=output, kinds=_kinds(events), unwind=unwind,
                          stack_bytes=stack_bytes, ringbuf_mib=buffer_mib)
-    click.echo(f"heaptrace: tracing {', '.join(options.kinds)} in {cmd[0]} and its children",
-               err=True)
-    result = record(cmd, options)
+    click.echo(f"heaptrace: tracing {', '.join(options.kinds)} in "
+               f"{f'PID {pid}' if pid else cmd[0]} and its children"
+               f"{'... Ctrl-C to end' if pid else ''}", err=True)
+    result = attach_process(pid, options, duration) if pid else record(cmd, options)
     render_summary(result.totals, output, result.counters.get("lost", 0), result.events,
                    sys.stderr, result.stacks)
     return result.exit_code

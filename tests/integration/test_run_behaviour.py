@@ -101,3 +101,48 @@ def test_doctor_reports_every_check_ok_here():
     assert names == ["kernel BPF support", "privileges", "bcc Python module", "kernel headers",
                      "tracefs", "test tools"]
     assert all(line.startswith("ok") for line in proc.stdout.splitlines())
+
+
+def test_attach_to_a_running_process_for_a_duration(tmp_path):
+    db = tmp_path / "r.db"
+    script = ("import time\nkeep = []\nwhile True:\n"
+              "    keep.append(bytearray(1 << 20)); time.sleep(0.02)\n")
+    target = subprocess.Popen(["/usr/bin/python3", "-c", script])
+    try:
+        proc = heaptrace("run", "-o", str(db), "-p", str(target.pid), "--duration", "1.5")
+        assert proc.returncode == 0, proc.stderr
+        assert target.poll() is None  # left running
+        doc = histogram_json(db)
+        assert doc["events"]["mmap"]["bytes"] >= 10 << 20
+        assert doc["recording"]["attached"] is True
+        assert doc["recording"]["attach_end"] == "duration"
+    finally:
+        target.kill()
+        target.wait()
+
+
+def test_attach_ends_when_the_process_exits(tmp_path, programs):
+    db, go = tmp_path / "r.db", tmp_path / "go"
+    target = subprocess.Popen(
+        ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done; {programs['big_malloc']}"])
+    proc = subprocess.Popen([*HEAPTRACE, "run", "-o", str(db), "-p", str(target.pid)],
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if line.startswith(f"heaptrace: attached to PID {target.pid}"):
+            break
+    go.touch()
+    target.wait()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, err
+    doc = histogram_json(db)
+    assert doc["recording"]["attach_end"] == "exited"
+    assert doc["events"]["mmap"]["bytes"] >= 64 << 20  # the child the shell started
+
+
+def test_attach_needs_a_live_pid_and_not_a_command(tmp_path):
+    proc = heaptrace("run", "-o", str(tmp_path / "r.db"), "-p", "999999999")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "heaptrace: error: no running process with pid 999999999")
+    proc = heaptrace("run", "-p", "1", "--", "true")
+    assert proc.returncode == 2 and "either a command" in proc.stderr
