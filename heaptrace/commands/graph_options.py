@@ -10,7 +10,7 @@ import click
 
 from heaptrace.analysis.stacks import EVENT_CHOICES, Selection
 from heaptrace.errors import UsageError
-from heaptrace.render.flamegraph import FlameOptions, Profile, build, render
+from heaptrace.render.flamegraph import FlameInput, FlameOptions, build, render
 from heaptrace.render.palettes import (
     BACKGROUND_CHOICES,
     PALETTES,
@@ -101,7 +101,7 @@ def look(description: str, view: Optional[str], subtitle: str, use_hash: bool,
                         random_seed=seed, palette_map=palette_map, **fields)
 
 
-def draw(profile: Profile, description: str, view: Optional[str], cp: bool,
+def draw(profile: FlameInput, description: str, view: Optional[str], cp: bool,
          palette_map: Optional[str], **look_opts: Any) -> None:
     """Build and render the SVG to stdout; with --cp, colours come from the palette map
     file first, and the colours of new names are added to it afterwards."""

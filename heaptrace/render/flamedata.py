@@ -18,7 +18,7 @@ from heaptrace.errors import UsageError
 from heaptrace.render.palettes import background, frame_color
 
 Stack = Tuple[str, ...]
-Profile = Union[Mapping[Stack, Union[int, Tuple[int, int]]], Sequence[ChartRun]]
+FlameInput = Union[Mapping[Stack, Union[int, Tuple[int, int]]], Sequence[ChartRun]]
 Runs = List[Tuple[int, int]]  # [lo, hi) index ranges of the layout's stack list
 XPAD = 10  # left and right margin, in pixels
 ROOT = "all"
@@ -183,6 +183,8 @@ class _ChartLayout(_Layout):
 
     def rect(self, name: str, depth: int, start: int, runs: Runs, merged: int = 0) -> FrameRect:
         box = super().rect(name, depth, start, runs, merged)
+        if runs[0][0] >= runs[-1][1]:
+            return box  # the root of an empty chart
         first, last = self.times[runs[0][0]][0], self.times[runs[-1][1] - 1][1]
         if first is None or last is None:
             return box
@@ -224,7 +226,7 @@ class _ChartLayout(_Layout):
         return start + self.values[index] - self.values[lo]
 
 
-def chart_runs(profile: Profile, reverse: bool) -> List[ChartRun]:
+def chart_runs(profile: FlameInput, reverse: bool) -> List[ChartRun]:
     """The runs a flame chart draws: a sequence as it is, a folded profile in its order."""
     if isinstance(profile, Mapping):
         if any(isinstance(c, tuple) for c in profile.values()):
@@ -233,7 +235,7 @@ def chart_runs(profile: Profile, reverse: bool) -> List[ChartRun]:
     return [r._replace(stack=r.stack[::-1]) if reverse else r for r in profile if r.count > 0]
 
 
-def sorted_items(profile: Profile, opts: FlameOptions) -> Tuple[list, bool]:
+def sorted_items(profile: FlameInput, opts: FlameOptions) -> Tuple[list, bool]:
     """(stack, width bytes, other side's bytes) sorted by stack, and whether the profile
     is differential ({stack: (before, after)})."""
     if not isinstance(profile, Mapping):
@@ -251,7 +253,7 @@ def sorted_items(profile: Profile, opts: FlameOptions) -> Tuple[list, bool]:
     return items, any(isinstance(c, tuple) for c in profile.values())
 
 
-def build(profile: Profile, opts: FlameOptions) -> FlameGraph:
+def build(profile: FlameInput, opts: FlameOptions) -> FlameGraph:
     """Frame rectangles for a folded profile ({stack: bytes}), a differential one
     ({stack: (before, after)}: widths from after, or before with `opts.negate`), or with
     `opts.flamechart` a sequence of ChartRun in time order (a profile: in its own order)."""

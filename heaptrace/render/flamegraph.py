@@ -12,9 +12,9 @@ from typing import Dict, Iterable, TextIO
 from heaptrace.render.flamedata import (  # noqa: F401  (build is imported from here too)
     XPAD,
     FlameGraph,
+    FlameInput,
     FlameOptions,
     FrameRect,
-    Profile,
     build,
 )
 from heaptrace.render.palettes import MERGED_FILL, SEARCH_FILL, diff_color

@@ -107,6 +107,14 @@ def test_flame_chart_of_a_profile_uses_its_order_and_reverse_applies():
         build({("a",): (1, 2)}, FlameOptions(flamechart=True))
 
 
+def test_an_empty_flame_chart_says_so(synth):
+    synth.open().close()
+    for runs in ([], [ChartRun(("a",), 0)], load_profile(synth.writer.path, Selection(),
+                                                          in_time_order=True).chart):
+        doc = svg_of(build(runs, FlameOptions(flamechart=True)))
+        assert "No stacks to show" in doc.find(f"{SVG}text[@id='message']").text
+
+
 def test_chart_lines_merge_only_adjacent_identical_stacks():
     runs = [ChartRun(("a", "b"), 1), ChartRun(("a", "b;"), 2), ChartRun(("a", "c"), 0),
             ChartRun(("a", "b:"), 4), ChartRun(("a", "c"), 8), ChartRun(("a", "b"), 16)]
