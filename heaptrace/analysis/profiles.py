@@ -10,11 +10,20 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional
 
-from heaptrace.analysis.retained import retained
-from heaptrace.analysis.stacks import Folded, Selection, fold, run_start_ns
+from heaptrace.analysis.retained import held_chart, retained
+from heaptrace.analysis.stacks import (
+    Chart,
+    Folded,
+    Selection,
+    append_run,
+    chart,
+    fold,
+    fold_chart,
+    run_start_ns,
+)
 from heaptrace.errors import RecordingError, UsageError
 from heaptrace.recording import Recording
-from heaptrace.render.folded import parse_folded
+from heaptrace.render.folded import parse_folded_lines
 from heaptrace.units import human
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -25,6 +34,9 @@ KIND_LABELS = {"growth": "growth (brk+mmap+mremap)", "all": "brk+mmap+munmap+mre
 class Profile:
     folded: Folded
     description: str  # for the subtitle: what was selected, how much
+    chart: Optional[Chart] = None  # the same bytes in time order, when asked for
+
+
 
 
 def is_recording(path: str) -> bool:
@@ -35,26 +47,39 @@ def is_recording(path: str) -> bool:
         raise RecordingError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def load_profile(path: str, sel: Selection, at: Optional[str] = None) -> Profile:
-    """A recording (selection applied) or a folded file (read as is)."""
+def load_profile(path: str, sel: Selection, at: Optional[str] = None,
+                 in_time_order: bool = False) -> Profile:
+    """A recording (selection applied) or a folded file (read as is). `in_time_order`
+    also gives the chart: events (or for `at`, the held bytes) in the order they came."""
     if os.path.isfile(path) and not is_recording(path):
         if at is not None or sel != Selection(process_names=sel.process_names):
             raise UsageError(f"{path} is a folded file: --event, --retained, --at, --pid, "
                              "--from and --to apply to recordings only")
-        with open(path, encoding="utf-8", errors="replace") as f:
-            folded = parse_folded(f, path)
-        return Profile(folded, f"{human(sum(folded.values()))} in {len(folded):,} stacks")
+        return folded_file(path)
     with Recording(path) as rec:
         if at is None:
-            folded = fold(rec, sel)
-            return Profile(folded, describe(rec, sel, folded))
+            runs = chart(rec, sel) if in_time_order else None
+            folded = fold_chart(runs) if runs is not None else fold(rec, sel)
+            return Profile(folded, describe(rec, sel, folded), runs)
         result = retained(rec, sel, at)
         parts = [describe(rec, sel, result.folded, f"held at {at}")]
         if result.moment_ns is not None:
             parts.append(f"peak {(result.moment_ns - run_start_ns(rec)) / 1e9:.3f} s into the run")
         if result.unmatched:
             parts.append(f"{human(result.unmatched)} released that no traced call allocated")
-        return Profile(result.folded, "; ".join(parts))
+        runs = held_chart(rec, result, sel.process_names) if in_time_order else None
+        return Profile(result.folded, "; ".join(parts), runs)
+
+
+def folded_file(path: str) -> Profile:
+    """A folded file: its sum per stack, and its lines in file order as the chart."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = parse_folded_lines(f, path)
+    runs: Chart = []
+    for stack, count in lines:
+        append_run(runs, stack, count)
+    folded = fold_chart(runs)
+    return Profile(folded, f"{human(sum(folded.values()))} in {len(folded):,} stacks", runs)
 
 
 def describe(rec: Recording, sel: Selection, folded: Folded, what: str = "") -> str:

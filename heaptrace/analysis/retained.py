@@ -15,16 +15,19 @@ moment their sum was highest.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 from heaptrace.analysis.stacks import (
+    Chart,
     Folded,
     Folder,
     Owner,
     ProcessNames,
     Selection,
+    append_run,
     kinds_for,
+    run_start_ns,
     time_window,
 )
 from heaptrace.errors import UsageError
@@ -223,6 +226,7 @@ class Retained:
     held: int  # sum of `folded`
     moment_ns: Optional[int]  # when the peak was (None for exit)
     unmatched: int  # bytes released that matched no traced allocation
+    pieces: List[Tuple[Owner, int]] = field(default_factory=list)  # what made `folded`
 
 
 def find_peak(rec: Recording, sel: Selection) -> Tuple[int, Optional[int]]:
@@ -251,16 +255,29 @@ def retained(rec: Recording, sel: Selection, at: str = "exit") -> Retained:
             break
         replay.step(step)
     spaces = list(replay.spaces.values()) + (replay.ended if at == "exit" else [])
-    folded = fold_held(rec, sel, spaces)
-    return Retained(folded, at, sum(folded.values()), moment, replay.unmatched)
+    pieces = held_pieces(rec, sel, spaces)
+    folder = Folder(rec, sel.process_names)
+    for owner, nbytes in pieces:
+        folder.add(owner, nbytes)
+    held = sum(folder.folded.values())
+    return Retained(folder.folded, at, held, moment, replay.unmatched, pieces)
 
 
-def fold_held(rec: Recording, sel: Selection, spaces: List[AddressSpace]) -> Folded:
+def held_pieces(rec: Recording, sel: Selection,
+                spaces: List[AddressSpace]) -> List[Tuple[Owner, int]]:
+    """(who allocated, bytes) still held in `spaces`, of the selected kinds and window."""
     lo, _ = time_window(rec, sel)
     kinds = set(kinds_for(sel.kind))
-    folder = Folder(rec, sel.process_names)
-    for space in spaces:
-        for owner, nbytes in space.held():
-            if owner[3] in kinds and (lo is None or owner[1] >= lo):
-                folder.add(owner, nbytes)
-    return folder.folded
+    return [(owner, nbytes) for space in spaces for owner, nbytes in space.held()
+            if owner[3] in kinds and (lo is None or owner[1] >= lo)]
+
+
+def held_chart(rec: Recording, result: Retained, process_names: bool = True) -> Chart:
+    """The retained bytes in the order they were allocated (a flame chart of what is
+    held), adjacent identical stacks merged."""
+    folder = Folder(rec, process_names)
+    origin, runs = run_start_ns(rec), []
+    for owner, nbytes in sorted(result.pieces, key=lambda piece: piece[0][1]):
+        key = folder.key(owner[0], owner[1], owner[2])
+        append_run(runs, key, nbytes, (owner[1] - origin) / 1e9)
+    return runs

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from heaptrace.errors import UsageError
 from heaptrace.events import GROWTH_KINDS, KINDS, Event, Frame
@@ -19,6 +19,20 @@ Stack = Tuple[str, ...]
 Folded = Dict[Stack, int]
 # Who allocated some bytes: (pid, ts_ns, stack_id, kind). Retained bytes keep it.
 Owner = Tuple[int, int, Optional[int], str]
+
+
+
+class ChartRun(NamedTuple):
+    """Consecutive events with one stack, in time order: what a flame chart draws (a
+    sequence of runs, where a folded profile is a sum per stack)."""
+
+    stack: Stack
+    count: int
+    first_s: Optional[float] = None  # seconds into the run of its first and last event
+    last_s: Optional[float] = None
+
+
+Chart = List[ChartRun]
 
 EVENT_CHOICES = ("growth", "brk", "mmap", "munmap", "mremap", "all")
 NO_STACK = "[no stack]"
@@ -143,6 +157,36 @@ def fold(rec: Recording, sel: Selection) -> Folded:
     for e in select_events(rec, sel):
         folder.add((e.pid, e.ts_ns, e.stack_id, e.kind), counted_bytes(e))
     return folder.folded
+
+
+def append_run(chart: Chart, stack: Stack, count: int, when: Optional[float] = None) -> None:
+    """Add bytes at the end of a chart, merged into the last run if it has the same stack
+    (flamegraph.pl's flame chart merges adjacent identical stacks the same way)."""
+    if count <= 0:
+        return
+    if chart and chart[-1].stack == stack:
+        last = chart[-1]
+        chart[-1] = last._replace(count=last.count + count, last_s=when)
+    else:
+        chart.append(ChartRun(stack, count, when, when))
+
+
+def chart(rec: Recording, sel: Selection) -> Chart:
+    """Bytes of the selected events in time order, adjacent identical stacks merged."""
+    folder = Folder(rec, sel.process_names)
+    origin, runs = run_start_ns(rec), []
+    for e in select_events(rec, sel):
+        key = folder.key(e.pid, e.ts_ns, e.stack_id)
+        append_run(runs, key, counted_bytes(e), (e.ts_ns - origin) / 1e9)
+    return runs
+
+
+def fold_chart(runs: Iterable[ChartRun]) -> Folded:
+    """The folded profile of a chart: bytes per stack, whenever they came."""
+    folded: Folded = {}
+    for run in runs:
+        folded[run.stack] = folded.get(run.stack, 0) + run.count
+    return folded
 
 
 def differential(

@@ -8,8 +8,7 @@ import click
 
 from heaptrace.analysis.profiles import load_profile
 from heaptrace.analysis.stacks import differential
-from heaptrace.commands.graph_options import LOOK, SELECTION, apply, look, moment, selection
-from heaptrace.render.flamegraph import build, render
+from heaptrace.commands.graph_options import LOOK, SELECTION, apply, draw, moment, selection
 from heaptrace.render.folded import write_diff
 
 
@@ -38,4 +37,4 @@ def diff(before: str, after: str, kind: str, retained: bool, at: str, pid: int,
         write_diff(pairs, sys.stdout)
         return
     text = f"before: {old.description}; after: {new.description}"
-    render(build(pairs, look(text, negate=negate, **look_opts)), sys.stdout)
+    draw(pairs, text, moment(retained, at), negate=negate, **look_opts)

@@ -7,19 +7,21 @@ import sys
 import click
 
 from heaptrace.analysis.profiles import load_profile
-from heaptrace.commands.graph_options import LOOK, SELECTION, apply, look, moment, selection
+from heaptrace.commands.graph_options import LOOK, SELECTION, apply, draw, moment, selection
 from heaptrace.recording import DEFAULT_PATH
-from heaptrace.render.flamegraph import build, render
-from heaptrace.render.folded import write_folded
+from heaptrace.render.folded import write_chart, write_folded
 
 
 @click.command()
 @click.argument("file", default=DEFAULT_PATH, required=False)
 @apply(SELECTION)
 @click.option("--folded", is_flag=True, help="Print folded stacks (a;b;c BYTES) instead.")
+@click.option("--flamechart", is_flag=True,
+              help="Flame chart: left to right in time order, not merged by name.")
 @apply(LOOK)
 def flame(file: str, kind: str, retained: bool, at: str, pid: int, start_s: float,
-          end_s: float, process_names: bool, folded: bool, **look_opts: object) -> None:
+          end_s: float, process_names: bool, folded: bool, flamechart: bool,
+          **look_opts: object) -> None:
     """Write a memory flame graph of FILE (default heaptrace.db) to stdout.
 
     \b
@@ -27,11 +29,15 @@ def flame(file: str, kind: str, retained: bool, at: str, pid: int, start_s: floa
       heaptrace flame --retained > held.svg        what was never given back
       heaptrace flame --at peak > peak.svg         what was held at the peak
       heaptrace flame --event brk --pid 42 --from 1.5 --to 3 > brk.svg
+      heaptrace flame --flamechart > chart.svg     the same bytes in time order
       heaptrace flame --folded > out.folded        for flamegraph.pl, speedscope, inferno
     """
     sel = selection(kind, pid, start_s, end_s, process_names)
-    profile = load_profile(file, sel, moment(retained, at))
-    if folded:
+    profile = load_profile(file, sel, moment(retained, at), in_time_order=flamechart)
+    if folded and flamechart:
+        write_chart(profile.chart, sys.stdout)
+    elif folded:
         write_folded(profile.folded, sys.stdout)
-        return
-    render(build(profile.folded, look(profile.description, **look_opts)), sys.stdout)
+    else:
+        draw(profile.chart if flamechart else profile.folded, profile.description,
+             moment(retained, at), flamechart=flamechart, **look_opts)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+import random
+import sys
+from typing import Any, Callable, Optional
 
 import click
 
 from heaptrace.analysis.stacks import EVENT_CHOICES, Selection
-from heaptrace.render.flamegraph import FlameOptions
-from heaptrace.render.palettes import PALETTES
+from heaptrace.errors import UsageError
+from heaptrace.render.flamegraph import FlameInput, FlameOptions, build, render
+from heaptrace.render.palettes import (
+    BACKGROUND_CHOICES,
+    PALETTES,
+    background,
+    read_palette_map,
+    write_palette_map,
+)
 
 SELECTION = [
     click.option("--event", "kind", type=click.Choice(EVENT_CHOICES), default="growth",
@@ -39,6 +48,19 @@ LOOK = [
     click.option("--inverted", is_flag=True, help="Icicle graph: roots at the top."),
     click.option("--reverse", is_flag=True, help="Reverse stacks: leaves become roots."),
     click.option("--hash", "use_hash", is_flag=True, help="Colour by name hash."),
+    click.option("--random", "random_colors", is_flag=True,
+                 help="Random colours (one per name; another look each time)."),
+    click.option("--cp", is_flag=True,
+                 help="Consistent palette: reuse and update the colours in palette.map."),
+    click.option("--palette-map", metavar="FILE", default=None,
+                 help="The palette map file for --cp (implies --cp)  [default: palette.map]"),
+    click.option("--bgcolors", default="", callback=lambda ctx, param, value: _bgcolors(value),
+                 help=f"Background: {', '.join(BACKGROUND_CHOICES)} or #rrggbb"
+                      " (default: the palette's)."),
+    click.option("--fonttype", default="Verdana", show_default=True, help="Font family."),
+    click.option("--nametype", default="Function:", show_default=True,
+                 help="Label before the name in the mouse-over line."),
+    click.option("--notes", default="", help="Text kept in the SVG (its <desc>)."),
 ]
 
 
@@ -61,9 +83,31 @@ def moment(retained: bool, at: Optional[str]) -> Optional[str]:
     return at or ("exit" if retained else None)
 
 
-def look(description: str, title: Optional[str], subtitle: str, countname: str, colors: str,
-         width: int, height: int, minwidth: str, fontsize: float, inverted: bool,
-         reverse: bool, use_hash: bool, negate: bool = False) -> FlameOptions:
-    return FlameOptions(title, subtitle or description, countname, colors, width, height,
-                        minwidth, fontsize, inverted=inverted, reverse=reverse, hash=use_hash,
-                        negate=negate)
+def _bgcolors(value: str) -> str:
+    """Check --bgcolors before any recording is read."""
+    try:
+        background(value, "mem")
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def look(description: str, view: Optional[str], subtitle: str, use_hash: bool,
+         random_colors: bool, palette_map: Optional[dict] = None,
+         **fields: Any) -> FlameOptions:
+    """FlameOptions from the LOOK options (and flamechart, negate); `view` is moment()."""
+    seed = random.SystemRandom().getrandbits(32) if random_colors else None
+    return FlameOptions(subtitle=subtitle or description, hash=use_hash, view=view or "growth",
+                        random_seed=seed, palette_map=palette_map, **fields)
+
+
+def draw(profile: FlameInput, description: str, view: Optional[str], cp: bool,
+         palette_map: Optional[str], **look_opts: Any) -> None:
+    """Build and render the SVG to stdout; with --cp, colours come from the palette map
+    file first, and the colours of new names are added to it afterwards."""
+    path = palette_map or ("palette.map" if cp else None)
+    pinned = read_palette_map(path) if path else None
+    graph = build(profile, look(description, view, palette_map=pinned, **look_opts))
+    render(graph, sys.stdout)
+    if path and any(name not in pinned for name in graph.colors):
+        write_palette_map(path, {**graph.colors, **pinned})

@@ -9,7 +9,7 @@ Differential lines carry two counts, before and after, as FlameGraph's difffolde
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, Mapping, TextIO, Tuple
+from typing import Dict, Iterable, List, Mapping, Sequence, TextIO, Tuple
 
 from heaptrace.errors import ImportFormatError
 
@@ -57,6 +57,30 @@ def diff_lines(pairs: Mapping[Stack, Tuple[int, int]]) -> Iterable[str]:
     return (f"{text} {b} {a}" for text, (b, a) in sorted(merged.items()))
 
 
+def chart_lines(runs: Iterable[Sequence]) -> Iterable[str]:
+    """`a;b;c N` lines of (stack, count, ...) runs in their (time) order, adjacent identical
+    lines merged: the input flamegraph.pl --flamechart draws in order."""
+    last, total = None, 0
+    for run in runs:
+        stack, count = run[0], int(run[1])
+        if count <= 0:
+            continue
+        text = stack_text(stack)
+        if text == last:
+            total += count
+            continue
+        if last is not None:
+            yield f"{last} {total}"
+        last, total = text, count
+    if last is not None:
+        yield f"{last} {total}"
+
+
+def write_chart(runs: Iterable[Sequence], out: TextIO) -> None:
+    for line in chart_lines(runs):
+        out.write(line + "\n")
+
+
 def write_folded(folded: Mapping[Stack, int], out: TextIO) -> None:
     for line in folded_lines(folded):
         out.write(line + "\n")
@@ -71,6 +95,14 @@ def parse_folded(lines: Iterable[str], path: str = "<folded>") -> Dict[Stack, in
     """Read single-count folded lines (blank lines skipped); duplicate stacks add up.
     Fractional counts (some collapsers write them) are rounded."""
     folded: Dict[Stack, int] = {}
+    for stack, count in parse_folded_lines(lines, path):
+        folded[stack] = folded.get(stack, 0) + count
+    return folded
+
+
+def parse_folded_lines(lines: Iterable[str], path: str = "<folded>") -> List[Tuple[Stack, int]]:
+    """(stack, count) of each single-count line, in file order (a flame chart's order)."""
+    out = []
     for number, line in enumerate(lines, 1):
         line = line.rstrip("\r\n")
         if not line.strip():
@@ -78,6 +110,5 @@ def parse_folded(lines: Iterable[str], path: str = "<folded>") -> Dict[Stack, in
         match = _LINE.match(line)
         if match is None or match.group(3) is not None or not match.group(1):
             raise ImportFormatError(path, number, "expected `frame;frame;... COUNT`")
-        stack = tuple(match.group(1).split(";"))
-        folded[stack] = folded.get(stack, 0) + round(float(match.group(2)))
-    return folded
+        out.append((tuple(match.group(1).split(";")), round(float(match.group(2)))))
+    return out

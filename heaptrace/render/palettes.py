@@ -1,15 +1,22 @@
-"""Frame colours: the palettes flamegraph.pl users know, and the red/blue differential scale.
+"""Frame colours: the palettes flamegraph.pl users know, the red/blue differential scale,
+backgrounds, and the palette map file that keeps colours consistent across graphs.
 
 A name always gets the same colour (it is derived from a hash of the name, not from a random
 generator), so the same function has the same colour in every graph. `--hash` instead
-weighs the first characters most, so that similar names get similar colours.
+weighs the first characters most, so that similar names get similar colours; `--random`
+draws them from a seed, so each graph looks different; a palette map (`--cp`) pins the
+colour a name got the first time, whatever the options of later graphs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import random
 import re
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
+
+from heaptrace.errors import HeaptraceError, ImportFormatError, UsageError
 
 Shades = Tuple[float, float, float]
 
@@ -20,11 +27,30 @@ PALETTES = THEMES + PLAIN + LANGUAGES
 MERGED_FILL = "rgb(190,190,190)"  # boxes standing for many frames too narrow to draw
 SEARCH_FILL = "rgb(230,0,230)"
 
-# Background gradients (top, bottom) per palette, as flamegraph.pl pairs them.
-BACKGROUNDS = {"hot": ("#eeeeee", "#eeeeb0"), "mem": ("#eeeeee", "#e0e0ff"),
-               "io": ("#f8f8f8", "#e8e8e8"), "wakeup": ("#f8f8f8", "#e8e8e8"),
-               "chain": ("#f8f8f8", "#e8e8e8"), "diff": ("#eeeeee", "#eeeeee")}
-DEFAULT_BACKGROUND = ("#eeeeee", "#eeeeb0")
+# Background gradients (top, bottom) by --bgcolors name, as flamegraph.pl draws them, and
+# the one each palette gets by default (flamegraph.pl's pairs; differential graphs get a
+# flat grey so that white, unchanged frames stand out).
+BACKGROUNDS = {"yellow": ("#eeeeee", "#eeeeb0"), "blue": ("#eeeeee", "#e0e0ff"),
+               "green": ("#eef2ee", "#e0ffe0"), "grey": ("#f8f8f8", "#e8e8e8"),
+               "diff": ("#eeeeee", "#eeeeee")}
+DEFAULT_BACKGROUNDS = {"mem": "green", "io": "blue", "wakeup": "blue", "chain": "blue",
+                       "diff": "diff", **{name: "grey" for name in PLAIN}}
+BACKGROUND_CHOICES = ("yellow", "blue", "green", "grey")
+_FLAT = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def background(bgcolors: str, palette: str) -> Tuple[str, str]:
+    """(top, bottom) of the background gradient: --bgcolors (yellow, blue, green, grey, or
+    one flat #rrggbb), or when empty the palette's default."""
+    name = bgcolors.strip()
+    if not name:
+        return BACKGROUNDS[DEFAULT_BACKGROUNDS.get(palette, "yellow")]
+    if _FLAT.match(name):
+        return name, name
+    if name not in BACKGROUND_CHOICES:
+        raise UsageError(f"--bgcolors takes {', '.join(BACKGROUND_CHOICES)} or #rrggbb,"
+                         f" not {name!r}")
+    return BACKGROUNDS[name]
 
 
 def stable_shades(name: str) -> Shades:
@@ -90,11 +116,22 @@ def language_palette(palette: str, name: str) -> str:
     return "red"
 
 
-def frame_color(name: str, palette: str = "mem", use_hash: bool = False) -> str:
-    """The fill of a frame named `name` in one of PALETTES."""
+def seeded_shades(name: str, seed: int) -> Shades:
+    """Three numbers in [0, 1) drawn for the name from a generator seeded by `seed`: one
+    colour per name within a graph, another one in a graph with another seed."""
+    draw = random.Random(f"{seed}\0{name}")
+    return draw.random(), draw.random(), draw.random()
+
+
+def frame_color(name: str, palette: str = "mem", use_hash: bool = False,
+                seed: Optional[int] = None) -> str:
+    """The fill of a frame named `name` in one of PALETTES; `seed` set: random shades."""
     if palette in _RULES:
         palette = language_palette(palette, name)
-    shades = hashed_shades(name) if use_hash else stable_shades(name)
+    if use_hash:
+        shades = hashed_shades(name)
+    else:
+        shades = stable_shades(name) if seed is None else seeded_shades(name, seed)
     return _FORMULAS.get(palette, _FORMULAS["mem"])(shades)
 
 
@@ -104,3 +141,40 @@ def diff_color(delta: int, max_delta: int) -> str:
         return "rgb(255,255,255)"
     fade = int(210 * (max_delta - min(abs(delta), max_delta)) / max_delta)
     return f"rgb(255,{fade},{fade})" if delta > 0 else f"rgb({fade},{fade},255)"
+
+
+# --- palette map (flamegraph.pl's palette.map: one `name->rgb(r,g,b)` line per name) -----
+
+_COLOR = re.compile(r"^(rgb\(\d{1,3},\d{1,3},\d{1,3}\)|#[0-9a-fA-F]{6})$")
+
+
+def read_palette_map(path: str) -> Dict[str, str]:
+    """The colours a palette map file pins, {} if it does not exist yet. A name may itself
+    contain "->" (C++ `operator->`): the colour is after the last one."""
+    if not os.path.exists(path):
+        return {}
+    colors: Dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, 1):
+                name, sep, color = line.rstrip("\r\n").rpartition("->")
+                if not line.strip():
+                    continue
+                if not sep or not _COLOR.match(color.strip()):
+                    raise ImportFormatError(path, number, "expected `name->rgb(r,g,b)`")
+                colors[name] = color.strip()
+    except OSError as exc:
+        raise HeaptraceError(f"cannot read palette map {path}: {exc.strerror}") from None
+    return colors
+
+
+def write_palette_map(path: str, colors: Mapping[str, str]) -> None:
+    """Sorted `name->colour` lines, as flamegraph.pl writes palette.map; names that cannot
+    sit on one line are left out (they get their usual colour next time)."""
+    lines = [f"{name}->{color}\n" for name, color in sorted(colors.items())
+             if "\n" not in name and "\r" not in name]
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+    except OSError as exc:
+        raise HeaptraceError(f"cannot write palette map {path}: {exc.strerror}") from None

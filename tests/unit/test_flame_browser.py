@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from heaptrace.analysis.stacks import ChartRun
 from heaptrace.render.flamegraph import XPAD, FlameOptions, build, render
 
 CHROMIUM = "/usr/bin/chromium"
@@ -175,3 +176,39 @@ def test_invalid_regex_is_reported_not_thrown(page):
     page.once("dialog", lambda d: d.accept("(unclosed"))
     page.keyboard.press("Control+f")
     assert page.locator("#matched").text_content() == "Invalid regular expression"
+
+
+def test_flame_chart_font_and_name_type_in_the_page(browser, tmp_path):
+    """A flame chart has same-named siblings: zooming into the second keeps the first
+    hidden, and the URL brings back the same one. --fonttype must beat the stylesheet,
+    --nametype starts the mouse-over line."""
+    runs = [ChartRun(("main", "load"), 4 << 20, 0.1, 0.2), ChartRun(("main", "parse"), 1 << 20),
+            ChartRun(("main", "load"), 2 << 20, 0.4, 0.4)]
+    opts = FlameOptions(width=WIDTH, flamechart=True, fonttype="DejaVu Sans Mono",
+                        nametype="Frame:", bgcolors="#ffffff")
+    path = tmp_path / "chart.svg"
+    with open(path, "w", encoding="utf-8") as f:
+        render(build(runs, opts), f)
+    page = browser.new_page(viewport={"width": WIDTH + 20, "height": 200})
+    page.goto(f"file://{path}")
+    page.wait_for_function("document.getElementById('frames').children[0].heaptraceFrame")
+    loads = page.locator("#frames > g").filter(has=page.locator("title", has_text="load ("))
+    assert loads.count() == 2
+    font = loads.nth(0).locator("text").evaluate("t => getComputedStyle(t).fontFamily")
+    assert font.startswith('"DejaVu Sans Mono"')
+    loads.nth(1).hover()
+    assert page.locator("#details").text_content().startswith("Frame: load (2,097,152 bytes")
+    assert page.locator("#details").text_content().endswith(", at 0.400 s)")
+    loads.nth(1).click()
+    assert not loads.nth(0).is_visible() and not frame(page, "parse").is_visible()
+    box = loads.nth(1).locator("rect")
+    assert (float(box.get_attribute("x")), float(box.get_attribute("width"))) == (
+        XPAD, WIDTH - 2 * XPAD)
+    shot(page, "flamechart-zoomed")
+    again = browser.new_page(viewport={"width": WIDTH + 20, "height": 200})
+    again.goto(page.url)
+    again.wait_for_function("!document.getElementById('unzoom').classList.contains('hide')")
+    shown = again.locator("#frames > g").filter(has=again.locator("title", has_text="load ("))
+    assert [shown.nth(i).is_visible() for i in range(2)] == [False, True]
+    again.close()
+    page.close()
