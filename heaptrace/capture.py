@@ -8,7 +8,7 @@ import shlex
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import psutil
 
@@ -16,7 +16,7 @@ from heaptrace import __version__
 from heaptrace.analysis.coverage import StackCoverage, coverage
 from heaptrace.backends.dtrace import SYSTEMS as DTRACE_SYSTEMS
 from heaptrace.backends.dtrace import record_with_dtrace
-from heaptrace.backends.ebpf import EbpfTracer, kernel_release, preflight
+from heaptrace.backends.ebpf import EbpfTracer, build_cflags, kernel_release, preflight
 from heaptrace.errors import CommandNotFound, UsageError
 from heaptrace.events import KINDS, KindTotals
 from heaptrace.procmaps import ProcMaps
@@ -35,6 +35,15 @@ class RunOptions:
     unwind: str = "dwarf"
     stack_bytes: int = 16384
     ringbuf_mib: int = 64
+
+    @property
+    def fp(self) -> bool:
+        return self.unwind == "fp"
+
+    def cflags(self) -> List[str]:
+        """The probe's compile-time settings for these options."""
+        return build_cflags(self.kinds, 0 if self.fp else self.stack_bytes, self.fp,
+                            self.ringbuf_mib * 256)
 
 
 @dataclass
@@ -72,12 +81,8 @@ class EbpfCapture:
         self.maps = ProcMaps()
         self.live = LiveUnwinder(self.maps, lambda *rules: self.tracer.teach(*rules))
         self.recorder = Recorder(self.writer, self.live, maps=self.maps)
-        fp = options.unwind == "fp"
-        self.tracer = EbpfTracer(
-            self.recorder, options.kinds, 0 if fp else options.stack_bytes, fp_stacks=fp,
-            ringbuf_pages=options.ringbuf_mib * 256,
-        )
-        if fp:
+        self.tracer = EbpfTracer(self.recorder, options.cflags(), fp_stacks=options.fp)
+        if options.fp:
             self.recorder.fp_stack = self.tracer.stack_ips
         self.progress = Progress()
         self.started = time.time()

@@ -11,24 +11,39 @@ fi
 kver=$(uname -r)
 export DEBIAN_FRONTEND=noninteractive
 
-pkgs=(bpfcc-tools python3-bpfcc python3-venv python3-pip gcc g++ make strace sqlite3 libc6-dbg chromium)
+updated=0
+apt_update_once() {
+    if [ "$updated" = 0 ]; then apt-get update -qq; updated=1; fi
+}
+
+pkgs=(bpfcc-tools python3-bpfcc python3-venv python3-pip gcc g++ make strace sqlite3 libc6-dbg
+      chromium gdb binutils util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
-headers_pkg=""
 if [ ! -e "/lib/modules/$kver/build/include" ]; then
-    apt-get update -qq
+    apt_update_once
     if apt-cache show "linux-headers-$kver" >/dev/null 2>&1; then
-        headers_pkg="linux-headers-$kver"
+        missing+=("linux-headers-$kver")
+    elif [ "$(uname -m)" = aarch64 ]; then
+        missing+=(linux-headers-arm64)
     else
-        headers_pkg="linux-headers-amd64"
-        if [ "$(uname -m)" = aarch64 ]; then headers_pkg="linux-headers-arm64"; fi
+        missing+=(linux-headers-amd64)
     fi
-    missing+=("$headers_pkg")
+fi
+# perf is the reference the stack tests compare against: Debian calls it linux-perf,
+# Ubuntu ships it in linux-tools.
+if ! perf --version >/dev/null 2>&1; then
+    apt_update_once
+    if apt-cache show linux-perf >/dev/null 2>&1; then
+        missing+=(linux-perf)
+    else
+        missing+=(linux-tools-common linux-tools-generic)
+    fi
 fi
 if [ ${#missing[@]} -gt 0 ]; then
-    [ -n "$headers_pkg" ] || apt-get update -qq
+    apt_update_once
     echo "installing: ${missing[*]}" >&2
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -129,6 +129,14 @@ def _call(fields: tuple) -> Call:
     return Call(KINDS[kind], ts, pid, tid, args, ret, size, ip, ref, rest, stack_id)
 
 
+def probe_source(cflags: Sequence[str]) -> str:
+    """The BPF program as it is compiled: the settings as #defines, then the probe file."""
+    defines = [f"#define {flag[2:].replace('=', ' ', 1)}" for flag in cflags
+               if flag.startswith("-D")]
+    return "\n".join(["/* heaptrace run settings */", *defines, ""]) + \
+        probe_path("heaptrace.bpf.c").read_text()
+
+
 def parse_record(data: bytes) -> List[Record]:
     """Decode one ring-buffer record (a batch of calls decodes to several)."""
     rec_type = struct.unpack_from("<I", data)[0]
@@ -161,19 +169,14 @@ class EbpfTracer:
     """Compiles and attaches the probes; `poll()` delivers records to `on_record`."""
 
     def __init__(
-        self,
-        on_record: Callable[[Record], None],
-        kinds: Sequence[str] = KINDS,
-        stack_bytes: int = 16384,
-        fp_stacks: bool = False,
-        ringbuf_pages: int = 16384,
+        self, on_record: Callable[[Record], None], cflags: Sequence[str], fp_stacks: bool = False
     ) -> None:
+        """`cflags` from build_cflags(): the probe's settings."""
         check_privileges()
         bcc = import_bcc()
-        cflags = build_cflags(kinds, stack_bytes, fp_stacks, ringbuf_pages)
         self.source_path = str(probe_path("heaptrace.bpf.c"))
         try:
-            self._bpf = bcc.BPF(src_file=self.source_path.encode(), cflags=cflags)
+            self._bpf = bcc.BPF(src_file=self.source_path.encode(), cflags=list(cflags))
         except Exception as exc:  # bcc raises bare Exception on compile/load failures
             raise HeaptraceError(
                 f"could not load the eBPF program: {exc}",

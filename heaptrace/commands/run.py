@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 
 import click
 
+from heaptrace.backends.ebpf import probe_source
 from heaptrace.capture import RunOptions, attach_process, record
 from heaptrace.errors import UsageError
 from heaptrace.events import KINDS
@@ -32,9 +33,12 @@ def _kinds(value: str) -> Tuple[str, ...]:
 @click.option("--buffer-mib", default=64, show_default=True, help="Per-event ring buffer size.")
 @click.option("-p", "--pid", type=int, help="Trace this running process instead of running CMD.")
 @click.option("--duration", type=float, help="With --pid: stop after this many seconds.")
+@click.option("--ebpf", "show_ebpf", is_flag=True,
+              help="Print the BPF program with these settings and exit.")
 @click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
 def run(output: str, events: str, unwind: str, stack_bytes: int, buffer_mib: int,
-        pid: Optional[int], duration: Optional[float], cmd: Tuple[str, ...]) -> Optional[int]:
+        pid: Optional[int], duration: Optional[float], show_ebpf: bool,
+        cmd: Tuple[str, ...]) -> Optional[int]:
     """Run CMD (or watch the running process PID) and record brk/mmap/munmap/mremap in it and
     everything it starts.
 
@@ -45,10 +49,13 @@ def run(output: str, events: str, unwind: str, stack_bytes: int, buffer_mib: int
     Exits with CMD's exit code (128+N if signal N killed it); with --pid, Ctrl-C ends tracing
     and leaves the process running.
     """
-    if bool(cmd) == (pid is not None):
-        raise UsageError("give either a command to run (after --) or --pid PID")
     options = RunOptions(output=output, kinds=_kinds(events), unwind=unwind,
                          stack_bytes=stack_bytes, ringbuf_mib=buffer_mib)
+    if show_ebpf:
+        click.echo(probe_source(options.cflags()))
+        return 0
+    if bool(cmd) == (pid is not None):
+        raise UsageError("give either a command to run (after --) or --pid PID")
     click.echo(f"heaptrace: tracing {', '.join(options.kinds)} in "
                f"{f'PID {pid}' if pid else cmd[0]} and its children"
                f"{'... Ctrl-C to end' if pid else ''}", err=True)

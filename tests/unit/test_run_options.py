@@ -1,0 +1,35 @@
+"""`heaptrace run` options that need no tracing: the printed BPF program, bad options."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAPTRACE = [sys.executable, "-m", "heaptrace"]
+
+
+def run(*args):
+    return subprocess.run([*HEAPTRACE, "run", *args], capture_output=True, text=True)
+
+
+def test_ebpf_prints_the_program_with_its_settings():
+    proc = run("--ebpf", "--events", "brk,munmap", "--unwind", "fp")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "#define KIND_MASK 5" in lines  # brk (bit 0) and munmap (bit 2)
+    assert "#define STACK_BYTES 0" in lines and "#define USER_STACK_MAP 1" in lines
+    assert "RAW_TRACEPOINT_PROBE(sys_exit)" in proc.stdout
+
+
+def test_bad_event_kind_and_stack_size_are_one_line_errors():
+    proc = run("--events", "brk,malloc", "--", "true")
+    assert proc.returncode == 2 and "expected a comma list of brk, mmap" in proc.stderr
+    proc = run("--ebpf", "--stack-bytes", "1000")
+    assert proc.returncode == 1
+    assert proc.stderr == "heaptrace: error: --stack-bytes must be a power of two, not 1000\n"
+
+
+def test_either_a_command_or_a_pid():
+    proc = run()
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("give either a command to run (after --) or --pid PID")
