@@ -22,6 +22,7 @@ from heaptrace.events import KINDS, KindTotals
 from heaptrace.procmaps import ProcMaps
 from heaptrace.recorder import Recorder
 from heaptrace.recording import Recording, RecordingWriter
+from heaptrace.rss import RssSampler
 from heaptrace.session import Progress, attach_traced, process_command, run_traced
 from heaptrace.symbols import symbolize_recording
 from heaptrace.unwind.live import LiveUnwinder
@@ -53,6 +54,7 @@ class RunResult:
     counters: Dict[str, int] = field(default_factory=dict)
     events: int = 0
     stacks: Optional[StackCoverage] = None
+    peak_rss: Optional[int] = None
 
 
 def record(argv: Sequence[str], options: RunOptions) -> RunResult:
@@ -85,6 +87,7 @@ class EbpfCapture:
         if options.fp:
             self.recorder.fp_stack = self.tracer.stack_ips
         self.progress = Progress()
+        self.rss = RssSampler(self.writer)
         self.started = time.time()
         self.writer.set_meta(
             command=self.command, command_line=shlex.join(self.command),
@@ -95,6 +98,7 @@ class EbpfCapture:
         self.writer.commit()
 
     def tick(self) -> None:
+        self.rss.sample_if_due(self.recorder.live_pids)
         self.recorder.flush_if_due()
         self.progress.update(self.recorder.events, self.recorder.growth,
                              self.tracer.counters()["lost"])
@@ -143,6 +147,7 @@ class EbpfCapture:
             lost_events=counters["lost"], events_recorded=self.recorder.events,
             events_with_stack=self.recorder.with_stack, probe_counters=counters,
             stack_copies_unwound=self.live.copies, stack_copies_whole=self.live.complete,
+            peak_rss=max(self.rss.peak.values(), default=None),
         )
         if exit_code is not None:
             self.writer.set_meta(exit_code=exit_code)
@@ -153,7 +158,8 @@ class EbpfCapture:
             os.unlink(self.options.output)  # nothing ran: leave no empty recording behind
             return RunResult(exit_code or 0, totals, counters)
         stacks = _finish_stacks(self.options.output)
-        return RunResult(exit_code or 0, totals, counters, self.recorder.events, stacks)
+        return RunResult(exit_code or 0, totals, counters, self.recorder.events, stacks,
+                         max(self.rss.peak.values(), default=None))
 
 
 def _finish_stacks(path: str) -> StackCoverage:

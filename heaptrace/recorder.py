@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from heaptrace.backends.records import (
     Call,
@@ -68,6 +68,7 @@ class Recorder:
         self.growth = 0
         self.with_stack = 0
         self._ppid: Dict[int, int] = {}
+        self.live_pids: Set[int] = set()  # traced processes not seen to exit yet
 
     def __call__(self, record: Record) -> None:
         if isinstance(record, Call):
@@ -113,6 +114,7 @@ class Recorder:
     def _add_process_change(self, change: ProcessChange) -> None:
         if change.what == "fork":
             self.writer.add_process(change.pid, change.ppid, change.comm, change.ts_ns)
+            self.note_parent(change.pid, change.ppid)
         elif change.what == "exec":
             # A new row: readers treat a later row of the same pid as the exec of a new image.
             self.writer.end_process(change.pid, change.ts_ns)
@@ -120,12 +122,12 @@ class Recorder:
                                     change.ts_ns)
         else:
             self.writer.end_process(change.pid, change.ts_ns)
+            self.live_pids.discard(change.pid)
         self.tracker.on_process_change(change)
-        if change.what == "fork":
-            self._ppid[change.pid] = change.ppid
 
     def note_parent(self, pid: int, ppid: int) -> None:
         self._ppid[pid] = ppid
+        self.live_pids.add(pid)
 
     def flush_if_due(self) -> None:
         if self._pending and time.monotonic() - self._last_flush >= BATCH_SECONDS:

@@ -61,5 +61,5 @@ def run(output: str, events: str, unwind: str, stack_bytes: int, buffer_mib: int
                f"{'... Ctrl-C to end' if pid else ''}", err=True)
     result = attach_process(pid, options, duration) if pid else record(cmd, options)
     render_summary(result.totals, output, result.counters.get("lost", 0), result.events,
-                   sys.stderr, result.stacks)
+                   sys.stderr, result.stacks, result.peak_rss)
     return result.exit_code

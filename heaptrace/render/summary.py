@@ -11,7 +11,7 @@ from heaptrace.units import human
 
 def render_summary(
     totals: Dict[str, KindTotals], path: str, lost: int, events: int, out: TextIO,
-    stacks: Optional[StackCoverage] = None,
+    stacks: Optional[StackCoverage] = None, peak_rss: Optional[int] = None,
 ) -> None:
     out.write("heaptrace: what the traced processes took from the kernel and gave back\n")
     out.write(f"  {'kind':<8} {'calls':>10} {'failed':>7} {'bytes':>16}  {'released':>12}\n")
@@ -21,6 +21,8 @@ def render_summary(
                       f"{t.released:>12,}\n")
     growth = sum(totals[k].bytes for k in GROWTH_KINDS if k in totals)
     out.write(f"  total growth {human(growth)} ({growth:,} bytes) in {events:,} events\n")
+    if peak_rss:
+        out.write(f"  peak RSS of a traced process: {human(peak_rss)} (sampled every 0.25 s)\n")
     if stacks is not None and stacks.events_total:
         out.write(f"  stacks: {stacks.whole_share:.1%} of bytes with whole stacks, "
                   f"{stacks.unsymbolized_share:.1%} of frames without a symbol\n")

@@ -49,6 +49,7 @@ def test_sigterm_is_forwarded_and_the_recording_finished(tmp_path):
     doc = histogram_json(db)
     assert doc["events"]["mmap"]["bytes"] >= 8 << 20
     assert doc["recording"]["exit_code"] == 42
+    assert doc["recording"]["peak_rss"] >= 8 << 20  # the bytearray is touched: resident
 
 
 def test_command_not_found_is_127_with_one_line(tmp_path):
