@@ -40,14 +40,11 @@ def is_whole(stack: Tuple[Frame, ...]) -> bool:
 def coverage(rec: Recording) -> StackCoverage:
     """Bytes are the |size| of every event; frames are counted once per distinct stack."""
     stacks: Dict[int, Tuple[Frame, ...]] = rec.stacks()
-    whole = {sid for sid, frames in stacks.items() if is_whole(frames)}
-    total = whole_bytes = events = with_stack = 0
-    for event in rec.events():
-        events += 1
-        total += abs(event.size)
-        if event.stack_id is not None:
-            with_stack += 1
-            whole_bytes += abs(event.size) if event.stack_id in whole else 0
+    per_stack = rec.bytes_by_stack()
+    events = sum(n for n, _ in per_stack.values())
+    total = sum(b for _, b in per_stack.values())
+    whole = sum(b for sid, (_, b) in per_stack.items() if sid in stacks and is_whole(stacks[sid]))
+    with_stack = events - per_stack.get(None, (0, 0))[0]
     frames = [f for stack in stacks.values() for f in stack]
     unsymbolized = sum(not is_symbolized(f) for f in frames)
-    return StackCoverage(total, whole_bytes, events, with_stack, len(frames), unsymbolized)
+    return StackCoverage(total, whole, events, with_stack, len(frames), unsymbolized)

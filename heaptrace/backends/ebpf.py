@@ -37,7 +37,7 @@ COUNTERS = ("lost", "stack_short", "stack_fail", "procs_full", "stacks_walked", 
 
 # Mirrors the records of heaptrace.bpf.c.
 BATCH_HEADER = struct.Struct("<IIQ")
-CALL_REC = struct.Struct("<IIQIi6qqqQQQ")
+CALL_REC = struct.Struct("<IIQIi6QqqQQQ")
 STACK_REC = struct.Struct(f"<IIIIQ{MAX_FRAMES}Q")
 COPY_HEADER = struct.Struct("<IIIIIIQQQQQ")
 PROC_REC = struct.Struct("<IIQIi16s256s")
@@ -125,8 +125,8 @@ def build_cflags(
 
 def _call(fields: tuple) -> Call:
     kind, tid, ts, pid, stack_id, a0, a1, a2, a3, a4, a5, ret, size, ip, ref, rest = fields
-    args = tuple(a & 0xFFFFFFFFFFFFFFFF for a in (a0, a1, a2, a3, a4, a5))
-    return Call(KINDS[kind], ts, pid, tid, args, ret, size, ip, ref, rest, stack_id)
+    return Call(KINDS[kind], ts, pid, tid, (a0, a1, a2, a3, a4, a5), ret, size, ip, ref, rest,
+                stack_id)
 
 
 def probe_source(cflags: Sequence[str]) -> str:
