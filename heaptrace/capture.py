@@ -93,13 +93,22 @@ class EbpfCapture:
             command=self.command, command_line=shlex.join(self.command),
             start_ns=time.monotonic_ns(), started_at=self.started, kernel=kernel_release(),
             heaptrace_version=__version__, source="ebpf", unwind=options.unwind,
-            kinds=list(options.kinds), cwd=os.getcwd(),
+            kinds=list(options.kinds), cwd=os.getcwd(), complete=False,
         )
         self.writer.commit()
 
     def tick(self) -> None:
         self.rss.sample_if_due(self.recorder.live_pids)
-        self.recorder.flush_if_due()
+        if self.recorder.flush_if_due():
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """What a reader needs if heaptrace dies now: exact totals so far and the mappings
+        to symbolize with (`heaptrace symbolize` then finishes the job)."""
+        self.writer.set_totals(self.tracer.totals())
+        self.writer.set_meta(lost_events=self.tracer.counters()["lost"])
+        self.maps.save(self.writer, changed_only=True)
+        self.writer.commit()
         self.progress.update(self.recorder.events, self.recorder.growth,
                              self.tracer.counters()["lost"])
 
@@ -147,7 +156,7 @@ class EbpfCapture:
             lost_events=counters["lost"], events_recorded=self.recorder.events,
             events_with_stack=self.recorder.with_stack, probe_counters=counters,
             stack_copies_unwound=self.live.copies, stack_copies_whole=self.live.complete,
-            peak_rss=max(self.rss.peak.values(), default=None),
+            peak_rss=max(self.rss.peak.values(), default=None), complete=True,
         )
         if exit_code is not None:
             self.writer.set_meta(exit_code=exit_code)

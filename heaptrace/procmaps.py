@@ -13,7 +13,7 @@ import bisect
 import os
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from heaptrace.elf import open_elf
 
@@ -106,6 +106,7 @@ class ProcMaps:
         self.proc_root = proc_root
         self._spaces: Dict[int, _Space] = {}
         self._generation: Dict[int, int] = {}
+        self._dirty: Set[int] = set()  # pids whose mappings changed since the last save
         self._build_ids: Dict[str, Optional[str]] = {}
 
     def _space(self, pid: int) -> _Space:
@@ -116,6 +117,7 @@ class ProcMaps:
 
     def _touch(self, pid: int) -> None:
         self._generation[pid] = self._generation.get(pid, 0) + 1
+        self._dirty.add(pid)
 
     def generation(self, pid: int) -> int:
         return self._generation.get(pid, 0)
@@ -224,10 +226,14 @@ class ProcMaps:
 
     # The recording.
 
-    def save(self, writer) -> None:
-        """Store every mapping ever seen with RecordingWriter.add_mapping."""
-        for pid in self.pids():
-            for m in self._spaces[pid].all:
+    def save(self, writer, changed_only: bool = False) -> None:
+        """Store every mapping ever seen (of the pids changed since the last save, with
+        `changed_only`: the checkpoint of a running recording) in the recording."""
+        pids = sorted(self._dirty) if changed_only else self.pids()
+        self._dirty.clear()
+        for pid in pids:
+            writer.delete_mappings(pid)
+            for m in self._space(pid).all:
                 writer.add_mapping(
                     pid, _i64(m.start), _i64(m.end), m.offset, m.path, m.build_id,
                     m.first_ns, m.last_ns,

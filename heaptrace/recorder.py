@@ -129,9 +129,12 @@ class Recorder:
         self._ppid[pid] = ppid
         self.live_pids.add(pid)
 
-    def flush_if_due(self) -> None:
-        if self._pending and time.monotonic() - self._last_flush >= BATCH_SECONDS:
-            self.flush()
+    def flush_if_due(self) -> bool:
+        """Commit the pending batch if it is old enough; True if it did."""
+        if time.monotonic() - self._last_flush < BATCH_SECONDS:
+            return False
+        self.flush()
+        return True
 
     def flush(self) -> None:
         self.writer.add_events(self._pending)

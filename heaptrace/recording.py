@@ -202,6 +202,9 @@ class RecordingWriter:
             (pid, start, end, offset, path, build_id, first_ns, last_ns),
         )
 
+    def delete_mappings(self, pid: int) -> None:
+        self._db.execute("DELETE FROM mappings WHERE pid = ?", (pid,))
+
     def add_sample(self, ts_ns: int, pid: int, rss: int, vms: int) -> None:
         self._db.execute(
             "INSERT INTO samples (ts_ns, pid, rss, vms) VALUES (?, ?, ?, ?)", (ts_ns, pid, rss, vms)

@@ -69,6 +69,9 @@ def render_text(
     if lost_events:
         out.write(f"\n  {lost_events} events lost from the per-event stream "
                   "(totals above are exact; some stacks are missing)\n")
+    if (meta or {}).get("complete") is False:
+        out.write("\n  recording cut short (heaptrace did not finish): totals as of its last "
+                  "checkpoint; run `heaptrace symbolize` for names\n")
 
 
 def to_json(totals: Dict[str, KindTotals], meta: Optional[dict] = None) -> dict:

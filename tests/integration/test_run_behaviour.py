@@ -147,3 +147,23 @@ def test_attach_needs_a_live_pid_and_not_a_command(tmp_path):
         "heaptrace: error: no running process with pid 999999999")
     proc = heaptrace("run", "-p", "1", "--", "true")
     assert proc.returncode == 2 and "either a command" in proc.stderr
+
+
+def test_recording_of_a_killed_heaptrace_is_readable_and_symbolizable(tmp_path):
+    db = tmp_path / "r.db"
+    script = ("import time\nkeep = []\nwhile True:\n"
+              "    keep.append(bytearray(1 << 20)); time.sleep(0.01)\n")
+    proc = subprocess.Popen([*HEAPTRACE, "run", "-o", str(db), "--", "/usr/bin/python3", "-c",
+                             script], stderr=subprocess.PIPE, start_new_session=True)
+    time.sleep(6)
+    os.killpg(proc.pid, signal.SIGKILL)  # heaptrace and its target, no chance to finish
+    proc.wait()
+    doc = histogram_json(db)
+    assert doc["recording"]["complete"] is False
+    assert doc["events"]["mmap"]["calls"] > 50  # exact totals from the last checkpoint
+    text = heaptrace("histogram", str(db)).stdout
+    assert "recording cut short" in text
+    proc = heaptrace("symbolize", str(db))
+    assert proc.returncode == 0, proc.stderr
+    folded = heaptrace("flame", str(db), "--folded").stdout
+    assert "bytearray___init__" in folded or "PyByteArray_Resize" in folded, folded[:2000]
