@@ -17,7 +17,7 @@ from heaptrace.analysis.coverage import StackCoverage, coverage
 from heaptrace.backends.dtrace import SYSTEMS as DTRACE_SYSTEMS
 from heaptrace.backends.dtrace import record_with_dtrace
 from heaptrace.backends.ebpf import EbpfTracer, build_cflags, kernel_release, preflight
-from heaptrace.errors import CommandNotFound, UsageError
+from heaptrace.errors import BackendUnavailable, CommandNotFound, UsageError
 from heaptrace.events import KINDS, KindTotals
 from heaptrace.procmaps import ProcMaps
 from heaptrace.recorder import Recorder
@@ -199,6 +199,9 @@ def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
 def attach_process(pid: int, options: RunOptions, duration: Optional[float]) -> RunResult:
     """Trace a running process (and its descendants) until it exits, heaptrace is
     interrupted, or `duration` seconds have passed."""
+    if platform.system() in DTRACE_SYSTEMS:
+        raise BackendUnavailable("--pid is implemented for the eBPF backend (Linux) only",
+                                 f"on {platform.system()}, use dtrace -p {pid} with probes/*.d")
     command = process_command(pid)
     capture = EbpfCapture(options, command)
     try:

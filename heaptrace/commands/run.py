@@ -27,9 +27,10 @@ def _kinds(value: str) -> Tuple[str, ...]:
 @click.option("--events", "events", default=",".join(KINDS), show_default=True,
               help="Kinds of calls to trace.")
 @click.option("--unwind", type=click.Choice(["dwarf", "fp"]), default="dwarf", show_default=True,
-              help="dwarf: copy the user stack and unwind with CFI; fp: frame pointers.")
+              help="dwarf: DWARF CFI rules, walked in the probe once learned from stack "
+                   "copies; fp: frame pointers.")
 @click.option("--stack-bytes", default=16384, show_default=True,
-              help="Bytes of user stack copied per event for --unwind dwarf.")
+              help="Bytes of user stack copied when a call path is first seen (dwarf).")
 @click.option("--buffer-mib", default=64, show_default=True, help="Per-event ring buffer size.")
 @click.option("-p", "--pid", type=int, help="Trace this running process instead of running CMD.")
 @click.option("--duration", type=float, help="With --pid: stop after this many seconds.")
