@@ -254,7 +254,8 @@ BPF_ARRAY(copies, struct copy_rec, NCPUS);
 BPF_PERCPU_ARRAY(batches, struct call_batch, 1);
 BPF_PERCPU_ARRAY(walks, struct stack_rec, 1);
 BPF_PERCPU_ARRAY(copy_seq, u64, 1);
-BPF_HASH(rules, struct rule_key, struct rule, MAX_RULES);
+/* LRU: rules of exited processes cannot be deleted by tgid, so let the oldest go. */
+BPF_TABLE("lru_hash", struct rule_key, struct rule, rules, MAX_RULES);
 BPF_HASH(gens, u32, u32, MAX_PROCS);
 BPF_TABLE("lru_hash", u64, u8, sent_stacks, 65536);
 struct copy_seen {

@@ -64,3 +64,12 @@ def test_shell_pipeline_children_are_followed(tmp_path, programs):
     script = f"{programs['big_malloc']} && {programs['brk_loop']} | cat"
     doc = compare(tmp_path, ["sh", "-c", script], cwd=str(tmp_path))
     assert doc["events"]["mmap"]["bytes"] >= 64 << 20
+
+
+def test_many_short_lived_processes_match_strace(tmp_path, programs):
+    """150 processes, ten at a time: fork, exec, exit and pid turnover under load."""
+    script = (f"for i in $(seq 1 150); do {programs['exec_target']} & "
+              "if [ $((i % 10)) = 0 ]; then wait; fi; done; wait")
+    doc = compare(tmp_path, ["sh", "-c", script], cwd=str(tmp_path))
+    assert doc["events"]["brk"]["calls"] >= 150 * 3
+    assert doc["recording"]["bytes_with_whole_stack_share"] >= 0.99
