@@ -100,17 +100,19 @@ class EbpfCapture:
     def tick(self) -> None:
         self.rss.sample_if_due(self.recorder.live_pids)
         if self.recorder.flush_if_due():
-            self.checkpoint()
+            lost = self.checkpoint()
+            self.progress.update(self.recorder.events, self.recorder.growth, lost)
 
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> int:
         """What a reader needs if heaptrace dies now: exact totals so far and the mappings
-        to symbolize with (`heaptrace symbolize` then finishes the job)."""
+        to symbolize with (`heaptrace symbolize` then finishes the job). Returns the events
+        lost so far."""
+        lost = self.tracer.counters()["lost"]
         self.writer.set_totals(self.tracer.totals())
-        self.writer.set_meta(lost_events=self.tracer.counters()["lost"])
+        self.writer.set_meta(lost_events=lost)
         self.maps.save(self.writer, changed_only=True)
         self.writer.commit()
-        self.progress.update(self.recorder.events, self.recorder.growth,
-                             self.tracer.counters()["lost"])
+        return lost
 
     def arm(self, pid: int) -> None:
         """The target, stopped before its exec: traced from the exec on."""
