@@ -1,0 +1,73 @@
+"""The recorder: raw records from a backend become events, processes and stacks."""
+
+from __future__ import annotations
+
+from heaptrace.backends.records import (
+    STACK_COPIED,
+    STACK_WALKED,
+    Call,
+    ProcessChange,
+    StackCopy,
+    WalkedStack,
+)
+from heaptrace.procmaps import ProcMaps
+from heaptrace.recorder import Recorder, call_to_event
+from heaptrace.recording import Recording, RecordingWriter
+
+MMAP_ARGS = (0, 8192, 3, 0x22, 0xFFFFFFFF, 0)  # fd -1 as the probe sends it: unsigned 32 bits
+
+
+def test_call_fields_per_kind():
+    mmap = call_to_event(Call("mmap", 5, 7, 8, MMAP_ARGS, 0x7F0000, 8192, 0x401000), 3)
+    assert (mmap.length, mmap.prot, mmap.fd, mmap.new_addr, mmap.stack_id) == (
+        8192, 3, -1, 0x7F0000, 3)
+    failed = call_to_event(Call("mmap", 5, 7, 8, MMAP_ARGS, -12, 0, 0x401000), None)
+    assert failed.new_addr == 0 and failed.ret == -12
+    mremap = call_to_event(Call("mremap", 5, 7, 7, (0x1000, 4096, 12288, 1, 0, 0), 0x9000,
+                                8192, 0), None)
+    assert (mremap.addr, mremap.length, mremap.new_length, mremap.new_addr) == (
+        0x1000, 4096, 12288, 0x9000)
+
+
+def test_stack_is_walked_part_then_unwound_rest(tmp_path):
+    path = str(tmp_path / "r.db")
+    unwound = []
+    writer = RecordingWriter(path)
+    rec = Recorder(writer, lambda copy: unwound.append(copy) or [0x30, 0x40], maps=ProcMaps())
+    walked, copied = STACK_WALKED | 1, STACK_COPIED | 2
+    rec(WalkedStack(walked, 7, (0x10, 0x20)))
+    rec(StackCopy(copied, 7, 7, 0x30, 0x7FF0, 0, 0, b"", gen=1, depth=2))
+    for ts in (1, 2):  # two calls on the same path: one stack
+        rec(Call("brk", ts, 7, 7, (0, 0, 0, 0, 0, 0), 0x5000, 4096, 0x10, walked, copied))
+    rec(Call("brk", 3, 7, 7, (0, 0, 0, 0, 0, 0), 0x6000, 4096, 0x10, walked, 0))
+    rec(Call("brk", 4, 7, 7, (0, 0, 0, 0, 0, 0), 0x7000, 4096, 0x10, 0, 0))
+    rec.flush()
+    writer.close()
+    assert len(unwound) == 1 and rec.with_stack == 3 and rec.events == 4
+    with Recording(path) as r:
+        stacks = {sid: [f.addr for f in frames] for sid, frames in r.stacks().items()}
+        ids = [e.stack_id for e in r.events()]
+    assert [stacks[i] for i in ids[:3]] == [[0x10, 0x20, 0x30, 0x40]] * 2 + [[0x10, 0x20]]
+    assert ids[0] == ids[1] and ids[3] is None
+
+
+def test_exec_starts_a_new_process_row_and_a_new_stack_image(tmp_path):
+    path = str(tmp_path / "r.db")
+    writer = RecordingWriter(path)
+    rec = Recorder(writer, lambda copy: [copy.ip], maps=ProcMaps(proc_root=str(tmp_path)))
+    rec.note_parent(7, 1)
+    writer.add_process(7, 1, "sh", 0)
+    walked = STACK_WALKED | 5
+    rec(WalkedStack(walked, 7, (0x10,)))
+    rec(Call("brk", 1, 7, 7, (0,) * 6, 0x5000, 0, 0x10, walked))
+    rec(ProcessChange("exec", 2, 7, 0, "prog", "/bin/prog"))
+    rec(Call("brk", 3, 7, 7, (0,) * 6, 0x5000, 0, 0x10, walked))
+    rec(ProcessChange("exit", 4, 7, 0, "prog", ""))
+    rec.flush()
+    writer.close()
+    with Recording(path) as r:
+        assert [(p[0], p[2], p[3], p[4]) for p in r.processes()] == [
+            (7, "sh", 0, 2), (7, "prog", 2, 4)]
+        before, after = (e.stack_id for e in r.events())
+    assert before != after  # same addresses, different program
+    assert 7 not in rec.live_pids
