@@ -73,7 +73,7 @@ def rules_along(
     them by the call instruction (return address - 1). `caller`: the walk started at a
     return address rather than at the syscall's ip."""
     found = []
-    arch = unwinder.arch_of(pid)
+    arch = unwinder.arch_of(pid) if hasattr(unwinder, "arch_of") else X86_64
     for i, pc in enumerate(walk.ips):
         is_return = caller or i > 0
         rule = step_rule(unwinder.rule_at(pid, pc - 1 if is_return else pc), arch)
