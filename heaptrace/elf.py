@@ -42,6 +42,7 @@ class ElfFile:
         try:
             self._elf = ELFFile(self._fh)
             self.entry = self._elf.header["e_entry"]
+            self.machine = self._elf.header["e_machine"]  # pyelftools' name: "EM_AARCH64"
             self.loads = self._read_loads()
             self.sections = self._read_sections()
         except (ELFError, struct.error, ValueError) as exc:
@@ -140,6 +141,8 @@ class ElfFile:
                 continue
             if kind in (STT_FUNC, STT_GNU_IFUNC) or (kind == STT_NOTYPE and shndx in code):
                 end = names.find(b"\0", st_name)
+                if names[st_name:st_name + 1] == b"$":
+                    continue  # an Arm mapping symbol ($x code, $d data), not a name
                 result.append((value, size, names[st_name:end].decode(errors="replace")))
         return result
 

@@ -1,4 +1,5 @@
-"""Loads the gdb-captured stack fixtures of tests/data/stacks (see capture.py there)."""
+"""Loads the gdb-captured stack fixtures of tests/data/stacks and, for aarch64 (captured
+under qemu-user), tests/data/stacks-aarch64 (see capture.py in each)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from heaptrace.procmaps import ProcMaps
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "stacks")
 PROGRAMS = ("chain", "chain-debugframe", "templates")
+DATA_AARCH64 = os.path.join(os.path.dirname(DATA), "stacks-aarch64")
+PROGRAMS_AARCH64 = ("chain", "chain-fp")
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Stop:
     maps_text: str
     gdb_pcs: List[int]
     gdb_names: List[Optional[str]]
+    lr: Optional[int] = None  # aarch64's x30 (bp is x29 there)
 
     def procmaps(self) -> ProcMaps:
         return ProcMaps.from_maps_text(self.pid, self.maps_text)
@@ -46,9 +50,14 @@ def _stop(program: str, follow: str, base: str, root: str, e: dict) -> Stop:
     with open(os.path.join(base, e["maps"])) as fh:
         maps_text = fh.read().replace("@BIN@", os.path.join(root, "bin"))
     bt = e["gdb_bt"]
-    return Stop(program, follow, e["syscall"], e["pid"], e["tid"], e["ip"], e["sp"], e["bp"],
-                stack, maps_text, [f["pc"] for f in bt], [f["name"] for f in bt])
+    return Stop(program, follow, e["syscall"], e["pid"], e["tid"], e["ip"], e["sp"],
+                e["bp"] if "bp" in e else e["fp"], stack, maps_text,
+                [f["pc"] for f in bt], [f["name"] for f in bt], e.get("lr"))
 
 
 def all_stops(root: str = DATA) -> List[Stop]:
     return [s for p in PROGRAMS for f in ("parent", "child") for s in load(p, f, root)]
+
+
+def aarch64_stops(root: str = DATA_AARCH64) -> List[Stop]:
+    return [s for p in PROGRAMS_AARCH64 for s in load(p, "parent", root)]

@@ -4,6 +4,10 @@ User space unwinds the first copy of a stack with the full CFI machinery; the ru
 the way, when they only say "CFA = sp or fp + k, return address at CFA-8, fp saved at CFA+m
 (or unchanged)", are handed to the probe. From then on the probe walks that call path itself
 and sends only the addresses, which is what keeps stacks whole at high event rates.
+
+x86_64 only: the probe's step reads the return address at CFA-8. On aarch64 it sits in x30
+at a leaf and wherever the CFI says above it, so the probe walks nothing there and every
+aarch64 stack is unwound here from its copy.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
 
+from heaptrace.unwind.arch import X86_64, Arch
 from heaptrace.unwind.cfi import OFFSET, RA, UNDEFINED, Rule
 from heaptrace.unwind.dwarf import AT_ENTRY, NO_CFI, RBP, RSP, Unwinder, Walk
 
@@ -34,8 +39,11 @@ OUTERMOST = StepRule(end=True)
 FRAME_POINTER = StepRule(CFA_FP, 16, True, -16)
 
 
-def step_rule(rule: Union[Rule, str]) -> Optional[StepRule]:
-    """The BPF form of a rule, or None when only the full unwinder can apply it."""
+def step_rule(rule: Union[Rule, str], arch: Arch = X86_64) -> Optional[StepRule]:
+    """The BPF form of a rule, or None when only the full unwinder can apply it (always
+    on aarch64)."""
+    if arch is not X86_64:
+        return None
     if rule is AT_ENTRY:
         return OUTERMOST
     if rule is NO_CFI:
@@ -65,9 +73,10 @@ def rules_along(
     them by the call instruction (return address - 1). `caller`: the walk started at a
     return address rather than at the syscall's ip."""
     found = []
+    arch = unwinder.arch_of(pid) if hasattr(unwinder, "arch_of") else X86_64
     for i, pc in enumerate(walk.ips):
         is_return = caller or i > 0
-        rule = step_rule(unwinder.rule_at(pid, pc - 1 if is_return else pc))
+        rule = step_rule(unwinder.rule_at(pid, pc - 1 if is_return else pc), arch)
         if rule is None:
             break  # the probe could not get past this frame anyway
         found.append((pc, rule))

@@ -2,8 +2,9 @@
 and .debug_frame, to the unwind rule in force at one address.
 
 Only the FDE covering an address is parsed, and only when first asked; the resulting Rule is
-cached per address, so a call site seen before costs one dict lookup. x86_64 register
-numbers: 6 = rbp, 7 = rsp, 16 = the return address column (rip).
+cached per address, so a call site seen before costs one dict lookup. Register numbers are
+the CIE's: x86_64 6 = rbp, 7 = rsp, 16 = the return address column (rip); aarch64 29 = x29,
+30 = x30 (the return address column), 31 = sp (heaptrace/unwind/arch.py).
 """
 
 from __future__ import annotations
@@ -301,6 +302,8 @@ class _Machine:
             pos += size
         elif op == 0x2E:  # GNU_args_size
             _, pos = uleb(code, pos)
+        elif op == 0x2D:  # AARCH64_negate_ra_state: return address signed (PAC) from here on
+            pass  # the unwinder strips the signature bits from every aarch64 return address
         else:
             raise CfiError(f"unsupported CFA instruction {op:#x}")
         return pos

@@ -1,5 +1,7 @@
-"""DWARF unwinding of a copied user stack: registers (ip, sp, bp) and the stack bytes from sp
-up, as the BPF program captures them at a syscall, to the whole chain of return addresses.
+"""DWARF unwinding of a copied user stack: registers (x86_64: ip, sp, bp; aarch64: pc, sp,
+x29, x30) and the stack bytes from sp up, as the BPF program captures them at a syscall, to
+the whole chain of return addresses. The instruction set is the one of the ELF files mapped
+in the address space (e_machine), or the one given.
 
 Cost model: the CFI of a file is parsed once per build-id and only around the addresses
 asked for; the rule at each pc is cached per address space, so unwinding a call site seen
@@ -14,10 +16,10 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from heaptrace.elf import DEBUG_ROOT, open_debug_file, open_mapped
 from heaptrace.procmaps import Mapping, ProcMaps, is_file
+from heaptrace.unwind.arch import X86_64, Arch, host, of_machine, resolve
 from heaptrace.unwind.cfi import (
     EXPR,
     OFFSET,
-    RA,
     REGISTER,
     UNDEFINED,
     VAL_EXPR,
@@ -29,8 +31,8 @@ from heaptrace.unwind.cfi import (
 from heaptrace.unwind.expr import ExprError, evaluate
 from heaptrace.unwind.fp import Reader, fp_step, stack_reader
 
-RBP, RSP = 6, 7
-CALLEE_SAVED = (3, 6, 7, 12, 13, 14, 15)  # rbx rbp rsp r12-r15 survive a call (SysV)
+RBP, RSP = X86_64.fp, X86_64.sp
+CALLEE_SAVED = X86_64.callee_saved
 NO_CFI, UNMAPPED, AT_ENTRY = "no-cfi", "unmapped", "at-entry"
 # The dynamic loader's _start (and _dl_start_user after it) has no CFI: a pc this close
 # past a file's ELF entry point, without CFI, is the outermost frame.
@@ -63,32 +65,46 @@ class Unwinder:
 
     def __init__(
         self, maps: ProcMaps, max_frames: int = 128, debug_root: str = DEBUG_ROOT,
-        refresh: bool = False,
+        refresh: bool = False, arch: Union[Arch, str, None] = None,
     ) -> None:
         """`refresh`: when a pc falls in no known mapping, re-read /proc/PID/maps once for
-        it (live tracing: a library mapped since the last snapshot)."""
+        it (live tracing: a library mapped since the last snapshot). `arch` ("x86_64",
+        "aarch64"): the instruction set of every address space; by default each one's is
+        read from the e_machine of its mapped files."""
         self.maps = maps
+        self.arch = resolve(arch)
         self.max_frames = max_frames
         self.debug_root = debug_root
         self.refresh = refresh
         self._refreshed: Dict[Tuple[int, int], bool] = {}
         self._tables: Dict[str, Optional[Tuple[object, CfiTable]]] = {}
-        self._pcs: Dict[int, Tuple[int, Dict[int, Union[Rule, str]]]] = {}
+        self._pcs: Dict[int, Tuple[int, Dict[int, Union[Rule, str]], Arch]] = {}
 
-    def unwind(self, pid: int, ip: int, sp: int, bp: int, stack: bytes) -> List[int]:
-        """Leaf-first addresses; stack[0] is the byte at address `sp`."""
-        return self.walk(pid, ip, sp, bp, stack).ips
+    def unwind(
+        self, pid: int, ip: int, sp: int, bp: int, stack: bytes, lr: Optional[int] = None
+    ) -> List[int]:
+        """Leaf-first addresses; stack[0] is the byte at address `sp`. `bp` is the frame
+        pointer (rbp, x29); `lr` the link register (aarch64's x30, ignored on x86_64)."""
+        return self.walk(pid, ip, sp, bp, stack, lr=lr).ips
 
     def walk(
-        self, pid: int, ip: int, sp: int, bp: int, stack: bytes, caller: bool = False
+        self, pid: int, ip: int, sp: int, bp: int, stack: bytes, caller: bool = False,
+        lr: Optional[int] = None,
     ) -> Walk:
         """Like unwind(), and says why the walk ended. `caller`: ip is a return address (the
         walk starts part-way up a stack), so its rule is the one of the call before it."""
         read = stack_reader(stack, sp)
         rules = self._rules_of(pid)
-        regs: List[Optional[int]] = [None] * 17
-        regs[RBP], regs[RSP], regs[RA] = bp, sp, ip
+        arch = self.arch_of(pid)
+        regs: List[Optional[int]] = [None] * arch.nregs
+        regs[arch.fp], regs[arch.sp], regs[arch.pc] = bp, sp, ip
+        if arch.lr is not None:
+            regs[arch.lr] = lr
         ips, pc = [ip], ip - 1 if caller else ip
+        # aarch64: a leaf without a frame has its caller's sp (CFA = sp); x86_64's call
+        # always pushes. Only the syscall's own frame may be such a leaf.
+        leaf = not caller and arch.ra_in_register
+        after_fp = False
         while len(ips) < self.max_frames:
             rule = rules.get(pc)
             if rule is None:
@@ -97,10 +113,13 @@ class Unwinder:
                     rules = self._rules_of(pid)
                     rule = rules[pc] = self._lookup(pid, pc)
             try:
-                regs, signal = self._step(rule, regs, read)
+                if after_fp and arch.lr is not None:
+                    regs = _sp_from_frame_record(arch, rule, regs)
+                regs, signal = _step(arch, rule, regs, read, leaf and len(ips) == 1)
             except _Stop as stop:
                 return Walk(ips, stop.reason)
-            ra = regs[RA]
+            after_fp = rule is NO_CFI
+            ra = regs[arch.ra]
             ips.append(ra)
             pc = ra if signal else ra - 1  # a return address may be past a noreturn call
         return Walk(ips, MAX_DEPTH)
@@ -113,24 +132,10 @@ class Unwinder:
             rule = rules[pc] = self._lookup(pid, pc)
         return rule
 
-    def _step(
-        self, rule: Union[Rule, str], regs: List[Optional[int]], read: Reader
-    ) -> Tuple[List[Optional[int]], bool]:
-        if rule is UNMAPPED:
-            raise _Stop(BAD_FRAME)
-        if rule is AT_ENTRY:
-            raise _Stop(ENTRY)
-        if rule is NO_CFI:
-            new, signal = _fp(regs, read), False
-        else:
-            new, signal = _apply(rule, regs, read), rule.signal
-        ra = new[RA]
-        if ra == 0:
-            raise _Stop(ENTRY)
-        sp = new[RSP]
-        if sp is None or (sp <= regs[RSP] and not signal):
-            raise _Stop(BAD_FRAME)  # a frame must be above its callee
-        return new, signal
+    def arch_of(self, pid: int) -> Arch:
+        """The instruction set of an address space: the one given, else its files'."""
+        self._rules_of(pid)
+        return self._pcs[pid][2]
 
     def _refreshed_for(self, pid: int, pc: int) -> bool:
         if not self.refresh or (pid, pc) in self._refreshed:
@@ -142,8 +147,18 @@ class Unwinder:
         generation = self.maps.generation(pid)
         cached = self._pcs.get(pid)
         if cached is None or cached[0] != generation:
-            cached = self._pcs[pid] = (generation, {})
+            cached = self._pcs[pid] = (generation, {}, self.arch or self._machine(pid))
         return cached[1]
+
+    def _machine(self, pid: int) -> Arch:
+        """The e_machine of the first mapped file that opens (the host's when none does)."""
+        for mapping in self.maps.mappings(pid):
+            if is_file(mapping):
+                loaded = self._table(mapping)
+                arch = of_machine(getattr(loaded[0], "machine", None)) if loaded else None
+                if arch is not None:
+                    return arch
+        return host()
 
     def _lookup(self, pid: int, pc: int) -> Union[Rule, str]:
         mapping = self.maps.find(pid, pc)
@@ -177,42 +192,87 @@ class Unwinder:
             return None  # malformed CFI: the frame-pointer step takes over
 
 
-def _fp(regs: List[Optional[int]], read: Reader) -> List[Optional[int]]:
-    step = fp_step(regs[RSP], regs[RBP], read)
+def _step(
+    arch: Arch, rule: Union[Rule, str], regs: List[Optional[int]], read: Reader, leaf: bool
+) -> Tuple[List[Optional[int]], bool]:
+    """The caller's registers; `leaf`: the syscall's own frame, which may have no frame."""
+    if rule is UNMAPPED:
+        raise _Stop(BAD_FRAME)
+    if rule is AT_ENTRY:
+        raise _Stop(ENTRY)
+    if rule is NO_CFI:
+        new, signal = _fp(arch, regs, read), False
+    else:
+        new, signal = _apply(arch, rule, regs, read), rule.signal
+    ra = new[arch.ra]
+    if ra == 0:
+        raise _Stop(ENTRY)
+    if arch is not X86_64:
+        new[arch.ra] = ra & arch.address_mask
+    sp, old = new[arch.sp], regs[arch.sp]
+    if sp is None or (sp <= old and not signal and not (leaf and sp == old)):
+        raise _Stop(BAD_FRAME)  # a frame must be above its callee
+    return new, signal
+
+
+def _sp_from_frame_record(
+    arch: Arch, rule: Union[Rule, str], regs: List[Optional[int]]
+) -> List[Optional[int]]:
+    """aarch64, after a frame-pointer step: the caller's sp is only known to be above the
+    frame record. A function whose CFI has its frame record at the bottom of its frame
+    (CFA = sp + n, x29 saved at CFA - n: `stp x29, x30, [sp, -n]!; mov x29, sp`, gcc's
+    frame-pointer prologue) has sp == x29, and x29 came exactly from the frame record."""
+    if not isinstance(rule, Rule) or rule.cfa_expr is not None or rule.cfa_reg != arch.sp:
+        return regs
+    fp = regs[arch.fp]
+    if (arch.fp, OFFSET, -rule.cfa_off) not in rule.saved or fp is None or fp < regs[arch.sp]:
+        return regs
+    regs = list(regs)
+    regs[arch.sp] = fp
+    return regs
+
+
+def _fp(arch: Arch, regs: List[Optional[int]], read: Reader) -> List[Optional[int]]:
+    """One frame-pointer step: x86_64's [rbp] = caller's rbp, [rbp+8] = return address;
+    aarch64's frame record is the same: [x29] = caller's x29, [x29+8] = saved x30."""
+    step = fp_step(regs[arch.sp], regs[arch.fp], read)
     if step is None:
         raise _Stop(NO_INFO)
-    new = _callee_saved(regs)
-    new[RA], new[RSP], new[RBP] = step
+    new = _callee_saved(arch, regs)
+    new[arch.ra], new[arch.sp], new[arch.fp] = step
     return new
 
 
-def _callee_saved(regs: List[Optional[int]]) -> List[Optional[int]]:
-    new: List[Optional[int]] = [None] * 17
-    for reg in CALLEE_SAVED:
+def _callee_saved(arch: Arch, regs: List[Optional[int]]) -> List[Optional[int]]:
+    new: List[Optional[int]] = [None] * arch.nregs
+    for reg in arch.callee_saved:
         new[reg] = regs[reg]
     return new
 
 
-def _apply(rule: Rule, regs: List[Optional[int]], read: Reader) -> List[Optional[int]]:
+def _apply(
+    arch: Arch, rule: Rule, regs: List[Optional[int]], read: Reader
+) -> List[Optional[int]]:
     """The caller's registers, from the rule at the callee's pc."""
+    n = arch.nregs
     try:
         if rule.cfa_expr is None:
-            base = regs[rule.cfa_reg] if rule.cfa_reg < 17 else None
+            base = regs[rule.cfa_reg] if rule.cfa_reg < n else None
             if base is None:
                 raise _Stop(BAD_FRAME)
             cfa = base + rule.cfa_off
         else:
             cfa = evaluate(rule.cfa_expr, regs, read)
-        new = _callee_saved(regs)
-        new[RSP] = cfa
-        new[RA] = None
+        new = _callee_saved(arch, regs)
+        new[arch.sp] = cfa
+        new[arch.ra] = regs[arch.ra] if arch.ra_in_register else None  # "same value"
         for reg, kind, arg in rule.saved:
-            if reg < 17:
+            if reg < n:
                 new[reg] = _recover(kind, arg, cfa, regs, read)
     except ExprError:
         raise _Stop(TRUNCATED) from None
-    if new[RA] is None:
-        ra_rule = next((k for r, k, _ in rule.saved if r == RA), None)
+    if new[arch.ra] is None:
+        ra_rule = next((k for r, k, _ in rule.saved if r == arch.ra), None)
         raise _Stop(ENTRY if ra_rule == UNDEFINED else TRUNCATED)
     return new
 
@@ -223,7 +283,7 @@ def _recover(kind: int, arg, cfa: int, regs: List[Optional[int]], read: Reader):
     if kind == VAL_OFFSET:
         return cfa + arg
     if kind == REGISTER:
-        return regs[arg] if arg < 17 else None
+        return regs[arg] if arg < len(regs) else None
     if kind == EXPR:
         return read(evaluate(arg, regs, read, push=cfa))
     if kind == VAL_EXPR:

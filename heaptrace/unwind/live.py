@@ -28,7 +28,8 @@ class LiveUnwinder:
         if not self.maps.mappings(copy.pid):
             self.maps.snapshot(copy.pid, 0)  # first sight of this address space
         caller = copy.depth > 0
-        walk = self.unwinder.walk(copy.pid, copy.ip, copy.sp, copy.fp, copy.stack, caller)
+        lr = None if caller else copy.lr  # the probe's lr is the syscall frame's (aarch64)
+        walk = self.unwinder.walk(copy.pid, copy.ip, copy.sp, copy.fp, copy.stack, caller, lr)
         self.copies += 1
         self.complete += walk.complete
         new = [(pc, rule) for pc, rule in rules_along(self.unwinder, copy.pid, walk, caller)
