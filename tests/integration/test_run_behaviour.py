@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -167,3 +168,31 @@ def test_recording_of_a_killed_heaptrace_is_readable_and_symbolizable(tmp_path):
     assert proc.returncode == 0, proc.stderr
     folded = heaptrace("flame", str(db), "--folded").stdout
     assert "bytearray___init__" in folded or "PyByteArray_Resize" in folded, folded[:2000]
+
+
+def test_ctrl_c_at_a_terminal_ends_the_target_and_finishes_the_recording(tmp_path):
+    """In a real pseudo-terminal: Ctrl-C reaches the target (same process group) once, the
+    target dies of SIGINT, heaptrace exits 130 with the recording finished."""
+    db = str(tmp_path / "r.db")
+    script = "import time\nb = bytearray(4 << 20)\nprint('ready', flush=True)\ntime.sleep(60)\n"
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-m", "heaptrace", "run", "-o", db, "--",
+                                  "/usr/bin/python3", "-c", script])
+    out = b""
+    deadline = time.monotonic() + 60
+    while b"ready" not in out and time.monotonic() < deadline:
+        out += os.read(fd, 1024)
+    os.write(fd, b"\x03")
+    while True:
+        try:
+            out += os.read(fd, 4096)
+        except OSError:
+            break
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 128 + signal.SIGINT, out.decode()
+    assert f"Wrote {db}" in out.decode()
+    doc = histogram_json(tmp_path / "r.db")
+    assert doc["recording"]["complete"] is True
+    assert doc["recording"]["exit_code"] == 128 + signal.SIGINT
+    assert doc["events"]["mmap"]["bytes"] >= 4 << 20
