@@ -91,3 +91,30 @@ def test_unwinder_refreshes_maps_for_an_unknown_pc():
     assert cold.stop == "bad-frame" and maps.mappings(os.getpid()) == []
     Unwinder(maps, refresh=True).walk(os.getpid(), libc.start + 0x100, 0x1000, 0, stack)
     assert maps.find(os.getpid(), libc.start + 0x100).path == libc.path
+
+
+def test_lookup_in_time_keeps_images_before_and_after_an_exec_apart(tmp_path):
+    maps = ProcMaps(proc_root=str(tmp_path))  # no /proc here: only what the events say
+    old = Mapping(0x1000, 0x2000, 0, "/bin/old", None, 10)
+    maps.add(7, old)
+    maps.on_exec(7, 100)
+    # The new image's mapping is only learnt at 150 (say from a late snapshot): a stack seen
+    # at 120 still belongs to it, not to the image that ended at the exec.
+    maps.add(7, Mapping(0x1000, 0x2000, 0, "/bin/new", None, 150))
+    assert maps.find(7, 0x1800, 50).path == "/bin/old"
+    assert maps.find(7, 0x1800, 120).path == "/bin/new"
+    assert maps.find(7, 0x1800, 200).path == "/bin/new"
+    assert maps.find(7, 0x1800).path == "/bin/new"  # live now
+
+
+def test_save_writes_only_what_changed_and_stays_idempotent(tmp_path):
+    path = str(tmp_path / "r.db")
+    maps = ProcMaps(proc_root=str(tmp_path))
+    maps.add(7, Mapping(0x1000, 0x2000, 0, "/bin/a", None, 10))
+    with RecordingWriter(path) as w:
+        maps.save(w, changed_only=True)
+        maps.add(8, Mapping(0x3000, 0x4000, 0, "/bin/b", None, 20))
+        maps.save(w, changed_only=True)
+        maps.save(w)  # the final full save replaces, never duplicates
+    with Recording(path) as rec:
+        assert sorted((m[0], m[4]) for m in rec.mappings()) == [(7, "/bin/a"), (8, "/bin/b")]
