@@ -36,9 +36,16 @@ def rss_text(rss: Optional[int]) -> str:
     return "-" if rss is None else human(rss)
 
 
+def one_line(text: str, limit: int = 80) -> str:
+    """A command line on one line (`python3 -c` scripts have many), cut at `limit`."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def where(tl: Timeline) -> str:
     """What was recorded: the command, the pid, the bucket width."""
-    parts = [tl.command or "recording"] + ([f"pid {tl.pid}"] if tl.pid is not None else [])
+    pid = [f"pid {tl.pid}"] if tl.pid is not None else []
+    parts = [one_line(tl.command) or "recording", *pid]
     return f"{', '.join(parts)}; {tl.interval_s:g} s per bucket"
 
 
