@@ -7,5 +7,6 @@ from heaptrace.commands.histogram import histogram
 from heaptrace.commands.import_ import import_
 from heaptrace.commands.run import run
 from heaptrace.commands.symbolize import symbolize
+from heaptrace.commands.timeline import timeline
 
-COMMANDS = [run, histogram, flame, diff, import_, symbolize, doctor]
+COMMANDS = [run, histogram, flame, diff, timeline, import_, symbolize, doctor]

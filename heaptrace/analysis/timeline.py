@@ -1,0 +1,259 @@
+"""Memory over time: per time bucket, bytes taken and given back, bytes held, RSS.
+
+"Held" comes from the replay `flame --retained` uses (analysis/retained.py): address
+intervals, partial munmaps, mremap moves, brk shrinks. It is what the live process images
+hold at the end of a bucket, so it drops when an image execs or exits (the kernel takes
+its memory back); `held_at_exit` is the other reading, what every image still held when
+it ended, which is the total `flame --retained` shows.
+
+"Taken" and "given back" are the calls themselves: brk/mmap/mremap growth, munmap lengths
+and brk/mremap shrinks. A munmap of memory no traced call mapped is given back but was
+never held, so held does not always move by taken - given.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from heaptrace.analysis.retained import Replay, steps
+from heaptrace.analysis.stacks import NO_STACK, UNKNOWN_FRAME, Selection, run_start_ns
+from heaptrace.errors import UsageError
+from heaptrace.events import Event, Frame
+from heaptrace.recording import Recording
+
+DEFAULT_BUCKETS = 40
+MAX_BUCKETS = 10_000
+NICE_STEPS = (1.0, 2.0, 2.5, 5.0)  # bucket widths read well as time labels: 0.25 s, 5 s...
+# Each sampling round reads every live pid within microseconds, 0.25 s after the last:
+# samples closer than this belong to one round (one instant of the summed RSS).
+ROUND_GAP_NS = 100_000_000
+OWN_FRAMES = 3  # how many of a stack's own frames the growth line names
+TOP_GROWERS = 3
+
+
+@dataclass
+class Bucket:
+    """One time slice [start_s, end_s) in seconds into the run."""
+
+    start_s: float
+    end_s: float
+    taken: int = 0  # brk growth + mmap + mremap growth
+    given: int = 0  # munmap + brk shrink + mremap shrink
+    held: int = 0  # held by the live images at the end of the bucket
+    rss: Optional[int] = None  # largest summed RSS sample in the bucket
+    calls: int = 0
+
+
+@dataclass(frozen=True)
+class Grower:
+    """A stack (named by its leaf-most own frames) and the held bytes it added."""
+
+    stack: str
+    nbytes: int
+
+
+@dataclass
+class Timeline:
+    buckets: List[Bucket]
+    interval_s: float
+    pid: Optional[int] = None
+    command: str = ""  # what was recorded (meta command_line)
+    taken: int = 0
+    given: int = 0
+    calls: int = 0
+    held_at_exit: int = 0  # what `flame --retained` totals
+    peak_rss: Optional[int] = None
+    growth_bucket: Optional[int] = None  # index of the bucket where held grew most
+    growth: int = 0  # how much held grew in it
+    growers: List[Grower] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return self.calls == 0 and self.peak_rss is None
+
+
+class Axis:
+    """Maps ts_ns to a bucket index; times outside the run go to the first or last."""
+
+    def __init__(self, origin_ns: int, width_ns: int, count: int) -> None:
+        self.origin, self.width, self.count = origin_ns, width_ns, count
+
+    def index(self, ts_ns: int) -> int:
+        return min(max((ts_ns - self.origin) // self.width, 0), self.count - 1)
+
+    def buckets(self) -> List[Bucket]:
+        w = self.width / 1e9
+        return [Bucket(round(i * w, 9), round((i + 1) * w, 9)) for i in range(self.count)]
+
+
+def nice_interval(duration_s: float, buckets: int = DEFAULT_BUCKETS) -> float:
+    """The smallest 1, 2, 2.5 or 5 x 10^k seconds that covers the run in `buckets`."""
+    want = max(duration_s / buckets, 1e-3)
+    exp = math.floor(math.log10(want))
+    for k in (exp, exp + 1):
+        for step in NICE_STEPS:
+            if step * 10**k >= want * (1 - 1e-9):
+                return round(step * 10**k, 9)
+    return 10.0 ** (exp + 1)
+
+
+def run_end_ns(rec: Recording, times: Iterable[int], origin: int) -> int:
+    """The end of the run: meta end_ns, or the last event or sample if later."""
+    end = rec.meta().get("end_ns")
+    last = max(times, default=origin)
+    return max(int(end), last) if isinstance(end, (int, float)) else last
+
+
+def make_axis(rec: Recording, interval_s: Optional[float], times: Sequence[int]) -> Axis:
+    origin = run_start_ns(rec)
+    duration_ns = max(run_end_ns(rec, times, origin) - origin, 0)
+    if interval_s is not None and interval_s <= 0:
+        raise UsageError(f"--interval must be more than 0 seconds, not {interval_s:g}")
+    width = int((interval_s or nice_interval(duration_ns / 1e9)) * 1e9)
+    count = max(math.ceil(duration_ns / width), 1)
+    if count > MAX_BUCKETS:
+        raise UsageError(f"--interval {interval_s:g} makes {count:,} buckets of a "
+                         f"{duration_ns / 1e9:.1f} s run; the most is {MAX_BUCKETS:,}")
+    return Axis(origin, width, count)
+
+
+def _query(rec: Recording, sql: str, args: Sequence[object] = ()) -> List[tuple]:
+    # Recording has no reader for the samples table or the last event time yet (and this
+    # branch may not change recording.py): read-only SQL on the recording's connection.
+    return rec._query(sql, args)  # noqa: SLF001
+
+
+def last_event_ns(rec: Recording, pid: Optional[int]) -> Optional[int]:
+    sql = "SELECT MAX(ts_ns) FROM events" + (" WHERE pid = ?" if pid is not None else "")
+    return _query(rec, sql, () if pid is None else (pid,))[0][0]
+
+
+def samples(rec: Recording, pid: Optional[int]) -> List[Tuple[int, int, int]]:
+    """(ts_ns, pid, rss) in time order; recordings made before RSS sampling have none."""
+    if not _query(rec, "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'samples'"):
+        return []
+    sql = "SELECT ts_ns, pid, rss FROM samples WHERE rss IS NOT NULL"
+    args: Tuple[int, ...] = ()
+    if pid is not None:
+        sql, args = sql + " AND pid = ?", (pid,)
+    return _query(rec, sql + " ORDER BY ts_ns, rowid", args)
+
+
+def rss_rounds(rows: Iterable[Tuple[int, int, int]]) -> Iterator[Tuple[int, int]]:
+    """(ts_ns, summed rss) per sampling round: a round ends when a pid comes again or
+    the samples are more than ROUND_GAP_NS apart."""
+    start, pids, total = None, set(), 0
+    for ts, pid, rss in rows:
+        if start is not None and (pid in pids or ts - start > ROUND_GAP_NS):
+            yield start, total
+            start, pids, total = None, set(), 0
+        if start is None:
+            start = ts
+        pids.add(pid)
+        total += rss
+    if start is not None:
+        yield start, total
+
+
+def add_call(bucket: Bucket, event: Event) -> None:
+    bucket.calls += event.calls
+    if event.kind == "munmap":
+        bucket.given += max(event.size, 0)
+    elif event.size > 0:
+        bucket.taken += event.size
+    else:
+        bucket.given -= event.size
+
+
+def replay_buckets(rec: Recording, axis: Axis, buckets: List[Bucket], pid: Optional[int]) -> Replay:
+    """Fill taken/given/calls/held by replaying every event; returns the final replay."""
+    replay, current = Replay(), 0
+    for ts, step in steps(rec, Selection(kind="all", pid=pid)):
+        i = axis.index(ts)
+        for j in range(current, i):
+            buckets[j].held = replay.total
+        current = i
+        replay.step(step)
+        if isinstance(step, Event):
+            add_call(buckets[i], step)
+    for j in range(current, len(buckets)):
+        buckets[j].held = replay.total
+    return replay
+
+
+def add_rss(buckets: List[Bucket], axis: Axis, rounds: Iterable[Tuple[int, int]]) -> None:
+    for ts, rss in rounds:
+        b = buckets[axis.index(ts)]
+        b.rss = rss if b.rss is None else max(b.rss, rss)
+
+
+def most_growth(buckets: Sequence[Bucket]) -> Tuple[Optional[int], int]:
+    """(index, bytes) of the bucket where held grew most; (None, 0) if it never grew."""
+    best, grew, before = None, 0, 0
+    for i, b in enumerate(buckets):
+        if b.held - before > grew:
+            best, grew = i, b.held - before
+        before = b.held
+    return best, grew
+
+
+def own_frames(frames: Sequence[Frame]) -> str:
+    """The leaf-most frames of the program itself (not of a shared library), root first,
+    joined like folded names; ";..." marks library frames below them (malloc...)."""
+    if not frames:
+        return NO_STACK
+    own = [i for i, f in enumerate(frames) if f.module and ".so" not in f.module]
+    if not own:
+        return ";".join(f.name or UNKNOWN_FRAME for f in reversed(frames[:OWN_FRAMES]))
+    picked = [frames[i].name or UNKNOWN_FRAME for i in own[:OWN_FRAMES]]
+    return ";".join(reversed(picked)) + (";..." if own[0] > 0 else "")
+
+
+def held_by_stack(replay: Replay, labels: Dict[Optional[int], str]) -> Dict[str, int]:
+    out: Dict[str, int] = {}
+    for space in replay.spaces.values():
+        for owner, nbytes in space.held():
+            label = labels.get(owner[2], NO_STACK)
+            out[label] = out.get(label, 0) + nbytes
+    return out
+
+
+def growers(rec: Recording, axis: Axis, index: int, pid: Optional[int]) -> List[Grower]:
+    """The stacks whose held bytes grew most during bucket `index` (a second replay, up
+    to its end, with a look at what is held at its start and at its end)."""
+    labels = {sid: own_frames(frames) for sid, frames in rec.stacks().items()}
+    replay, before = Replay(), None
+    for ts, step in steps(rec, Selection(kind="all", pid=pid)):
+        i = axis.index(ts)
+        if i > index:
+            break
+        if i == index and before is None:
+            before = held_by_stack(replay, labels)
+        replay.step(step)
+    before, after = before or {}, held_by_stack(replay, labels)
+    grown = [Grower(s, n - before.get(s, 0)) for s, n in after.items() if n > before.get(s, 0)]
+    return sorted(grown, key=lambda g: (-g.nbytes, g.stack))[:TOP_GROWERS]
+
+
+def timeline(rec: Recording, interval_s: Optional[float] = None,
+             pid: Optional[int] = None) -> Timeline:
+    """The recording (or one pid of it) in time buckets."""
+    rows = samples(rec, pid)
+    last_event = last_event_ns(rec, pid)
+    times = [t for t in (last_event, rows[-1][0] if rows else None) if t is not None]
+    axis = make_axis(rec, interval_s, times)
+    buckets = axis.buckets()
+    replay = replay_buckets(rec, axis, buckets, pid)
+    rounds = list(rss_rounds(rows))
+    add_rss(buckets, axis, rounds)
+    index, grew = most_growth(buckets)
+    return Timeline(
+        buckets, axis.width / 1e9, pid, str(rec.meta().get("command_line") or ""),
+        taken=sum(b.taken for b in buckets), given=sum(b.given for b in buckets),
+        calls=sum(b.calls for b in buckets),
+        held_at_exit=replay.total + sum(space.total for space in replay.ended),
+        peak_rss=max((rss for _, rss in rounds), default=None),
+        growth_bucket=index, growth=grew,
+        growers=growers(rec, axis, index, pid) if index is not None else [])

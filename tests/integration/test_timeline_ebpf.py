@@ -1,0 +1,80 @@
+"""`heaptrace timeline` on a real eBPF recording of a program that grows, frees and grows
+again with pauses between: the held bytes rise, fall and rise, and RSS was sampled."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.conftest import heaptrace, histogram_json
+
+MIB = 1 << 20
+PHASES = """
+import time
+time.sleep(0.3)
+block = b"x" * (20 << 20)   # written, so RSS grows as well
+time.sleep(0.6)
+del block
+time.sleep(0.6)
+block = b"y" * (20 << 20)
+time.sleep(0.6)
+"""
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    path = tmp_path_factory.mktemp("timeline") / "phases.db"
+    proc = heaptrace("run", "-o", str(path), "--", "/usr/bin/python3", "-c", PHASES)
+    assert proc.returncode == 0, proc.stderr
+    return path
+
+
+def timeline(path, *args: str) -> dict:
+    proc = heaptrace("timeline", str(path), "--json", *args)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def first_after(values: list, start: int, test) -> int:
+    return next(i for i in range(start, len(values)) if test(values[i]))
+
+
+def test_held_rises_falls_and_rises(recording):
+    held = [b["held"] for b in timeline(recording, "--interval", "0.1")["buckets"]]
+    rise = first_after(held, 0, lambda h: h >= held[0] + 19 * MIB)
+    fall = first_after(held, rise, lambda h: h <= held[rise] - 19 * MIB)
+    again = first_after(held, fall, lambda h: h >= held[fall] + 19 * MIB)
+    # the sleeps put the three phases at least 0.6 s (6 buckets) apart
+    assert fall - rise >= 5 and again - fall >= 5, held
+
+
+def test_rss_was_sampled_and_follows_the_blocks(recording):
+    data = timeline(recording)
+    rss = [b["rss"] for b in data["buckets"] if b["rss"] is not None]
+    assert len(rss) >= 4  # a 2 s run sampled every 0.25 s
+    assert data["peak_rss"] == max(rss) >= 20 * MIB
+
+
+def test_buckets_add_up_to_the_exact_totals(recording):
+    data, hist = timeline(recording), histogram_json(recording)
+    events = hist["events"]
+    grown = sum(events[k]["bytes"] for k in ("brk", "mmap", "mremap") if k in events)
+    shrunk = sum(events[k]["released"] for k in ("brk", "mremap") if k in events)
+    assert sum(b["taken"] for b in data["buckets"]) == data["taken"] == grown
+    assert data["given"] == shrunk + events.get("munmap", {}).get("bytes", 0)
+
+
+def test_held_at_exit_is_the_flame_retained_total(recording):
+    proc = heaptrace("flame", str(recording), "--retained", "--folded")
+    assert proc.returncode == 0, proc.stderr
+    total = sum(int(line.rsplit(" ", 1)[1]) for line in proc.stdout.splitlines())
+    assert timeline(recording)["held_at_exit"] == total
+
+
+def test_the_table_and_the_chart(recording):
+    table = heaptrace("timeline", str(recording))
+    assert table.returncode == 0, table.stderr
+    assert "most growth at" in table.stdout and "peak RSS" in table.stdout
+    svg = heaptrace("timeline", str(recording), "--svg")
+    assert svg.returncode == 0 and 'class="rss"' in svg.stdout
