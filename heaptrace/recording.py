@@ -307,6 +307,18 @@ class Recording:
             "SELECT stack_id, COUNT(*), COALESCE(SUM(ABS(size)), 0) FROM events GROUP BY stack_id")
         return {sid: (n, total) for sid, n, total in rows}
 
+    def last_event_ns(self, pid: Optional[int] = None) -> Optional[int]:
+        sql = "SELECT MAX(ts_ns) FROM events" + (" WHERE pid = ?" if pid is not None else "")
+        return self._query(sql, () if pid is None else (pid,))[0][0]
+
+    def samples(self, pid: Optional[int] = None) -> List[Tuple[int, int, int]]:
+        """(ts_ns, pid, rss) memory samples in time order, optionally of one process."""
+        sql = "SELECT ts_ns, pid, rss FROM samples WHERE rss IS NOT NULL"
+        args: Tuple[int, ...] = ()
+        if pid is not None:
+            sql, args = sql + " AND pid = ?", (pid,)
+        return self._query(sql + " ORDER BY ts_ns, rowid", args)
+
     def event_count(self) -> int:
         return self._query("SELECT COUNT(*) FROM events")[0][0]
 

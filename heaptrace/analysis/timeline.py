@@ -119,28 +119,6 @@ def make_axis(rec: Recording, interval_s: Optional[float], times: Sequence[int])
     return Axis(origin, width, count)
 
 
-def _query(rec: Recording, sql: str, args: Sequence[object] = ()) -> List[tuple]:
-    # Recording has no reader for the samples table or the last event time yet (and this
-    # branch may not change recording.py): read-only SQL on the recording's connection.
-    return rec._query(sql, args)  # noqa: SLF001
-
-
-def last_event_ns(rec: Recording, pid: Optional[int]) -> Optional[int]:
-    sql = "SELECT MAX(ts_ns) FROM events" + (" WHERE pid = ?" if pid is not None else "")
-    return _query(rec, sql, () if pid is None else (pid,))[0][0]
-
-
-def samples(rec: Recording, pid: Optional[int]) -> List[Tuple[int, int, int]]:
-    """(ts_ns, pid, rss) in time order; recordings made before RSS sampling have none."""
-    if not _query(rec, "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'samples'"):
-        return []
-    sql = "SELECT ts_ns, pid, rss FROM samples WHERE rss IS NOT NULL"
-    args: Tuple[int, ...] = ()
-    if pid is not None:
-        sql, args = sql + " AND pid = ?", (pid,)
-    return _query(rec, sql + " ORDER BY ts_ns, rowid", args)
-
-
 def rss_rounds(rows: Iterable[Tuple[int, int, int]]) -> Iterator[Tuple[int, int]]:
     """(ts_ns, summed rss) per sampling round: a round ends when a pid comes again or
     the samples are more than ROUND_GAP_NS apart."""
@@ -240,8 +218,8 @@ def growers(rec: Recording, axis: Axis, index: int, pid: Optional[int]) -> List[
 def timeline(rec: Recording, interval_s: Optional[float] = None,
              pid: Optional[int] = None) -> Timeline:
     """The recording (or one pid of it) in time buckets."""
-    rows = samples(rec, pid)
-    last_event = last_event_ns(rec, pid)
+    rows = rec.samples(pid)
+    last_event = rec.last_event_ns(pid)
     times = [t for t in (last_event, rows[-1][0] if rows else None) if t is not None]
     axis = make_axis(rec, interval_s, times)
     buckets = axis.buckets()
