@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 # Order matters: it is the kind index used by the BPF program (probes/heaptrace.bpf.c).
-KINDS: Tuple[str, ...] = ("brk", "mmap", "munmap", "mremap")
+KINDS: Tuple[str, ...] = ("brk", "mmap", "munmap", "mremap", "madvise")
 KIND_INDEX = {kind: i for i, kind in enumerate(KINDS)}
 GROWTH_KINDS = ("brk", "mmap", "mremap")
+# Kinds whose bytes are given back: unmapped, or (madvise DONTNEED, FREE, REMOVE) left mapped
+# but handed back to the kernel page by page, as jemalloc and glibc's trimming do.
+RELEASE_KINDS = ("munmap", "madvise")
 
 
 @dataclass(frozen=True)
@@ -62,4 +65,6 @@ class KindTotals:
 #   munmap  addr, length; size = length
 #   mremap  addr = old address, length = old_len, new_length, flags, new_addr = ret;
 #           size = new_length - length
+#   madvise addr, length, flags = advice; size = length for MADV_DONTNEED, MADV_FREE and
+#           MADV_REMOVE (pages given back), else 0
 # A failed call has ret < 0 (-errno) and size 0.

@@ -44,6 +44,9 @@ def call_to_event(call: Call, stack_id: Optional[int]) -> Event:
     if call.kind == "munmap":
         return Event("munmap", call.size, call.ts_ns, call.pid, call.tid, addr=a[0], length=a[1],
                      ret=call.ret, stack_id=stack_id)
+    if call.kind == "madvise":
+        return Event("madvise", call.size, call.ts_ns, call.pid, call.tid, addr=a[0],
+                     length=a[1], flags=a[2], ret=call.ret, stack_id=stack_id)
     return Event("mremap", call.size, call.ts_ns, call.pid, call.tid, addr=a[0], length=a[1],
                  new_length=a[2], flags=a[3], ret=call.ret, stack_id=stack_id,
                  new_addr=call.ret if ok else 0)

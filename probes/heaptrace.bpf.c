@@ -58,8 +58,8 @@
 #ifndef PATH_BYTES           /* longest file path kept for executable mappings */
 #define PATH_BYTES 256
 #endif
-#ifndef KIND_MASK            /* bit i set: trace kind i (0 brk, 1 mmap, 2 munmap, 3 mremap) */
-#define KIND_MASK 0xf
+#ifndef KIND_MASK            /* bit i set: trace kind i (0 brk, 1 mmap, 2 munmap, 3 mremap, 4 madvise) */
+#define KIND_MASK 0x1f
 #endif
 
 /* Syscall numbers, one table for every architecture heaptrace supports. */
@@ -68,6 +68,7 @@
 #define NR_MUNMAP 11
 #define NR_BRK 12
 #define NR_MREMAP 25
+#define NR_MADVISE 28
 #define NR_CLONE 56
 #define NR_CLONE3 435
 #define NR_OPEN_PATH 2
@@ -88,6 +89,7 @@
 #define NR_MUNMAP 215
 #define NR_MREMAP 216
 #define NR_CLONE 220
+#define NR_MADVISE 233
 #define NR_MMAP 222
 #define NR_BRK 214
 #define NR_CLONE3 435
@@ -113,7 +115,8 @@
 #define KIND_MMAP 1
 #define KIND_MUNMAP 2
 #define KIND_MREMAP 3
-#define NKINDS 4
+#define KIND_MADVISE 4
+#define NKINDS 5
 #define NBUCKETS 64
 
 #define REC_BATCH 1
@@ -291,6 +294,8 @@ static __always_inline int kind_of(u64 nr)
         kind = KIND_MUNMAP;
     else if (nr == NR_MREMAP)
         kind = KIND_MREMAP;
+    else if (nr == NR_MADVISE)
+        kind = KIND_MADVISE;
     if (kind < 0 || !((KIND_MASK >> kind) & 1))
         return -1;
     return kind;
@@ -330,6 +335,8 @@ static __always_inline s64 call_size(int kind, u32 tgid, u64 *args, s64 ret, u64
     }
     if (kind == KIND_MREMAP)
         return (s64)(args[2] - args[1]);
+    if (kind == KIND_MADVISE) /* pages handed back: MADV_DONTNEED, MADV_FREE, MADV_REMOVE */
+        return (args[2] == 4 || args[2] == 8 || args[2] == 9) ? (s64)args[1] : 0;
     return (s64)args[1];
 }
 
@@ -341,7 +348,8 @@ static __always_inline void add_totals(int kind, s64 size, u64 failed)
         return;
     t->calls++;
     t->failed += failed;
-    /* munmap gives bytes back: its length is its "bytes"; shrinks of brk/mremap are "released" */
+    /* munmap and madvise give bytes back: that length is their "bytes"; shrinks of brk/mremap
+     * are "released" */
     if (size < 0) {
         t->released += -size;
         return;

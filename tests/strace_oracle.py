@@ -2,7 +2,7 @@
 
 `trace(cmd)` runs
 
-    setarch -R strace -f -qq -e trace=brk,mmap,munmap,mremap,clone,clone3,fork,vfork,execve
+    setarch -R strace -f -qq -e trace=brk,mmap,munmap,mremap,madvise,clone,clone3,fork,vfork,execve
         -o LOG -- CMD
 
 (setarch outside strace: strace and the target run without address randomisation, so brk
@@ -16,7 +16,8 @@ log and computes, per kind, exactly what ARCHITECTURE.md says heaptrace counts:
               previous break starts at the first answer seen, a forked child inherits its
               parent's, threads and CLONE_VM children share it, exec starts afresh);
               mmap, munmap: the length argument of successful calls;
-              mremap: new_len - old_len of successful calls, when positive
+              mremap: new_len - old_len of successful calls, when positive;
+              madvise: the length of successful MADV_DONTNEED, MADV_FREE, MADV_REMOVE calls
     released  brk shrinks and mremap shrinks (positive numbers)
 
 The per-call list (`OracleResult.calls`: kind, pid, tid, args, ret, errno, size) is there
@@ -40,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-KINDS = ("brk", "mmap", "munmap", "mremap")
+KINDS = ("brk", "mmap", "munmap", "mremap", "madvise")
+GIVE_BACK_ADVICE = ("MADV_DONTNEED", "MADV_FREE", "MADV_REMOVE")
 CLONE_CALLS = ("clone", "clone3", "fork", "vfork")
 TRACE = ",".join(KINDS + CLONE_CALLS + ("execve",))
 FIELDS = ("calls", "failed", "bytes", "released")
@@ -298,8 +300,15 @@ def _mremap(call: Syscall, space: _Space) -> Tuple[bool, int]:
     return _failed(call), parse_int(call.args[2]) - parse_int(call.args[1])
 
 
+def _madvise(call: Syscall, space: _Space) -> Tuple[bool, int]:
+    """Only advice that hands pages back counts bytes (the length)."""
+    advice = call.args[2].strip() if len(call.args) > 2 else ""
+    return _failed(call), parse_int(call.args[1]) if advice in GIVE_BACK_ADVICE else 0
+
+
 # munmap has mmap's shape: the length is the second argument.
-_MEANING = {"brk": _brk, "mmap": _mmap, "munmap": _mmap, "mremap": _mremap}
+_MEANING = {"brk": _brk, "mmap": _mmap, "munmap": _mmap, "mremap": _mremap,
+            "madvise": _madvise}
 
 
 def totals(calls: Iterable[Call]) -> Dict[str, Dict[str, int]]:
@@ -309,7 +318,7 @@ def totals(calls: Iterable[Call]) -> Dict[str, Dict[str, int]]:
         t = out[call.kind]
         t["calls"] += 1
         t["failed"] += call.failed
-        if call.kind in ("mmap", "munmap") or call.size > 0:
+        if call.kind in ("mmap", "munmap", "madvise") or call.size > 0:
             t["bytes"] += call.size
         else:
             t["released"] += -call.size

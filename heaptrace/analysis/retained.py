@@ -31,7 +31,7 @@ from heaptrace.analysis.stacks import (
     time_window,
 )
 from heaptrace.errors import UsageError
-from heaptrace.events import KINDS, Event
+from heaptrace.events import KINDS, RELEASE_KINDS, Event
 from heaptrace.recording import Recording
 
 PAGE = 4096  # the kernel unmaps whole pages: a release covers the rest of its last page
@@ -244,7 +244,7 @@ def find_peak(rec: Recording, sel: Selection) -> Tuple[int, Optional[int]]:
 def retained(rec: Recording, sel: Selection, at: str = "exit") -> Retained:
     """Bytes held at exit (or at peak) by the stacks that allocated them. Only allocations
     of the selected kinds made inside the time window are shown."""
-    if sel.kind == "munmap":
+    if sel.kind in RELEASE_KINDS:
         raise UsageError("--retained shows allocations: use --event growth, brk, mmap or mremap")
     if at not in ("exit", "peak"):
         raise UsageError(f"--at must be exit or peak, not {at!r}")

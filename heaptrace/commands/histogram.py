@@ -14,7 +14,7 @@ from heaptrace.render.histogram import render_json, render_text
 
 @click.command()
 @click.argument("file", default=DEFAULT_PATH, required=False)
-@click.option("--event", "kind", help="Only this kind (brk, mmap, munmap, mremap).")
+@click.option("--event", "kind", help="Only this kind (brk, mmap, munmap, mremap, madvise).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def histogram(file: str, kind: Optional[str], as_json: bool) -> None:
     """Print DTrace-style quantize() tables of sizes with totals and calls per kind.

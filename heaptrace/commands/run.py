@@ -40,8 +40,8 @@ def _kinds(value: str) -> Tuple[str, ...]:
 def run(output: str, events: str, unwind: str, stack_bytes: int, buffer_mib: int,
         pid: Optional[int], duration: Optional[float], show_ebpf: bool,
         cmd: Tuple[str, ...]) -> Optional[int]:
-    """Run CMD (or watch the running process PID) and record brk/mmap/munmap/mremap in it and
-    everything it starts.
+    """Run CMD (or watch the running process PID) and record brk/mmap/munmap/mremap/madvise in
+    it and everything it starts.
 
     \b
       sudo heaptrace run -- pkgin -y install gcc47

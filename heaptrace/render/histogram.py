@@ -14,8 +14,9 @@ TITLES = {
     "mmap": "mmap() sizes",
     "munmap": "munmap() sizes",
     "mremap": "mremap() growth sizes",
+    "madvise": "madvise() sizes given back (DONTNEED, FREE, REMOVE)",
 }
-BYTES_LABEL = {"munmap": "Total bytes released"}
+BYTES_LABEL = {"munmap": "Total bytes released", "madvise": "Total bytes given back"}
 
 
 def quantize_table(title: str, buckets: Dict[int, int]) -> List[str]:

@@ -11,7 +11,7 @@ import pytest
 from strace_oracle import trace
 
 from heaptrace.analysis.quantize import quantize
-from tests.integration.conftest import HEAPTRACE, histogram_json
+from tests.integration.conftest import HEAPTRACE, heaptrace, histogram_json
 
 PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
 PY_ENV = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -29,7 +29,7 @@ def compare(tmp_path: Path, cmd, **kwargs) -> dict:
     proc = heaptrace_setarch(tmp_path / "r.db", cmd, **kwargs)
     assert proc.returncode == oracle.exit_code, proc.stderr
     doc = histogram_json(tmp_path / "r.db")
-    for kind in ("brk", "mmap", "munmap", "mremap"):
+    for kind in ("brk", "mmap", "munmap", "mremap", "madvise"):
         ours = {f: doc["events"][kind][f] for f in FIELDS}
         assert ours == {f: oracle.totals[kind][f] for f in FIELDS}, kind
         buckets = {b["value"]: b["count"] for b in doc["events"][kind]["buckets"] if b["count"]}
@@ -40,8 +40,8 @@ def compare(tmp_path: Path, cmd, **kwargs) -> dict:
 
 
 @pytest.mark.parametrize("name", ["brk_loop", "big_malloc", "mmap_ops", "fail_shrink",
-                                  "thread_alloc", "threads_race", "fork_exec", "spawn_exec",
-                                  "stacks_deep", "templates"])
+                                  "madvise_ops", "thread_alloc", "threads_race", "fork_exec",
+                                  "spawn_exec", "stacks_deep", "templates"])
 def test_compiled_program_matches_strace(tmp_path, programs, name):
     doc = compare(tmp_path, [str(programs[name])], cwd=str(tmp_path))
     assert doc["events"]["mmap"]["calls"] > 0
@@ -73,3 +73,12 @@ def test_many_short_lived_processes_match_strace(tmp_path, programs):
     doc = compare(tmp_path, ["sh", "-c", script], cwd=str(tmp_path))
     assert doc["events"]["brk"]["calls"] >= 150 * 3
     assert doc["recording"]["bytes_with_whole_stack_share"] >= 0.99
+
+
+def test_madvise_counts_pages_given_back(tmp_path, programs):
+    doc = compare(tmp_path, [str(programs["madvise_ops"])], cwd=str(tmp_path))
+    assert {f: doc["events"]["madvise"][f] for f in FIELDS} == {
+        "calls": 5, "failed": 2, "bytes": (256 + 128) * 4096, "released": 0}
+    proc = heaptrace("flame", str(tmp_path / "r.db"), "--event", "madvise", "--folded")
+    assert proc.stdout.splitlines() == [
+        f"madvise_ops;_start;__libc_start_main;__libc_start_call_main;main;madvise {384 * 4096}"]

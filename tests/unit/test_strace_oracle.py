@@ -140,7 +140,19 @@ def test_failures_shrinks_and_refused_brk():
         "mmap": {"calls": 2, "failed": 1, "bytes": 8192, "released": 0},
         "munmap": {"calls": 2, "failed": 1, "bytes": 4096, "released": 0},
         "mremap": {"calls": 2, "failed": 1, "bytes": 0, "released": 4096},
+        "madvise": {"calls": 0, "failed": 0, "bytes": 0, "released": 0},
     }
+
+
+def test_madvise_counts_only_advice_that_gives_pages_back():
+    result = parse("\n".join([
+        "500 madvise(0x7f000, 1048576, MADV_DONTNEED) = 0",
+        "500 madvise(0x7f000, 524288, MADV_FREE) = 0",
+        "500 madvise(0x7f000, 262144, MADV_WILLNEED) = 0",
+        "500 madvise(0x7f001, 4096, MADV_DONTNEED) = -1 EINVAL (Invalid argument)",
+    ]))
+    assert result.totals["madvise"] == {
+        "calls": 4, "failed": 1, "bytes": 1048576 + 524288, "released": 0}
 
 
 def test_a_call_cut_short_counts_as_a_call_of_unknown_outcome():
@@ -182,7 +194,7 @@ def test_fail_shrink_failures_by_kind():
     result = parse(log("fail_shrink"))
     failed = {k: [c.errno for c in calls_of(result, k) if c.failed] for k in KINDS}
     assert failed == {"brk": [None], "mmap": ["ENOMEM"], "munmap": ["EINVAL"],
-                      "mremap": ["EFAULT", "EINVAL"]}
+                      "mremap": ["EFAULT", "EINVAL"], "madvise": []}
     assert [c.size for c in calls_of(result, "brk")][-4:] == [256 * KiB, -64 * KiB, -32 * KiB, 0]
     assert result.totals["brk"]["released"] == 96 * KiB
 
