@@ -43,9 +43,8 @@ COPY_HEADER = struct.Struct("<IIIIIIQQQQQ")
 PROC_REC = struct.Struct("<IIQIi16s256s")
 MAPFILE_REC = struct.Struct("<IIQQQQ256s")
 CAP_PERFMON, CAP_BPF, CAP_SYS_ADMIN = 38, 39, 21
-GROUP_DEAD_FORMAT = "/sys/kernel/tracing/events/sched/sched_process_exit/format"
-
-
+EXIT_FORMATS = ("/sys/kernel/tracing/events/sched/sched_process_exit/format",
+                "/sys/kernel/debug/tracing/events/sched/sched_process_exit/format")
 
 
 def has_bpf_privileges() -> bool:
@@ -97,11 +96,14 @@ def _possible_cpus() -> int:
 
 
 def _has_group_dead() -> bool:
-    try:
-        with open(GROUP_DEAD_FORMAT) as f:
-            return "group_dead" in f.read()
-    except OSError:
-        return False
+    """Linux 6.16 and later say in sched_process_exit whether the whole process ended."""
+    for path in EXIT_FORMATS:
+        try:
+            with open(path) as f:
+                return "group_dead" in f.read()
+        except OSError:
+            continue
+    return False
 
 
 def build_cflags(
@@ -110,6 +112,9 @@ def build_cflags(
     """Compiler defines that configure heaptrace.bpf.c (never text substitution)."""
     if stack_bytes and stack_bytes & (stack_bytes - 1):
         raise HeaptraceError(f"--stack-bytes must be a power of two, not {stack_bytes}")
+    if ringbuf_pages <= 0 or ringbuf_pages & (ringbuf_pages - 1):
+        raise HeaptraceError(
+            f"--buffer-mib must be a power of two, not {ringbuf_pages * 4096 / 2**20:g}")
     mask = sum(1 << KIND_INDEX[k] for k in kinds)
     return [
         f"-DKIND_MASK={mask}",

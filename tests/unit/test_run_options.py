@@ -27,6 +27,9 @@ def test_bad_event_kind_and_stack_size_are_one_line_errors():
     proc = run("--ebpf", "--stack-bytes", "1000")
     assert proc.returncode == 1
     assert proc.stderr == "heaptrace: error: --stack-bytes must be a power of two, not 1000\n"
+    proc = run("--ebpf", "--buffer-mib", "48")
+    assert proc.returncode == 1
+    assert proc.stderr == "heaptrace: error: --buffer-mib must be a power of two, not 48\n"
 
 
 def test_either_a_command_or_a_pid():
