@@ -142,13 +142,19 @@ def probe_source(cflags: Sequence[str]) -> str:
         probe_path("heaptrace.bpf.c").read_text()
 
 
+def batch_calls(data: bytes) -> List[Call]:
+    """The calls of a struct call_batch (sent on the ring buffer, or a partial one read back
+    from the per-CPU map at the end)."""
+    n = BATCH_HEADER.unpack_from(data)[1]
+    body = data[BATCH_HEADER.size: BATCH_HEADER.size + n * CALL_REC.size]
+    return [_call(fields) for fields in CALL_REC.iter_unpack(body)]
+
+
 def parse_record(data: bytes) -> List[Record]:
     """Decode one ring-buffer record (a batch of calls decodes to several)."""
     rec_type = struct.unpack_from("<I", data)[0]
     if rec_type == REC_BATCH:
-        n = BATCH_HEADER.unpack_from(data)[1]
-        body = data[BATCH_HEADER.size: BATCH_HEADER.size + n * CALL_REC.size]
-        return [_call(fields) for fields in CALL_REC.iter_unpack(body)]
+        return batch_calls(data)
     if rec_type == REC_STACK:
         _, pid, n, _complete, h, *ips = STACK_REC.unpack_from(data)
         return [WalkedStack(STACK_WALKED | (h >> 1), pid, tuple(ips[:n]))]
@@ -220,10 +226,8 @@ class EbpfTracer:
         self._bpf.ring_buffer_consume()
         for batch in self._bpf["batches"].getvalue(ctypes.c_int(0)):
             raw = ctypes.string_at(ctypes.addressof(batch), ctypes.sizeof(batch))
-            n = BATCH_HEADER.unpack_from(raw)[1]
-            body = raw[BATCH_HEADER.size: BATCH_HEADER.size + n * CALL_REC.size]
-            for fields in CALL_REC.iter_unpack(body):
-                self._on_record(_call(fields))
+            for call in batch_calls(raw):
+                self._on_record(call)
 
     def stack_ips(self, stack_id: int) -> List[int]:
         """Frame-pointer stack (leaf first) from the kernel's stack map, if it was kept."""
