@@ -120,7 +120,7 @@ class Report:
 # --- compact stacks ----------------------------------------------------------------------
 
 def short_name(frame: Frame) -> str:
-    """The function alone: no DTrace `module\`` prefix, no GCC clone suffix."""
+    """The function alone: no DTrace "module`" prefix, no GCC clone suffix."""
     if not frame.name:
         return UNKNOWN_FRAME
     return CLONE_SUFFIX.sub("", frame.name.rsplit("`", 1)[-1]) or frame.name
@@ -280,10 +280,20 @@ def next_commands(report: Report) -> List[str]:
     return hints
 
 
+def check_pid(rec: Recording, pid: Optional[int]) -> None:
+    if pid is None or rec.last_event_ns(pid) is not None:
+        return
+    pids = sorted({row[0] for row in rec.processes()})
+    if pid not in pids:
+        have = ", ".join(map(str, pids)) or "none"
+        raise UsageError(f"no process {pid} in {rec.path} (its processes: {have})")
+
+
 def build_report(rec: Recording, top: int = DEFAULT_TOP, pid: Optional[int] = None) -> Report:
     """Everything `heaptrace report` shows, for the whole recording or one pid."""
     if top < 1:
         raise UsageError(f"--top must be 1 or more, not {top}")
+    check_pid(rec, pid)
     meta = rec.meta()
     info = run_info(meta, rec.path, pid)
     sel = Selection(kind="growth", pid=pid, process_names=False)

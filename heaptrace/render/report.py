@@ -72,7 +72,7 @@ def totals_lines(report: Report) -> List[str]:
         return ["  no memory calls recorded"]
     lines = [f"  {'kind':<8} {'calls':>10} {'failed':>7} {'bytes':>16} {'released':>14}"]
     lines += [kind_line(r) for r in rows]
-    extra = f"; peak RSS {human(report.peak_rss)}" if report.peak_rss else ""
+    extra = f"; peak RSS of a process {human(report.peak_rss)}" if report.peak_rss else ""
     lines.append(f"  taken {human(report.growth_total)} (brk + mmap + mremap growth){extra}")
     return lines
 
@@ -118,9 +118,9 @@ def quality_lines(report: Report) -> List[str]:
     q = report.quality
     if q is None:
         return ["  no per-call events, so no stacks"]
-    return [f"  {q.whole_share:.1%} of bytes with whole stacks, {q.unsymbolized_share:.1%} "
-            f"of frames without a symbol; {q.events_with_stack:,} of {q.events:,} events "
-            "have a stack"]
+    return [f"  {q.whole_share:.1%} of bytes with whole stacks, {q.unsymbolized_share:.1%} of "
+            "frames without a symbol", f"  {q.events_with_stack:,} of {q.events:,} events "
+            "have a stack (whole recording)"]
 
 
 def sections(report: Report) -> Iterable[List[str]]:
