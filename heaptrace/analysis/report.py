@@ -167,7 +167,7 @@ class Tally:
         key = self._folder.key(0, 0, stack_id)
         self.bytes[key] = self.bytes.get(key, 0) + nbytes
         self.calls[key] = self.calls.get(key, 0) + calls
-        self.sample.setdefault(key, self._frames.get(stack_id, ()) if stack_id else ())
+        self.sample.setdefault(key, self._frames.get(stack_id, ()) if stack_id is not None else ())
 
     def ranking(self, top: int, count_calls: bool = True) -> Ranking:
         total = sum(self.bytes.values())
