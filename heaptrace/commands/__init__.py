@@ -5,8 +5,9 @@ from heaptrace.commands.doctor import doctor
 from heaptrace.commands.flame import flame
 from heaptrace.commands.histogram import histogram
 from heaptrace.commands.import_ import import_
+from heaptrace.commands.report import report
 from heaptrace.commands.run import run
 from heaptrace.commands.symbolize import symbolize
 from heaptrace.commands.timeline import timeline
 
-COMMANDS = [run, histogram, flame, diff, timeline, import_, symbolize, doctor]
+COMMANDS = [run, histogram, flame, diff, timeline, report, import_, symbolize, doctor]

@@ -1,0 +1,309 @@
+"""The one-screen answer: what ran, what it took and gave back, which stacks took the most
+and which still held the most at exit, and how good the stacks are.
+
+Plain data only (render/report.py prints it). Every number comes from an existing analysis:
+exact totals from the recording, growth per stack keyed as `fold` keys it, held bytes from
+the retained replay (`flame --retained`), taken/given back as the timeline counts them, and
+stack quality from coverage.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from heaptrace.analysis.coverage import ENTRY_POINTS, coverage
+from heaptrace.analysis.retained import retained
+from heaptrace.analysis.stacks import (
+    NO_STACK,
+    UNKNOWN_FRAME,
+    Folder,
+    Owner,
+    Selection,
+    counted_bytes,
+    select_events,
+)
+from heaptrace.analysis.timeline import Bucket, add_call
+from heaptrace.errors import UsageError
+from heaptrace.events import GROWTH_KINDS, Frame
+from heaptrace.recording import Recording
+
+DEFAULT_TOP = 5
+OWN_FRAMES = 3  # how many of the program's own frames a compact stack names
+# GCC's names for clones of a function: download_package.constprop.0 is download_package.
+CLONE_SUFFIX = re.compile(r"(\.(constprop|isra|part|cold|lto_priv|llvm)(\.\d+)?)+$")
+
+
+@dataclass
+class RunInfo:
+    """What was recorded, as meta tells it (None where the source did not say)."""
+
+    path: str
+    command: str = ""
+    source: str = ""
+    kernel: Optional[str] = None
+    duration_s: Optional[float] = None
+    exit_code: Optional[int] = None
+    complete: Optional[bool] = None  # False: cut short (heaptrace did not finish)
+    lost_events: int = 0
+    imported: bool = False
+    pid: Optional[int] = None  # --pid: the report covers this process only
+
+
+@dataclass
+class KindRow:
+    """One line of the exact totals table; None where an import could not know it."""
+
+    kind: str
+    calls: Optional[int]
+    failed: int
+    bytes: Optional[int]
+    released: int
+
+
+@dataclass
+class ProcessRow:
+    pid: int
+    name: str  # the last image's name; `names` has every exec's
+    names: List[str]
+    calls: int = 0
+    taken: int = 0
+    given: int = 0
+    held: int = 0  # still held when the process ended (or at the end of the recording)
+
+
+@dataclass
+class StackRow:
+    compact: str  # main > download_package > buffer_append > realloc > mremap
+    stack: List[str]  # every frame, root first
+    bytes: int
+    share: float  # of the ranking's total
+    calls: Optional[int]  # None: the source did not count calls
+
+
+@dataclass
+class Ranking:
+    """The top stacks of one measure, and the rest summed so shares add up to 1."""
+
+    total: int = 0
+    rows: List[StackRow] = field(default_factory=list)
+    other_bytes: int = 0
+    other_share: float = 0.0
+    other_stacks: int = 0
+    known: bool = True  # False: this recording cannot tell (imports have no addresses)
+
+
+@dataclass
+class Quality:
+    whole_share: float
+    unsymbolized_share: float
+    events: int
+    events_with_stack: int
+
+
+@dataclass
+class Report:
+    run: RunInfo
+    totals: List[KindRow]
+    growth_total: int  # exact, from the totals table
+    processes: List[ProcessRow]
+    growth: Ranking
+    held: Ranking
+    quality: Optional[Quality]  # None: no per-call events
+    peak_rss: Optional[int]
+    events: int  # per-call events in the recording
+    next_commands: List[str] = field(default_factory=list)
+
+
+# --- compact stacks ----------------------------------------------------------------------
+
+def short_name(frame: Frame) -> str:
+    """The function alone: no DTrace "module`" prefix, no GCC clone suffix."""
+    if not frame.name:
+        return UNKNOWN_FRAME
+    return CLONE_SUFFIX.sub("", frame.name.rsplit("`", 1)[-1]) or frame.name
+
+
+def is_own(frame: Frame) -> bool:
+    """A frame of the program itself: not a shared library, not the process entry."""
+    return bool(frame.module) and ".so" not in frame.module and frame.name not in ENTRY_POINTS
+
+
+def compact_stack(frames: Sequence[Frame], own: int = OWN_FRAMES) -> str:
+    """The leaf-most `own` frames of the program's code, root first, then the library
+    function it called (the allocator entry: malloc, realloc...) and the syscall frame.
+    A stack with no frame of the program's own shows its leaf-most frames instead."""
+    if not frames:
+        return NO_STACK
+    mine = [i for i, f in enumerate(frames) if is_own(f)]
+    if not mine:
+        return " > ".join(short_name(f) for f in reversed(frames[:own]))
+    picked = [frames[i] for i in reversed(mine[:own])]
+    below = mine[0]  # frames[:below] are library frames under the program's leaf-most one
+    if below > 0:
+        picked.append(frames[below - 1])
+    if below > 1:
+        picked.append(frames[0])
+    return " > ".join(short_name(f) for f in picked)
+
+
+# --- rankings ----------------------------------------------------------------------------
+
+class Tally:
+    """Bytes and calls per stack, keyed by root-first names as `fold` keys them."""
+
+    def __init__(self, rec: Recording) -> None:
+        self._folder = Folder(rec, process_names=False)
+        self._frames = rec.stacks()
+        self.bytes: Dict[Tuple[str, ...], int] = {}
+        self.calls: Dict[Tuple[str, ...], int] = {}
+        self.sample: Dict[Tuple[str, ...], Sequence[Frame]] = {}
+
+    def add(self, stack_id: Optional[int], nbytes: int, calls: int) -> None:
+        if nbytes <= 0:
+            return
+        key = self._folder.key(0, 0, stack_id)
+        self.bytes[key] = self.bytes.get(key, 0) + nbytes
+        self.calls[key] = self.calls.get(key, 0) + calls
+        self.sample.setdefault(key, self._frames.get(stack_id, ()) if stack_id is not None else ())
+
+    def ranking(self, top: int, count_calls: bool = True) -> Ranking:
+        total = sum(self.bytes.values())
+        order = sorted(self.bytes, key=lambda k: (-self.bytes[k], k))
+        rows = [self._row(k, total, count_calls) for k in order[:top]]
+        rest = sum(self.bytes[k] for k in order[top:])
+        return Ranking(total, rows, rest, share(rest, total), max(len(order) - top, 0))
+
+    def _row(self, key: Tuple[str, ...], total: int, count_calls: bool) -> StackRow:
+        calls = self.calls[key] if count_calls and self.calls[key] > 0 else None
+        return StackRow(compact_stack(self.sample[key]), list(key), self.bytes[key],
+                        share(self.bytes[key], total), calls)
+
+
+def share(part: int, total: int) -> float:
+    return part / total if total else 0.0
+
+
+def growth_ranking(rec: Recording, sel: Selection, top: int) -> Ranking:
+    """Stacks by bytes taken (brk, mmap and mremap growth), as `heaptrace flame` sums them."""
+    tally = Tally(rec)
+    for e in select_events(rec, sel):
+        tally.add(e.stack_id, counted_bytes(e), e.calls)
+    return tally.ranking(top)
+
+
+def held_ranking(rec: Recording, pieces: Iterable[Tuple[Owner, int]], top: int,
+                 timed: bool) -> Ranking:
+    """Stacks by bytes still held at exit; calls are the allocations still (partly) held,
+    which only a recording with times can tell apart."""
+    tally, seen = Tally(rec), set()
+    for owner, nbytes in pieces:
+        tally.add(owner[2], nbytes, 0 if owner in seen else 1)
+        seen.add(owner)
+    return tally.ranking(top, count_calls=timed)
+
+
+# --- the rest ----------------------------------------------------------------------------
+
+def run_info(meta: dict, path: str, pid: Optional[int]) -> RunInfo:
+    complete = meta.get("complete")
+    return RunInfo(
+        path=path, command=str(meta.get("command_line") or ""),
+        source=str(meta.get("source") or ""), kernel=meta.get("kernel"),
+        duration_s=meta.get("duration_s"), exit_code=meta.get("exit_code"),
+        complete=complete if isinstance(complete, bool) else None,
+        lost_events=int(meta.get("lost_events") or 0),
+        imported="imported_from" in meta, pid=pid)
+
+
+def kind_rows(rec: Recording, meta: dict) -> List[KindRow]:
+    unknown = meta.get("unknown_totals") or {}
+    rows = []
+    for kind, t in rec.totals().items():
+        missing = unknown.get(kind, [])
+        rows.append(KindRow(kind, None if "calls" in missing else t.calls, t.failed,
+                            None if "bytes" in missing else t.bytes, t.released))
+    return rows
+
+
+def process_rows(rec: Recording, pid: Optional[int],
+                 pieces: Iterable[Tuple[Owner, int]]) -> List[ProcessRow]:
+    """One row per traced pid: calls, taken and given back (as the timeline counts them)
+    and what the retained replay says it still held when it ended."""
+    names: Dict[int, List[str]] = {}
+    for row_pid, _ppid, comm, *_rest in rec.processes():
+        if comm and comm not in names.setdefault(row_pid, []):
+            names[row_pid].append(comm)
+    counts: Dict[int, Bucket] = {}
+    for e in select_events(rec, Selection(kind="all", pid=pid)):
+        add_call(counts.setdefault(e.pid, Bucket(0, 0)), e)
+    held: Dict[int, int] = {}
+    for owner, nbytes in pieces:
+        held[owner[0]] = held.get(owner[0], 0) + nbytes
+    pids = [p for p in {*names, *counts} if (pid is None or p == pid) and (p or p in names)]
+    return [process_row(p, names.get(p, []), counts.get(p, Bucket(0, 0)), held.get(p, 0))
+            for p in sorted(pids)]
+
+
+def process_row(pid: int, names: List[str], counts: Bucket, held: int) -> ProcessRow:
+    label = names[-1] if names else f"[pid {pid}]"
+    return ProcessRow(pid, label, names, counts.calls, counts.taken, counts.given, held)
+
+
+def quality(rec: Recording) -> Optional[Quality]:
+    cov = coverage(rec)
+    if not cov.events_total:
+        return None
+    return Quality(cov.whole_share, cov.unsymbolized_share, cov.events_total,
+                   cov.events_with_stack)
+
+
+def next_commands(report: Report) -> List[str]:
+    """What to run next, given what this recording has."""
+    path = shlex.quote(report.run.path)
+    pid = f" --pid {report.run.pid}" if report.run.pid is not None else ""
+    hints = [f"heaptrace histogram {path}"]
+    if report.growth.rows:
+        hints.append(f"heaptrace flame {path}{pid} > flame.svg")
+    if report.held.known and report.held.total:
+        hints.append(f"heaptrace flame --retained {path}{pid} > held.svg")
+    if report.processes and not report.run.imported:
+        hints.append(f"heaptrace timeline {path}{pid}")
+    if report.run.pid is None and len(report.processes) > 1:
+        biggest = max(report.processes, key=lambda p: (p.taken, -p.pid))
+        hints.append(f"heaptrace report {path} --pid {biggest.pid}")
+    unsymbolized = report.quality is not None and report.quality.unsymbolized_share > 0
+    if unsymbolized or report.run.complete is False:
+        hints.append(f"heaptrace symbolize {path}")
+    return hints
+
+
+def check_pid(rec: Recording, pid: Optional[int]) -> None:
+    if pid is None or rec.last_event_ns(pid) is not None:
+        return
+    pids = sorted({row[0] for row in rec.processes()})
+    if pid not in pids:
+        have = ", ".join(map(str, pids)) or "none"
+        raise UsageError(f"no process {pid} in {rec.path} (its processes: {have})")
+
+
+def build_report(rec: Recording, top: int = DEFAULT_TOP, pid: Optional[int] = None) -> Report:
+    """Everything `heaptrace report` shows, for the whole recording or one pid."""
+    if top < 1:
+        raise UsageError(f"--top must be 1 or more, not {top}")
+    check_pid(rec, pid)
+    meta = rec.meta()
+    info = run_info(meta, rec.path, pid)
+    sel = Selection(kind="growth", pid=pid, process_names=False)
+    kept = retained(rec, sel)
+    totals = kind_rows(rec, meta)
+    held = held_ranking(rec, kept.pieces, top, timed=not info.imported)
+    held.known = not info.imported
+    report = Report(
+        info, totals, sum(r.bytes or 0 for r in totals if r.kind in GROWTH_KINDS),
+        process_rows(rec, pid, kept.pieces), growth_ranking(rec, sel, top), held,
+        quality(rec), meta.get("peak_rss"), rec.event_count())
+    report.next_commands = next_commands(report)
+    return report

@@ -1,0 +1,146 @@
+"""`heaptrace report`: the one-screen text report (under 100 columns), or JSON.
+
+Sections with nothing to show say so in one line: an imported recording has totals but no
+processes, times or addresses; an empty one has nothing at all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Iterable, List, Optional, TextIO
+
+from heaptrace.analysis.report import KindRow, ProcessRow, Ranking, Report, RunInfo, StackRow
+from heaptrace.units import human
+
+WIDTH = 100
+STACK_WIDTH = WIDTH - 32  # what is left for the compact stack after bytes, share and calls
+NAME_WIDTH = 16
+
+
+def one_line(text: str, limit: int) -> str:
+    """A command line on one line (`python3 -c` scripts have many), cut at `limit`."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def fit_stack(compact: str, limit: int = STACK_WIDTH) -> str:
+    """Cut a compact stack from the root end, whole frames at a time: the leaf matters."""
+    if len(compact) <= limit:
+        return compact
+    frames = compact.split(" > ")
+    while len(frames) > 1 and len(" > ".join(["...", *frames])) > limit:
+        frames.pop(0)
+    text = " > ".join(["...", *frames])
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def number(value: Optional[int]) -> str:
+    return "?" if value is None else f"{value:,}"
+
+
+def run_lines(run: RunInfo) -> List[str]:
+    where = f" pid {run.pid} of" if run.pid is not None else ""
+    head = f"heaptrace report:{where} {one_line(run.command, 70) or run.path}"
+    facts = [f"source {run.source or 'unknown'}"]
+    if run.imported:
+        facts.append("imported (totals and stacks only: no processes, times or addresses)")
+    if run.kernel:
+        facts.append(f"kernel {run.kernel}")
+    if run.duration_s is not None:
+        facts.append(f"{run.duration_s:.2f} s")
+    if run.exit_code is not None:
+        facts.append(f"exit code {run.exit_code}")
+    return [head, "  " + ", ".join(facts), *state_lines(run)]
+
+
+def state_lines(run: RunInfo) -> List[str]:
+    lines = []
+    if run.complete is False:
+        lines.append("  CUT SHORT: heaptrace did not finish; this is what was committed")
+    if run.lost_events:
+        lines.append(f"  {run.lost_events:,} events lost from the per-event stream: stacks "
+                     "below miss them, the totals are exact")
+    elif run.complete:
+        lines.append("  complete, no events lost")
+    return lines
+
+
+def totals_lines(report: Report) -> List[str]:
+    rows = [r for r in report.totals if r.calls is None or r.calls or r.bytes]
+    if not rows:
+        return ["  no memory calls recorded"]
+    lines = [f"  {'kind':<8} {'calls':>10} {'failed':>7} {'bytes':>16} {'released':>14}"]
+    lines += [kind_line(r) for r in rows]
+    extra = f"; peak RSS of a process {human(report.peak_rss)}" if report.peak_rss else ""
+    lines.append(f"  taken {human(report.growth_total)} (brk + mmap + mremap growth){extra}")
+    return lines
+
+
+def kind_line(r: KindRow) -> str:
+    return (f"  {r.kind:<8} {number(r.calls):>10} {r.failed:>7,} {number(r.bytes):>16} "
+            f"{r.released:>14,}")
+
+
+def process_lines(report: Report) -> List[str]:
+    if not report.processes:
+        return ["  no processes in this recording"]
+    head = f"  {'pid':>8}  {'name':<{NAME_WIDTH}} {'calls':>9} {'taken':>11} {'given back':>11}"
+    return [head + f" {'held at exit':>13}", *(process_line(p) for p in report.processes)]
+
+
+def process_line(p: ProcessRow) -> str:
+    name = one_line(" > ".join(p.names) or p.name, NAME_WIDTH)
+    return (f"  {p.pid:>8}  {name:<{NAME_WIDTH}} {p.calls:>9,} {human(p.taken):>11} "
+            f"{human(p.given):>11} {human(p.held):>13}")
+
+
+def ranking_lines(ranking: Ranking, empty: str) -> List[str]:
+    if not ranking.known:
+        return ["  not known: an imported recording has no addresses to match frees to"]
+    if not ranking.rows:
+        return [f"  {empty}"]
+    lines = [f"  {'bytes':>10} {'share':>6} {'calls':>7}  stack (leaf-most own frames > "
+             "allocator > syscall)"]
+    lines += [stack_line(row) for row in ranking.rows]
+    if ranking.other_stacks:
+        lines.append(f"  {human(ranking.other_bytes):>10} {ranking.other_share:>6.1%} "
+                     f"{'':>7}  {ranking.other_stacks:,} other stacks")
+    return lines
+
+
+def stack_line(row: StackRow) -> str:
+    calls = "?" if row.calls is None else f"{row.calls:,}"
+    return f"  {human(row.bytes):>10} {row.share:>6.1%} {calls:>7}  {fit_stack(row.compact)}"
+
+
+def quality_lines(report: Report) -> List[str]:
+    q = report.quality
+    if q is None:
+        return ["  no per-call events, so no stacks"]
+    return [f"  {q.whole_share:.1%} of bytes with whole stacks, {q.unsymbolized_share:.1%} of "
+            "frames without a symbol", f"  {q.events_with_stack:,} of {q.events:,} events "
+            "have a stack (whole recording)"]
+
+
+def sections(report: Report) -> Iterable[List[str]]:
+    yield run_lines(report.run)
+    yield ["Totals (exact, every traced process)", *totals_lines(report)]
+    yield ["Processes", *process_lines(report)]
+    g, h = report.growth, report.held
+    yield [f"Top stacks by bytes taken ({human(g.total)} in all, from the per-call events)",
+           *ranking_lines(g, "no per-call events with bytes taken")]
+    held = f" ({human(h.total)} in all)" if h.known else ""
+    yield [f"Top stacks by bytes still held at exit{held}",
+           *ranking_lines(h, "nothing was still held at exit")]
+    yield ["Stack quality", *quality_lines(report)]
+    yield ["Next", *(f"  {cmd}" for cmd in report.next_commands)]
+
+
+def render_text(report: Report, out: TextIO) -> None:
+    out.write("\n\n".join("\n".join(lines) for lines in sections(report)) + "\n")
+
+
+def render_json(report: Report, out: TextIO) -> None:
+    json.dump(asdict(report), out, indent=2)
+    out.write("\n")

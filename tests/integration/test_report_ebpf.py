@@ -1,0 +1,71 @@
+"""`heaptrace report` on a real eBPF recording of examples/grow (the pkgin story): the
+download buffer is the top growth, it is not what was held at exit, and the process is
+listed with the bytes it took, gave back and kept."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import HEAPTRACE, heaptrace, histogram_json
+
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
+GROWTH = ("brk", "mmap", "mremap")
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    subprocess.run(["make", "-s", "-C", str(EXAMPLES)], check=True)
+    path = tmp_path_factory.mktemp("report") / "grow.db"
+    proc = subprocess.run([*HEAPTRACE, "run", "-o", str(path), "--", str(EXAMPLES / "grow")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(recording):
+    proc = heaptrace("report", str(recording), "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_top_growth_is_the_download_buffer_growing_by_mremap(report):
+    top = report["growth"]["rows"][0]
+    assert "download_package" in top["compact"] and top["compact"].endswith("> mremap")
+    assert top["stack"][-1] == "mremap"
+    assert any(f.startswith("download_package") for f in top["stack"])
+    assert top["share"] > 0.5 and top["calls"] >= 1
+
+
+def test_top_held_stack_is_not_the_freed_buffer(report):
+    top = report["held"]["rows"][0]
+    assert not top["compact"].endswith(("realloc > mremap", "realloc > mmap")), top
+    held = {r["compact"]: r["bytes"] for r in report["held"]["rows"]}
+    assert not any("download_package" in c and c.endswith("mremap") for c in held)
+    assert any("index_entries" in c for c in held)  # the index is never freed
+
+
+def test_the_process_and_the_exact_totals(report, recording):
+    events = histogram_json(recording)["events"]
+    taken = sum(events[k]["bytes"] for k in GROWTH if k in events)
+    (proc,) = report["processes"]
+    assert proc["name"] == "grow" and proc["pid"] > 0
+    assert proc["taken"] == taken == report["growth_total"]
+    assert proc["given"] >= events["munmap"]["bytes"] >= 48 << 20
+    assert proc["held"] == report["held"]["total"] > 0
+    rows = report["growth"]["rows"]
+    assert sum(r["share"] for r in rows) + report["growth"]["other_share"] == pytest.approx(1)
+    assert report["run"]["exit_code"] == 0 and report["run"]["complete"] is True
+
+
+def test_the_text_report(recording):
+    proc = heaptrace("report", str(recording), "--top", "3")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "download_package > buffer_append > realloc > mremap" in out
+    assert "examples/grow" in out and "exit code 0" in out
+    assert f"heaptrace flame --retained {recording}" in out
