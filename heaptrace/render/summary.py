@@ -30,4 +30,4 @@ def render_summary(
         out.write(f"  warning: {lost:,} events lost from the per-event stream (their stacks are "
                   "missing; the totals above are exact)\n")
     out.write(f"Wrote {path}\n")
-    out.write(f"  next: heaptrace histogram {path}   heaptrace flame {path} > flame.svg\n")
+    out.write(f"  next: heaptrace report {path}   heaptrace flame {path} > flame.svg\n")
