@@ -119,6 +119,11 @@ class ProcessNames:
             starts.append(start_ns or 0)
             names.append(comm or f"[pid {pid}]")
 
+    def image(self, pid: int, ts_ns: int) -> int:
+        """Which image of the pid (0, 1, ... one per exec) ran at ts_ns."""
+        starts, _ = self._by_pid.get(pid, ((), ()))
+        return max(bisect_right(starts, ts_ns) - 1, 0)
+
     def name(self, pid: int, ts_ns: int) -> str:
         starts, names = self._by_pid.get(pid, ((), ()))
         if not names:
@@ -144,6 +149,11 @@ class Folder:
             return names
         return (self._procs.name(pid, ts_ns),) + names
 
+    def same_name(self, pid: int, first_ns: int, last_ns: int) -> bool:
+        """True when every event of pid between the two times gets the same root frame."""
+        return self._procs is None or (
+            self._procs.image(pid, first_ns) == self._procs.image(pid, last_ns))
+
     def add(self, owner: Owner, nbytes: int) -> None:
         if nbytes <= 0:
             return
@@ -152,11 +162,23 @@ class Folder:
 
 
 def fold(rec: Recording, sel: Selection) -> Folded:
-    """Bytes of the selected events per root-first stack."""
+    """Bytes of the selected events per root-first stack. Summed per (process, stack) in
+    SQLite; a group whose events span an exec (two process names) is folded event by event."""
     folder = Folder(rec, sel.process_names)
-    for e in select_events(rec, sel):
-        folder.add((e.pid, e.ts_ns, e.stack_id, e.kind), counted_bytes(e))
+    lo, hi = time_window(rec, sel)
+    spanning = set()
+    for pid, stack_id, first, last, nbytes in rec.growth_by_stack(kinds_for(sel.kind), sel.pid,
+                                                                  lo, hi):
+        if folder.same_name(pid, first, last):
+            folder.add((pid, first, stack_id, ""), nbytes)
+        else:
+            spanning.add((pid, stack_id))
+    if spanning:
+        for e in select_events(rec, sel):
+            if (e.pid, e.stack_id) in spanning:
+                folder.add((e.pid, e.ts_ns, e.stack_id, e.kind), counted_bytes(e))
     return folder.folded
+
 
 
 def append_run(chart: Chart, stack: Stack, count: int, when: Optional[float] = None) -> None:
