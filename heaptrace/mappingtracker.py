@@ -31,16 +31,16 @@ class MappingTracker:
             self.maps.on_exec(change.pid, change.ts_ns)
 
     def on_stack_copy(self, copy: StackCopy) -> None:
-        """The first stack copy after an exec holds the new image's auxiliary vector."""
+        """The first stack copy after an exec holds the new image's auxiliary vector; a copy
+        from an address space seen for the first time asks /proc for its mappings."""
         pending = self._pending_exec.get(copy.pid)
-        if pending is None:
-            return
-        auxv = find_auxv(copy.stack)
-        if auxv is None:
-            return
-        del self._pending_exec[copy.pid]
-        for mapping in image_mappings(auxv, *pending):
-            self.maps.add(copy.pid, mapping)
+        auxv = find_auxv(copy.stack) if pending is not None else None
+        if auxv is not None:
+            del self._pending_exec[copy.pid]
+            for mapping in image_mappings(auxv, *pending):
+                self.maps.add(copy.pid, mapping)
+        if not self.maps.mappings(copy.pid):
+            self.maps.snapshot(copy.pid, 0)
 
     def on_mapped_file(self, mapped: MappedFile) -> None:
         path = os.path.realpath(mapped.path)

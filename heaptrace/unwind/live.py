@@ -17,7 +17,6 @@ class LiveUnwinder:
     """Callable on each StackCopy; counts how many copies unwound to an entry point."""
 
     def __init__(self, maps: ProcMaps, teach: Teach) -> None:
-        self.maps = maps
         self.unwinder = Unwinder(maps, refresh=True)
         self.teach = teach
         self.copies = 0
@@ -25,8 +24,6 @@ class LiveUnwinder:
         self._taught: set = set()
 
     def __call__(self, copy: StackCopy) -> List[int]:
-        if not self.maps.mappings(copy.pid):
-            self.maps.snapshot(copy.pid, 0)  # first sight of this address space
         caller = copy.depth > 0
         lr = None if caller else copy.lr  # the probe's lr is the syscall frame's (aarch64)
         walk = self.unwinder.walk(copy.pid, copy.ip, copy.sp, copy.fp, copy.stack, caller, lr)
