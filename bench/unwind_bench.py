@@ -22,9 +22,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from heaptrace.procmaps import ProcMaps  # noqa: E402
-from heaptrace.symbols import Symbolizer, is_symbolized  # noqa: E402
-from heaptrace.unwind.dwarf import Unwinder  # noqa: E402
+from heaptrace.stacks.procmaps import ProcMaps  # noqa: E402
+from heaptrace.stacks.symbols import Symbolizer, is_symbolized  # noqa: E402
+from heaptrace.stacks.unwind.dwarf import Unwinder  # noqa: E402
 from tests.stackfixtures import DATA, all_stops, load  # noqa: E402
 
 

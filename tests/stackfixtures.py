@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional
 
-from heaptrace.procmaps import ProcMaps
+from heaptrace.stacks.procmaps import ProcMaps
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "stacks")
 PROGRAMS = ("chain", "chain-debugframe", "templates")

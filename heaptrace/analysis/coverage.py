@@ -8,7 +8,7 @@ from typing import Dict, Tuple
 
 from heaptrace.events import Frame
 from heaptrace.recording import Recording
-from heaptrace.symbols import is_symbolized
+from heaptrace.stacks.symbols import is_symbolized
 
 # Outermost frames of a whole user stack: a process's entry, a thread's (glibc's clone3 or
 # clone, musl's __clone), or the dynamic loader's start before main.

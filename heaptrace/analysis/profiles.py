@@ -22,8 +22,8 @@ from heaptrace.analysis.stacks import (
     run_start_ns,
 )
 from heaptrace.errors import RecordingError, UsageError
+from heaptrace.formats.folded import parse_folded_lines
 from heaptrace.recording import Recording
-from heaptrace.render.folded import parse_folded_lines
 from heaptrace.units import human
 
 SQLITE_MAGIC = b"SQLite format 3\x00"

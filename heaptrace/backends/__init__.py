@@ -1,0 +1,2 @@
+"""The only code that knows bcc or dtrace exists: probe loading, record decoding, environment
+checks."""

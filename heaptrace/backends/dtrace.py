@@ -19,11 +19,11 @@ import sys
 import tempfile
 from typing import Dict, List, Optional, Sequence, TextIO
 
-from heaptrace.backends import dtrace_events
+from heaptrace.backends.probefiles import probe_path
 from heaptrace.errors import BackendUnavailable, PrivilegeError, UsageError
 from heaptrace.events import KINDS
-from heaptrace.importers.common import read_lines, write_recording
-from heaptrace.probes import probe_path
+from heaptrace.formats import dtrace_events
+from heaptrace.formats.imported import read_lines, write_recording
 
 SCRIPT = "heaptrace-events.d"
 SYSTEMS = ("SunOS", "Darwin")

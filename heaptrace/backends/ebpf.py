@@ -12,6 +12,7 @@ import platform
 import struct
 from typing import TYPE_CHECKING, Callable, Dict, List, Sequence, Tuple
 
+from heaptrace.backends.probefiles import probe_path
 from heaptrace.backends.records import (
     STACK_WALKED,
     Call,
@@ -23,10 +24,9 @@ from heaptrace.backends.records import (
 )
 from heaptrace.errors import BackendUnavailable, HeaptraceError, PrivilegeError
 from heaptrace.events import KIND_INDEX, KINDS, KindTotals
-from heaptrace.probes import probe_path
 
 if TYPE_CHECKING:
-    from heaptrace.unwind.bpf_rules import StepRule
+    from heaptrace.stacks.unwind.bpf_rules import StepRule
 
 REC_BATCH, REC_FORK, REC_EXEC, REC_EXIT, REC_STACK, REC_COPY, REC_MAPFILE = 1, 2, 3, 4, 5, 6, 7
 STATE_ACTIVE, STATE_ARMED = 1, 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from heaptrace.doctor import run_checks
+from heaptrace.backends.checks import run_checks
 
 
 @click.command()

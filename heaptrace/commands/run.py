@@ -7,8 +7,7 @@ from typing import Optional, Tuple
 
 import click
 
-from heaptrace.backends.ebpf import probe_source
-from heaptrace.capture import RunOptions, attach_process, record
+from heaptrace.capture.runner import RunOptions, attach_process, record
 from heaptrace.errors import UsageError
 from heaptrace.events import KINDS
 from heaptrace.render.summary import render_summary
@@ -53,7 +52,7 @@ def run(output: str, events: str, unwind: str, stack_bytes: int, buffer_mib: int
     options = RunOptions(output=output, kinds=_kinds(events), unwind=unwind,
                          stack_bytes=stack_bytes, ringbuf_mib=buffer_mib)
     if show_ebpf:
-        click.echo(probe_source(options.cflags()))
+        click.echo(options.probe_text())
         return 0
     if bool(cmd) == (pid is not None):
         raise UsageError("give either a command to run (after --) or --pid PID")

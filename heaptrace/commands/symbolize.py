@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from heaptrace.elf import DEBUG_ROOT
 from heaptrace.recording import DEFAULT_PATH
-from heaptrace.symbols import symbolize_recording
+from heaptrace.stacks.elf import DEBUG_ROOT
+from heaptrace.stacks.symbols import symbolize_recording
 
 
 @click.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from heaptrace.formats.imported import write_recording
 from heaptrace.importers import common, dtrace, folded, perf
 
 FORMATS = ("dtrace", "perf", "folded")
@@ -21,4 +22,4 @@ def import_file(fmt: str, path: str, output: str, kind: Optional[str] = None,
     else:
         imported = folded.parse(path, kind, counts, column)
     imported.meta["imported_from"] = path
-    common.write_recording(imported, output, force)
+    write_recording(imported, output, force)

@@ -1,22 +1,13 @@
-"""What every importer shares: the parsed result, kind inference, totals, and the atomic write.
-
-An importer parses its input completely into an `Imported` before anything is written; the
-recording is then written to a temporary file next to the output and renamed into place, so a
-malformed input never leaves a half-imported recording behind.
-"""
+"""What every importer shares: kind inference from leaf frames, aggregated stack events and what
+an aggregation cannot know. The parsed result and its atomic write are formats/imported.py's."""
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
-from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence
 
-from heaptrace.analysis.quantize import quantize
-from heaptrace.errors import ImportFormatError, RecordingError, UsageError
-from heaptrace.events import KINDS, Event, Frame, KindTotals
-from heaptrace.recording import RecordingWriter
+from heaptrace.errors import UsageError
+from heaptrace.events import KINDS, Event, Frame
 
 # What the numbers of a stack aggregation or folded file count: bytes (a memory flame graph,
 # `sum(size)`) or calls (`count()`); the data itself cannot say.
@@ -29,49 +20,6 @@ _LEAF_KIND = [
     (re.compile(r"^_*munmap$"), "munmap"),
     (re.compile(r"^_*mremap$"), "mremap"),
 ]
-
-
-@dataclass
-class Sample:
-    """One imported row: an aggregated stack or one traced call, frames leaf first."""
-
-    frames: Optional[Tuple[Frame, ...]]
-    event: Event
-
-
-@dataclass
-class Imported:
-    """Everything an importer found, ready to be written as a recording."""
-
-    samples: List[Sample] = field(default_factory=list)
-    totals: Dict[str, KindTotals] = field(default_factory=dict)
-    meta: Dict[str, object] = field(default_factory=dict)
-    # (pid, ppid, comm, start_ns, end_ns, exit_code): only the DTrace backend knows these
-    processes: List[Tuple[int, Optional[int], Optional[str], int, Optional[int],
-                          Optional[int]]] = field(default_factory=list)
-
-
-class LineError(Exception):
-    """Raised inside a parser with the line number; turned into ImportFormatError by the caller."""
-
-    def __init__(self, line: int, expected: str) -> None:
-        super().__init__(expected)
-        self.line = line
-        self.expected = expected
-
-
-def read_lines(path: str) -> List[str]:
-    """The input's lines without their line ends (LF or CRLF); undecodable bytes replaced."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise ImportFormatError(path, 0, f"cannot read: {exc.strerror}") from None
-    text = data.decode("utf-8", errors="replace")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def check_kind(kind: Optional[str]) -> Optional[str]:
@@ -98,66 +46,7 @@ def stack_event(kind: str, value: int, counts: str, **fields: int) -> Event:
     return Event(kind=kind, size=value, calls=0, **fields)
 
 
-def totals_from_samples(samples: Iterable[Sample], with_buckets: bool) -> Dict[str, KindTotals]:
-    """Per-kind totals of imported rows. With `with_buckets`, each row is one call whose
-    size is quantized (per-call data); aggregated rows have no per-call sizes."""
-    totals: Dict[str, KindTotals] = {}
-    sizes: Dict[str, List[int]] = {}
-    for s in samples:
-        e = s.event
-        t = totals.setdefault(e.kind, KindTotals())
-        t.calls += e.calls
-        if e.size > 0:
-            t.bytes += e.size
-            sizes.setdefault(e.kind, []).append(e.size)
-        elif e.size < 0:
-            t.released += -e.size
-    if with_buckets:
-        for kind, values in sizes.items():
-            totals[kind].buckets = quantize(values)
-    return totals
-
-
 def unknown_totals(kinds: Iterable[str], counts: str) -> Dict[str, List[str]]:
     """Which totals a stack import cannot know: calls when it counts bytes, and vice versa."""
     missing = "calls" if counts == "bytes" else "bytes"
     return {kind: [missing] for kind in sorted(set(kinds))}
-
-
-def write_recording(imported: Imported, output: str, force: bool) -> None:
-    """Write the recording to a temporary file beside `output`, then rename it into place."""
-    if os.path.exists(output) and not force:
-        raise RecordingError(f"file already exists, will not overwrite without --force: {output}")
-    directory = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(prefix=".heaptrace-import-", suffix=".db", dir=directory)
-    os.close(fd)
-    try:
-        _fill(RecordingWriter(tmp, force=True), imported)
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _fill(writer: RecordingWriter, imported: Imported) -> None:
-    with writer:
-        writer.set_meta(**imported.meta)
-        events = []
-        for s in imported.samples:
-            stack_id = writer.add_stack(frames=s.frames) if s.frames is not None else None
-            events.append(_with_stack(s.event, stack_id))
-        writer.add_events(events)
-        writer.set_totals(imported.totals)
-        for pid, ppid, comm, start_ns, end_ns, exit_code in imported.processes:
-            writer.add_process(pid, ppid, comm, start_ns)
-            if end_ns is not None or exit_code is not None:
-                writer.end_process(pid, end_ns or 0, exit_code)
-
-
-def _with_stack(event: Event, stack_id: Optional[int]) -> Event:
-    if stack_id is None:
-        return event
-    values = dict(event.__dict__)
-    values["stack_id"] = stack_id
-    return Event(**values)

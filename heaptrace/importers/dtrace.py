@@ -25,20 +25,12 @@ from typing import Dict, List, Optional, Tuple
 
 from heaptrace.errors import ImportFormatError
 from heaptrace.events import KINDS, Frame, KindTotals
-from heaptrace.importers import collapse
-from heaptrace.importers.common import (
-    Imported,
-    LineError,
-    Sample,
-    leaf_kind,
-    read_lines,
-    stack_event,
-)
+from heaptrace.formats import collapse
+from heaptrace.formats.dtrace_text import BLANK, QUANTIZE_HEADER, QUANTIZE_ROW
+from heaptrace.formats.imported import Imported, LineError, Sample, read_lines
+from heaptrace.importers.common import leaf_kind, stack_event
 
 _A = re.ASCII
-BLANK = re.compile(r"^\s*$", _A)
-QUANTIZE_HEADER = re.compile(r"^\s*value\s+-+ Distribution -+\s+count\s*$", _A)
-QUANTIZE_ROW = re.compile(r"^\s*(-?\d+) [ @]*\|[ @]* (-?\d+)\s*$", _A)
 COUNT = re.compile(r"^\s*(-?\d+)$", _A)
 LABELLED = re.compile(r"^\s+(\S.*?)\s+(-?\d+)$", _A)
 LOST = re.compile(r"^\s+(\d+) events lost from the per-event stream", _A)

@@ -13,16 +13,8 @@ from typing import Optional, Tuple
 
 from heaptrace.errors import ImportFormatError
 from heaptrace.events import Frame
-from heaptrace.importers.common import (
-    Imported,
-    LineError,
-    Sample,
-    leaf_kind,
-    read_lines,
-    stack_event,
-    totals_from_samples,
-    unknown_totals,
-)
+from heaptrace.formats.imported import Imported, LineError, Sample, read_lines, totals_from_samples
+from heaptrace.importers.common import leaf_kind, stack_event, unknown_totals
 
 _A = re.ASCII
 LINE = re.compile(r"^(.*?)[ \t]+(-?\d+)(?:[ \t]+(-?\d+))?\s*$", _A)

@@ -21,8 +21,8 @@ from typing import Dict, List, Optional
 
 from heaptrace.errors import ImportFormatError
 from heaptrace.events import Event, Frame
-from heaptrace.importers import collapse
-from heaptrace.importers.common import Imported, LineError, Sample, read_lines, totals_from_samples
+from heaptrace.formats import collapse
+from heaptrace.formats.imported import Imported, LineError, Sample, read_lines, totals_from_samples
 
 _A = re.ASCII
 HEADER = re.compile(

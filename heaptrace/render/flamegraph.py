@@ -5,8 +5,6 @@ computed here, from the byte counts of the frames.
 
 from __future__ import annotations
 
-import re
-from importlib import resources
 from typing import Dict, Iterable, TextIO
 
 from heaptrace.render.flamedata import (  # noqa: F401  (build is imported from here too)
@@ -18,18 +16,11 @@ from heaptrace.render.flamedata import (  # noqa: F401  (build is imported from 
     build,
 )
 from heaptrace.render.palettes import MERGED_FILL, SEARCH_FILL, diff_color
+from heaptrace.render.svg import asset, escape, fill_template
 from heaptrace.units import human
 
 FRAMEPAD = 1  # vertical gap between frames
-_BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
-_TOKEN = re.compile(r"\{\{(\w+)\}\}")
 
-
-def escape(text: str) -> str:
-    """Text safe inside XML elements and attributes; characters XML cannot carry at all
-    become U+FFFD."""
-    return _BAD_XML.sub("\ufffd", text).translate(_ESCAPES)
 
 
 def amount(count: int, countname: str) -> str:
@@ -129,9 +120,6 @@ def default_title(graph: FlameGraph) -> str:
     return "Memory Icicle Graph" if opts.inverted else "Memory Flame Graph"
 
 
-def _asset(name: str) -> str:
-    return resources.files("heaptrace.render").joinpath("assets", name).read_text("utf-8")
-
 
 def template_values(graph: FlameGraph, geo: _Geometry) -> Dict[str, str]:
     opts = graph.options
@@ -150,7 +138,7 @@ def template_values(graph: FlameGraph, geo: _Geometry) -> Dict[str, str]:
         "title": escape(opts.title or default_title(graph)),
         "subtitle": escape(geo.subtitle(graph)), "message": escape(graph.message),
         "fonttype": escape(f"{opts.fonttype}, sans-serif"), "notes": escape(opts.notes),
-        "css": _asset("flamegraph.css"), "js": _asset("flamegraph.js"),
+        "css": asset("flamegraph.css"), "js": asset("flamegraph.js"),
     }
 
 
@@ -160,4 +148,4 @@ def render(graph: FlameGraph, out: TextIO) -> None:
     geo = _Geometry(graph)
     values = template_values(graph, geo)
     values["frames"] = "".join(frame_elements(graph, geo))
-    out.write(_TOKEN.sub(lambda m: values[m.group(1)], _asset("flamegraph.svg")))
+    fill_template("flamegraph.svg", values, out)

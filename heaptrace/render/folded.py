@@ -1,4 +1,4 @@
-"""Folded ("collapsed") stacks: writing them, and reading them back. Format: docs/folded.md.
+"""Folded ("collapsed") stacks: writing them (formats/folded.py reads them). Format: docs/folded.md.
 
 One line per unique stack, frames root first joined by ";", a space, a non-negative integer:
     pkgin;main;pkg_install;xmalloc 1052672
@@ -9,18 +9,15 @@ Differential lines carry two counts, before and after, as FlameGraph's difffolde
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, List, Mapping, Sequence, TextIO, Tuple
+from typing import Dict, Iterable, Mapping, Sequence, TextIO, Tuple
 
-from heaptrace.errors import ImportFormatError
-
-Stack = Tuple[str, ...]
+from heaptrace.formats.folded import Stack
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # incl. Unicode line breaks
 # flamegraph.pl reads the last number on a line as the count and, if the rest also ends in
 # a number, takes that for the "before" column of a differential line: a frame that ends in
 # blank + digits would be misread, so that blank becomes "_".
 _TRAILING_NUMBER = re.compile(r"\s+(\d+(?:\.\d*)?)$")
-_LINE = re.compile(r"^(.*?)\s+(\d+(?:\.\d*)?)(?:\s+(\d+(?:\.\d*)?))?\s*$")
 
 
 def clean_frame(name: str) -> str:
@@ -89,26 +86,3 @@ def write_folded(folded: Mapping[Stack, int], out: TextIO) -> None:
 def write_diff(pairs: Mapping[Stack, Tuple[int, int]], out: TextIO) -> None:
     for line in diff_lines(pairs):
         out.write(line + "\n")
-
-
-def parse_folded(lines: Iterable[str], path: str = "<folded>") -> Dict[Stack, int]:
-    """Read single-count folded lines (blank lines skipped); duplicate stacks add up.
-    Fractional counts (some collapsers write them) are rounded."""
-    folded: Dict[Stack, int] = {}
-    for stack, count in parse_folded_lines(lines, path):
-        folded[stack] = folded.get(stack, 0) + count
-    return folded
-
-
-def parse_folded_lines(lines: Iterable[str], path: str = "<folded>") -> List[Tuple[Stack, int]]:
-    """(stack, count) of each single-count line, in file order (a flame chart's order)."""
-    out = []
-    for number, line in enumerate(lines, 1):
-        line = line.rstrip("\r\n")
-        if not line.strip():
-            continue
-        match = _LINE.match(line)
-        if match is None or match.group(3) is not None or not match.group(1):
-            raise ImportFormatError(path, number, "expected `frame;frame;... COUNT`")
-        out.append((tuple(match.group(1).split(";")), round(float(match.group(2)))))
-    return out

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import asdict
-from importlib import resources
 from typing import Dict, Iterable, List, Optional, TextIO, Tuple
 
 from heaptrace.analysis.timeline import Bucket, Timeline, nice_interval
-from heaptrace.render.flamegraph import escape
+from heaptrace.render.svg import asset, escape, fill_template
 from heaptrace.units import UNITS, human
 
-_TOKEN = re.compile(r"\{\{(\w+)\}\}")
 EMPTY = "no memory calls and no RSS samples in this recording"
 HEADER = ("time (s)", "taken", "given back", "held", "RSS", "calls")
 COLUMN = 11  # width of each number column
@@ -101,9 +98,6 @@ WIDTH, HEIGHT = 1200, 520
 LEFT, RIGHT, TOP, BOTTOM = 90, 20, 95, 60  # the plot area's margins
 KEY_Y = 68  # the legend's row, under the title lines
 
-
-def _asset(name: str) -> str:
-    return resources.files("heaptrace.render").joinpath("assets", name).read_text("utf-8")
 
 
 def nice_bytes(top: int, ticks: int = 5) -> int:
@@ -221,7 +215,7 @@ def template_values(tl: Timeline, width: int, height: int) -> Dict[str, str]:
         "title": escape(f"Memory over time: {where(tl)}"),
         "subtitle": escape("" if tl.empty else "; ".join(summary(tl))), "note": escape(note),
         "desc": escape("\n".join(growth_lines(tl)) if not tl.empty else EMPTY),
-        "css": _asset("timeline.css"), "legend": "" if tl.empty else legend(),
+        "css": asset("timeline.css"), "legend": "" if tl.empty else legend(),
         "chart": chart(tl, width, height),
     }
 
@@ -229,4 +223,4 @@ def template_values(tl: Timeline, width: int, height: int) -> Dict[str, str]:
 def render_svg(tl: Timeline, out: TextIO, width: int = WIDTH, height: int = HEIGHT) -> None:
     """Write the SVG; {{tokens}} are replaced in one pass, so nothing inserted is scanned."""
     values = template_values(tl, width, height)
-    out.write(_TOKEN.sub(lambda m: values[m.group(1)], _asset("timeline.svg")))
+    fill_template("timeline.svg", values, out)

@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from heaptrace.symbols import Symbolizer
-from heaptrace.unwind.dwarf import Unwinder
+from heaptrace.stacks.symbols import Symbolizer
+from heaptrace.stacks.unwind.dwarf import Unwinder
 from tests.data.stacks import capture as fixtures
 from tests.stackfixtures import load
 

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from heaptrace.backends.dtrace import SCRIPT, dtrace_argv, record_with_dtrace
+from heaptrace.backends.probefiles import probe_path
 from heaptrace.errors import PrivilegeError, UsageError
-from heaptrace.probes import probe_path
 from heaptrace.recording import Recording
 from tests.unit.importhelp import data
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from heaptrace.unwind.bpf_rules import (
+from heaptrace.stacks.unwind.bpf_rules import (
     CFA_FP,
     CFA_SP,
     FRAME_POINTER,
@@ -11,8 +11,8 @@ from heaptrace.unwind.bpf_rules import (
     rules_along,
     step_rule,
 )
-from heaptrace.unwind.cfi import EXPR, OFFSET, RA, REGISTER, UNDEFINED, Rule
-from heaptrace.unwind.dwarf import AT_ENTRY, NO_CFI, RBP, RSP, UNMAPPED, Walk
+from heaptrace.stacks.unwind.cfi import EXPR, OFFSET, RA, REGISTER, UNDEFINED, Rule
+from heaptrace.stacks.unwind.dwarf import AT_ENTRY, NO_CFI, RBP, RSP, UNMAPPED, Walk
 
 RBX = 3
 

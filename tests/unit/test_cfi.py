@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from heaptrace.elf import open_elf
-from heaptrace.unwind.cfi import (
+from heaptrace.stacks.elf import open_elf
+from heaptrace.stacks.unwind.cfi import (
     EXPR,
     OFFSET,
     REGISTER,
@@ -20,7 +20,7 @@ from heaptrace.unwind.cfi import (
     sleb,
     uleb,
 )
-from heaptrace.unwind.expr import evaluate
+from heaptrace.stacks.unwind.expr import evaluate
 from tests.stackfixtures import DATA
 
 REG_NAMES = ("rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp",

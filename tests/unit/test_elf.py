@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import subprocess
 
-from heaptrace.elf import debug_file_candidates, open_debug_file, open_elf, open_mapped
-from heaptrace.procmaps import Mapping, ProcMaps
-from heaptrace.unwind.dwarf import NO_INFO, Unwinder
+from heaptrace.stacks.elf import debug_file_candidates, open_debug_file, open_elf, open_mapped
+from heaptrace.stacks.procmaps import Mapping, ProcMaps
+from heaptrace.stacks.unwind.dwarf import NO_INFO, Unwinder
 
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 

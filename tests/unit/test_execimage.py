@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from heaptrace.elf import open_elf
-from heaptrace.execimage import (
+from heaptrace.stacks.elf import open_elf
+from heaptrace.stacks.execimage import (
     AT_BASE,
     AT_ENTRY,
     AT_PAGESZ,

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from heaptrace.analysis.retained import PAGE
-from heaptrace.render.folded import parse_folded
+from heaptrace.formats.folded import parse_folded
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -15,12 +15,12 @@ from heaptrace.render.flamegraph import (
     XPAD,
     FlameOptions,
     build,
-    escape,
     fit_label,
     frame_info,
     render,
 )
 from heaptrace.render.palettes import PALETTES, diff_color, frame_color
+from heaptrace.render.svg import escape
 
 SVG = "{http://www.w3.org/2000/svg}"
 GOLDEN = os.path.join(os.path.dirname(__file__), "..", "data", "flame", "small.svg")

@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from heaptrace.errors import ImportFormatError
+from heaptrace.formats.folded import parse_folded
 from heaptrace.render.folded import (
     clean_frame,
     diff_lines,
     folded_lines,
-    parse_folded,
     write_folded,
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from heaptrace.unwind.fp import fp_step, stack_reader, unwind_fp
+from heaptrace.stacks.unwind.fp import fp_step, stack_reader, unwind_fp
 
 SP = 0x7FFF0000
 

@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from heaptrace.analysis.quantize import quantize
-from heaptrace.backends import dtrace_events
 from heaptrace.errors import ImportFormatError
+from heaptrace.formats import dtrace_events
+from heaptrace.formats.imported import read_lines
 from heaptrace.importers import dtrace, folded, perf
-from heaptrace.importers.common import read_lines
 from heaptrace.render.histogram import quantize_table, total_line
 
 SETTINGS = settings(max_examples=60, deadline=None,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from heaptrace.elf import open_elf
-from heaptrace.procmaps import ANON, PROT_EXEC, Mapping, ProcMaps, parse_maps
 from heaptrace.recording import Recording, RecordingWriter
-from heaptrace.unwind.dwarf import Unwinder
+from heaptrace.stacks.elf import open_elf
+from heaptrace.stacks.procmaps import ANON, PROT_EXEC, Mapping, ProcMaps, parse_maps
+from heaptrace.stacks.unwind.dwarf import Unwinder
 
 MAPS = """\
 555555554000-555555555000 r--p 00000000 fe:00 11 /usr/bin/prog

@@ -10,9 +10,9 @@ from heaptrace.backends.records import (
     StackCopy,
     WalkedStack,
 )
-from heaptrace.procmaps import ProcMaps
-from heaptrace.recorder import Recorder, call_to_event
+from heaptrace.capture.rows import Recorder, call_to_event
 from heaptrace.recording import Recording, RecordingWriter
+from heaptrace.stacks.procmaps import ProcMaps
 
 MMAP_ARGS = (0, 8192, 3, 0x22, 0xFFFFFFFF, 0)  # fd -1 as the probe sends it: unsigned 32 bits
 

@@ -6,7 +6,7 @@ import pytest
 
 from heaptrace.cli import main
 from heaptrace.recording import Recording, RecordingWriter
-from heaptrace.unwind.dwarf import Unwinder
+from heaptrace.stacks.unwind.dwarf import Unwinder
 from tests.stackfixtures import load
 
 

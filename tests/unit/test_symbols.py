@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from heaptrace.events import Frame
-from heaptrace.procmaps import ANON, Mapping, ProcMaps
-from heaptrace.symbols import Symbolizer, SymbolTable, demangle, is_symbolized
+from heaptrace.stacks.procmaps import ANON, Mapping, ProcMaps
+from heaptrace.stacks.symbols import Symbolizer, SymbolTable, demangle, is_symbolized
 from tests.stackfixtures import DATA
 
 CHAIN = f"{DATA}/bin/chain"

@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 
 from heaptrace.backends.records import StackCopy
-from heaptrace.elf import open_elf
-from heaptrace.symbols import Symbolizer
-from heaptrace.unwind.arch import AARCH64, X86_64
-from heaptrace.unwind.bpf_rules import rules_along, step_rule
-from heaptrace.unwind.dwarf import ENTRY, NO_CFI, TRUNCATED, Unwinder
-from heaptrace.unwind.live import LiveUnwinder
+from heaptrace.stacks.elf import open_elf
+from heaptrace.stacks.symbols import Symbolizer
+from heaptrace.stacks.unwind.arch import AARCH64, X86_64
+from heaptrace.stacks.unwind.bpf_rules import rules_along, step_rule
+from heaptrace.stacks.unwind.dwarf import ENTRY, NO_CFI, TRUNCATED, Unwinder
+from heaptrace.stacks.unwind.live import LiveUnwinder
 from tests.stackfixtures import Stop, aarch64_stops, all_stops
 
 STOPS = aarch64_stops()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from heaptrace.symbols import Symbolizer
-from heaptrace.unwind.dwarf import BAD_FRAME, ENTRY, TRUNCATED, Unwinder
+from heaptrace.stacks.symbols import Symbolizer
+from heaptrace.stacks.unwind.dwarf import BAD_FRAME, ENTRY, TRUNCATED, Unwinder
 from tests.stackfixtures import Stop, all_stops, load
 
 STOPS = all_stops()

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Callable, List, Sequence, Tuple
 
 from heaptrace.backends.records import StackCopy
-from heaptrace.procmaps import ProcMaps
-from heaptrace.unwind.bpf_rules import StepRule, rules_along
-from heaptrace.unwind.dwarf import Unwinder
+from heaptrace.stacks.procmaps import ProcMaps
+from heaptrace.stacks.unwind.bpf_rules import StepRule, rules_along
+from heaptrace.stacks.unwind.dwarf import Unwinder
 
 Teach = Callable[[int, int, Sequence[Tuple[int, StepRule]]], None]  # (pid, gen, rules)
 

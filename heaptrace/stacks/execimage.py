@@ -8,8 +8,8 @@ import os
 import struct
 from typing import Dict, List, Optional
 
-from heaptrace.elf import open_elf
-from heaptrace.procmaps import Mapping
+from heaptrace.stacks.elf import open_elf
+from heaptrace.stacks.procmaps import Mapping
 
 AT_NULL, AT_PHDR, AT_PHENT, AT_PAGESZ, AT_BASE, AT_ENTRY = 0, 3, 4, 6, 7, 9
 PAGE_SIZES = (4096, 16384, 65536)

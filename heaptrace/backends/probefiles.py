@@ -12,7 +12,7 @@ def probe_dir() -> Path:
     installed = Path(str(resources.files("heaptrace"))) / "probes"
     if installed.is_dir():
         return installed
-    return Path(__file__).resolve().parent.parent / "probes"  # editable install / checkout
+    return Path(__file__).resolve().parents[2] / "probes"  # editable install / checkout
 
 
 def probe_path(name: str) -> Path:

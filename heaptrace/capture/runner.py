@@ -16,16 +16,22 @@ from heaptrace import __version__
 from heaptrace.analysis.coverage import StackCoverage, coverage
 from heaptrace.backends.dtrace import SYSTEMS as DTRACE_SYSTEMS
 from heaptrace.backends.dtrace import record_with_dtrace
-from heaptrace.backends.ebpf import EbpfTracer, build_cflags, kernel_release, preflight
+from heaptrace.backends.ebpf import (
+    EbpfTracer,
+    build_cflags,
+    kernel_release,
+    preflight,
+    probe_source,
+)
+from heaptrace.capture.rows import Recorder
+from heaptrace.capture.rss import RssSampler
+from heaptrace.capture.target import Progress, attach_traced, process_command, run_traced
 from heaptrace.errors import BackendUnavailable, CommandNotFound, UsageError
 from heaptrace.events import KINDS, KindTotals
-from heaptrace.procmaps import ProcMaps
-from heaptrace.recorder import Recorder
 from heaptrace.recording import Recording, RecordingWriter
-from heaptrace.rss import RssSampler
-from heaptrace.session import Progress, attach_traced, process_command, run_traced
-from heaptrace.symbols import symbolize_recording
-from heaptrace.unwind.live import LiveUnwinder
+from heaptrace.stacks.procmaps import ProcMaps
+from heaptrace.stacks.symbols import symbolize_recording
+from heaptrace.stacks.unwind.live import LiveUnwinder
 
 
 @dataclass
@@ -45,6 +51,10 @@ class RunOptions:
         """The probe's compile-time settings for these options."""
         return build_cflags(self.kinds, 0 if self.fp else self.stack_bytes, self.fp,
                             self.ringbuf_mib * 256)
+
+    def probe_text(self) -> str:
+        """The BPF program as it is compiled with these settings (`run --ebpf`)."""
+        return probe_source(self.cflags())
 
 
 @dataclass

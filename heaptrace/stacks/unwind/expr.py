@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Sequence
 
-from heaptrace.unwind.cfi import sleb, uleb
+from heaptrace.stacks.unwind.cfi import sleb, uleb
 
 MASK = 0xFFFFFFFFFFFFFFFF
 Reader = Callable[[int], Optional[int]]

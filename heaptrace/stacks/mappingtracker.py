@@ -9,10 +9,10 @@ import os
 from typing import Dict, Optional, Tuple
 
 from heaptrace.backends.records import MappedFile, ProcessChange, StackCopy
-from heaptrace.elf import open_elf
 from heaptrace.events import Event
-from heaptrace.execimage import find_auxv, image_mappings
-from heaptrace.procmaps import Mapping, ProcMaps
+from heaptrace.stacks.elf import open_elf
+from heaptrace.stacks.execimage import find_auxv, image_mappings
+from heaptrace.stacks.procmaps import Mapping, ProcMaps
 
 
 class MappingTracker:

@@ -14,9 +14,9 @@ from heaptrace.backends.records import (
     WalkedStack,
 )
 from heaptrace.events import Event
-from heaptrace.mappingtracker import MappingTracker
-from heaptrace.procmaps import ProcMaps
 from heaptrace.recording import RecordingWriter
+from heaptrace.stacks.mappingtracker import MappingTracker
+from heaptrace.stacks.procmaps import ProcMaps
 
 BATCH_EVENTS = 20000
 BATCH_SECONDS = 0.5

@@ -14,10 +14,10 @@ import struct
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
-from heaptrace.elf import DEBUG_ROOT, open_debug_file, open_mapped
-from heaptrace.procmaps import Mapping, ProcMaps, is_file
-from heaptrace.unwind.arch import X86_64, Arch, host, of_machine, resolve
-from heaptrace.unwind.cfi import (
+from heaptrace.stacks.elf import DEBUG_ROOT, open_debug_file, open_mapped
+from heaptrace.stacks.procmaps import Mapping, ProcMaps, is_file
+from heaptrace.stacks.unwind.arch import X86_64, Arch, host, of_machine, resolve
+from heaptrace.stacks.unwind.cfi import (
     EXPR,
     OFFSET,
     REGISTER,
@@ -28,8 +28,8 @@ from heaptrace.unwind.cfi import (
     CfiTable,
     Rule,
 )
-from heaptrace.unwind.expr import ExprError, evaluate
-from heaptrace.unwind.fp import Reader, fp_step, stack_reader
+from heaptrace.stacks.unwind.expr import ExprError, evaluate
+from heaptrace.stacks.unwind.fp import Reader, fp_step, stack_reader
 
 RBP, RSP = X86_64.fp, X86_64.sp
 CALLEE_SAVED = X86_64.callee_saved

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from heaptrace.elf import open_elf
+from heaptrace.stacks.elf import open_elf
 
 PROT_EXEC = 0x4
 U64 = 1 << 64

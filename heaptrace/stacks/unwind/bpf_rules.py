@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
 
-from heaptrace.unwind.arch import X86_64, Arch
-from heaptrace.unwind.cfi import OFFSET, RA, UNDEFINED, Rule
-from heaptrace.unwind.dwarf import AT_ENTRY, NO_CFI, RBP, RSP, Unwinder, Walk
+from heaptrace.stacks.unwind.arch import X86_64, Arch
+from heaptrace.stacks.unwind.cfi import OFFSET, RA, UNDEFINED, Rule
+from heaptrace.stacks.unwind.dwarf import AT_ENTRY, NO_CFI, RBP, RSP, Unwinder, Walk
 
 CFA_SP, CFA_FP = 0, 1
 

@@ -14,9 +14,9 @@ from typing import Dict, List, Optional, Tuple
 
 from heaptrace.errors import ImportFormatError
 from heaptrace.events import KINDS, Event, Frame, KindTotals
-from heaptrace.importers import collapse
-from heaptrace.importers.common import Imported, LineError, Sample, totals_from_samples
-from heaptrace.importers.dtrace import BLANK, QUANTIZE_HEADER, QUANTIZE_ROW
+from heaptrace.formats import collapse
+from heaptrace.formats.dtrace_text import BLANK, QUANTIZE_HEADER, QUANTIZE_ROW
+from heaptrace.formats.imported import Imported, LineError, Sample, totals_from_samples
 
 _A = re.ASCII
 _INT = r"(-?\d+)"

@@ -15,10 +15,10 @@ import shutil
 import subprocess
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from heaptrace.elf import DEBUG_ROOT, ElfFile, open_debug_file, open_mapped
 from heaptrace.events import Frame
-from heaptrace.procmaps import Mapping, ProcMaps, is_file
 from heaptrace.recording import Recording, RecordingWriter
+from heaptrace.stacks.elf import DEBUG_ROOT, ElfFile, open_debug_file, open_mapped
+from heaptrace.stacks.procmaps import Mapping, ProcMaps, is_file
 
 _RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
 

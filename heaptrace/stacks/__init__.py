@@ -1,0 +1,1 @@
+"""Addresses to named stacks: mappings over time, ELF, DWARF CFI unwinding, symbols."""
