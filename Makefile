@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HEAPTRACE := $(VENV)/bin/heaptrace
 
-.PHONY: setup system venv demo test lint bench clean
+.PHONY: setup system venv demo test typecheck lint bench clean
 
 setup: system venv
 
@@ -33,7 +33,12 @@ demo: setup
 
 test: setup
 	$(PY) -m ruff check heaptrace tests bench
+	$(PY) -m mypy
 	$(PY) -m pytest -ra
+
+# The type annotations checked (configured in pyproject.toml); part of `make test`.
+typecheck: venv
+	$(PY) -m mypy
 
 bench: setup
 	$(PY) bench/run.py

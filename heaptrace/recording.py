@@ -14,7 +14,7 @@ import os
 import sqlite3
 import struct
 from dataclasses import fields
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from heaptrace.errors import RecordingError
 from heaptrace.events import Event, Frame, KindTotals
@@ -158,7 +158,9 @@ class RecordingWriter:
                 "INSERT INTO stacks (key, pid, ts_ns, ips, frames) VALUES (?, ?, ?, ?, ?)",
                 (key, pid, ts_ns, pack_ips(ips) if ips else None, _frames_json(frames)),
             )
-            stack_id = self._stack_ids[key] = cur.lastrowid
+            stack_id = cur.lastrowid
+            assert stack_id is not None  # set by every INSERT
+            self._stack_ids[key] = stack_id
         return stack_id
 
     def set_stack_frames(self, stack_id: int, frames: Sequence[Frame]) -> None:
@@ -268,7 +270,8 @@ class Recording:
         except sqlite3.DatabaseError as exc:
             raise RecordingError(f"corrupt recording {self.path}: {exc}") from None
 
-    def meta(self) -> Dict[str, object]:
+    def meta(self) -> Dict[str, Any]:
+        """Run metadata as stored: JSON values, whose shape depends on the key."""
         return {k: json.loads(v) for k, v in self._query("SELECT key, value FROM meta")}
 
     def totals(self) -> Dict[str, KindTotals]:
@@ -289,7 +292,8 @@ class Recording:
     ) -> Iterator[Event]:
         """Events in time order, optionally only some kinds or one process."""
         sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
-        where, args = [], []
+        where: List[str] = []
+        args: List[object] = []
         if kinds is not None:
             where.append(f"kind IN ({', '.join('?' * len(kinds))})")
             args.extend(kinds)

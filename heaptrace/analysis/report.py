@@ -128,7 +128,8 @@ def short_name(frame: Frame) -> str:
 
 def is_own(frame: Frame) -> bool:
     """A frame of the program itself: not a shared library, not the process entry."""
-    return bool(frame.module) and ".so" not in frame.module and frame.name not in ENTRY_POINTS
+    module = frame.module or ""
+    return bool(module) and ".so" not in module and frame.name not in ENTRY_POINTS
 
 
 def compact_stack(frames: Sequence[Frame], own: int = OWN_FRAMES) -> str:

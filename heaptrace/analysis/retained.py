@@ -276,7 +276,8 @@ def held_chart(rec: Recording, result: Retained, process_names: bool = True) -> 
     """The retained bytes in the order they were allocated (a flame chart of what is
     held), adjacent identical stacks merged."""
     folder = Folder(rec, process_names)
-    origin, runs = run_start_ns(rec), []
+    origin = run_start_ns(rec)
+    runs: Chart = []
     for owner, nbytes in sorted(result.pieces, key=lambda piece: piece[0][1]):
         key = folder.key(owner[0], owner[1], owner[2])
         append_run(runs, key, nbytes, (owner[1] - origin) / 1e9)

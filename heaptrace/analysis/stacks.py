@@ -27,7 +27,7 @@ class ChartRun(NamedTuple):
     sequence of runs, where a folded profile is a sum per stack)."""
 
     stack: Stack
-    count: int
+    value: int  # bytes (or calls)
     first_s: Optional[float] = None  # seconds into the run of its first and last event
     last_s: Optional[float] = None
 
@@ -188,7 +188,7 @@ def append_run(chart: Chart, stack: Stack, count: int, when: Optional[float] = N
         return
     if chart and chart[-1].stack == stack:
         last = chart[-1]
-        chart[-1] = last._replace(count=last.count + count, last_s=when)
+        chart[-1] = last._replace(value=last.value + count, last_s=when)
     else:
         chart.append(ChartRun(stack, count, when, when))
 
@@ -196,7 +196,8 @@ def append_run(chart: Chart, stack: Stack, count: int, when: Optional[float] = N
 def chart(rec: Recording, sel: Selection) -> Chart:
     """Bytes of the selected events in time order, adjacent identical stacks merged."""
     folder = Folder(rec, sel.process_names)
-    origin, runs = run_start_ns(rec), []
+    origin = run_start_ns(rec)
+    runs: Chart = []
     for e in select_events(rec, sel):
         key = folder.key(e.pid, e.ts_ns, e.stack_id)
         append_run(runs, key, counted_bytes(e), (e.ts_ns - origin) / 1e9)
@@ -207,7 +208,7 @@ def fold_chart(runs: Iterable[ChartRun]) -> Folded:
     """The folded profile of a chart: bytes per stack, whenever they came."""
     folded: Folded = {}
     for run in runs:
-        folded[run.stack] = folded.get(run.stack, 0) + run.count
+        folded[run.stack] = folded.get(run.stack, 0) + run.value
     return folded
 
 

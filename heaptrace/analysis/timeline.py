@@ -201,7 +201,8 @@ def held_by_stack(replay: Replay, labels: Dict[Optional[int], str]) -> Dict[str,
 def growers(rec: Recording, axis: Axis, index: int, pid: Optional[int]) -> List[Grower]:
     """The stacks whose held bytes grew most during bucket `index` (a second replay, up
     to its end, with a look at what is held at its start and at its end)."""
-    labels = {sid: own_frames(frames) for sid, frames in rec.stacks().items()}
+    labels: Dict[Optional[int], str] = {
+        sid: own_frames(frames) for sid, frames in rec.stacks().items()}
     replay, before = Replay(), None
     for ts, step in steps(rec, Selection(kind="all", pid=pid)):
         i = axis.index(ts)

@@ -95,9 +95,11 @@ def _run(argv: List[str], stderr: TextIO) -> tuple:
     drops: Dict[str, int] = {}
     messages: List[str] = []
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, errors="replace")
+    pipe = proc.stderr
+    assert pipe is not None  # stderr=PIPE
     while True:
         try:
-            line = proc.stderr.readline()
+            line = pipe.readline()
         except KeyboardInterrupt:
             continue
         if not line:

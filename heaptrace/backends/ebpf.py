@@ -77,7 +77,7 @@ def preflight() -> None:
 
 def import_bcc():  # noqa: ANN201 - the bcc module has no stable type to name
     try:
-        import bcc  # type: ignore[import-not-found]
+        import bcc
     except ImportError:
         raise BackendUnavailable(
             "the bcc Python module is not importable",
@@ -150,7 +150,7 @@ def batch_calls(data: bytes) -> List[Call]:
     return [_call(fields) for fields in CALL_REC.iter_unpack(body)]
 
 
-def parse_record(data: bytes) -> List[Record]:
+def parse_record(data: bytes) -> Sequence[Record]:
     """Decode one ring-buffer record (a batch of calls decodes to several)."""
     rec_type = struct.unpack_from("<I", data)[0]
     if rec_type == REC_BATCH:

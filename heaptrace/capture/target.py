@@ -147,7 +147,7 @@ def _forward_signals(pid: int) -> None:
 
 
 def _discard_pending(signals: Sequence[int]) -> List[int]:
-    seen = []
+    seen: List[int] = []
     while True:
         info = signal.sigtimedwait(signals, 0)
         if info is None:

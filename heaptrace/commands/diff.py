@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -21,7 +22,7 @@ from heaptrace.render.folded import write_diff
 @apply(LOOK)
 def diff(before: str, after: str, kind: str, retained: bool, at: str, pid: int,
          start_s: float, end_s: float, process_names: bool, negate: bool, folded: bool,
-         **look_opts: object) -> None:
+         **look_opts: Any) -> None:
     """Compare two recordings (or folded files): red where bytes grew, blue where they
     shrank; widths are AFTER's bytes (BEFORE's with --negate).
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
 from heaptrace.analysis.profiles import load_profile
 from heaptrace.commands.graph_options import LOOK, SELECTION, apply, draw, moment, selection
 from heaptrace.recording import DEFAULT_PATH
+from heaptrace.render.flamedata import FlameInput
 from heaptrace.render.folded import write_chart, write_folded
 
 
@@ -21,7 +23,7 @@ from heaptrace.render.folded import write_chart, write_folded
 @apply(LOOK)
 def flame(file: str, kind: str, retained: bool, at: str, pid: int, start_s: float,
           end_s: float, process_names: bool, folded: bool, flamechart: bool,
-          **look_opts: object) -> None:
+          **look_opts: Any) -> None:
     """Write a memory flame graph of FILE (default heaptrace.db) to stdout.
 
     \b
@@ -34,10 +36,15 @@ def flame(file: str, kind: str, retained: bool, at: str, pid: int, start_s: floa
     """
     sel = selection(kind, pid, start_s, end_s, process_names)
     profile = load_profile(file, sel, moment(retained, at), in_time_order=flamechart)
-    if folded and flamechart:
-        write_chart(profile.chart, sys.stdout)
-    elif folded:
+    shown: FlameInput = profile.folded
+    if flamechart:
+        assert profile.chart is not None  # load_profile gives it with in_time_order
+        shown = profile.chart
+        if folded:
+            write_chart(profile.chart, sys.stdout)
+            return
+    if folded:
         write_folded(profile.folded, sys.stdout)
     else:
-        draw(profile.chart if flamechart else profile.folded, profile.description,
-             moment(retained, at), flamechart=flamechart, **look_opts)
+        draw(shown, profile.description, moment(retained, at), flamechart=flamechart,
+             **look_opts)

@@ -109,5 +109,5 @@ def draw(profile: FlameInput, description: str, view: Optional[str], cp: bool,
     pinned = read_palette_map(path) if path else None
     graph = build(profile, look(description, view, palette_map=pinned, **look_opts))
     render(graph, sys.stdout)
-    if path and any(name not in pinned for name in graph.colors):
+    if path and pinned is not None and any(name not in pinned for name in graph.colors):
         write_palette_map(path, {**graph.colors, **pinned})

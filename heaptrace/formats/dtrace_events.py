@@ -100,19 +100,19 @@ class _Parser:
 
     def _indented(self, number: int, line: str) -> None:
         if self.table is not None:
-            self._quantize_line(number, line)
+            self._quantize_line(self.table, number, line)
         elif self.call is not None:
             self.call.frames.append(line)
         else:
             raise LineError(number, "expected a call line before this stack frame")
 
-    def _quantize_line(self, number: int, line: str) -> None:
+    def _quantize_line(self, kind: str, number: int, line: str) -> None:
         if QUANTIZE_HEADER.match(line):
             return
         row = QUANTIZE_ROW.match(line)
         if row is None:
             raise LineError(number, "expected a quantize() row of the table above")
-        buckets = self.out.totals.setdefault(self.table, KindTotals()).buckets
+        buckets = self.out.totals.setdefault(kind, KindTotals()).buckets
         buckets[int(row.group(1))] = int(row.group(2))
 
     def _on_call(self, kind: str, func: str, *numbers: str) -> None:

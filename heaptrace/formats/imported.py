@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from heaptrace.analysis.quantize import quantize
 from heaptrace.errors import ImportFormatError, RecordingError
@@ -33,7 +33,7 @@ class Imported:
 
     samples: List[Sample] = field(default_factory=list)
     totals: Dict[str, KindTotals] = field(default_factory=dict)
-    meta: Dict[str, object] = field(default_factory=dict)
+    meta: Dict[str, Any] = field(default_factory=dict)  # JSON values, as Recording.meta()
     # (pid, ppid, comm, start_ns, end_ns, exit_code): only the DTrace backend knows these
     processes: List[Tuple[int, Optional[int], Optional[str], int, Optional[int],
                           Optional[int]]] = field(default_factory=list)

@@ -73,18 +73,18 @@ class _Parser:
         self.kind: Optional[str] = None  # the kind of the latest table or labelled total
 
     def feed(self, number: int, line: str) -> None:
-        if self.table is not None and self._table_line(number, line):
+        if self.table is not None and self._table_line(self.table, number, line):
             return
         if BLANK.match(line):
             self._flush(number)
         elif QUANTIZE_HEADER.match(line):
             self._start_table(number)
-        elif COUNT.match(line):
-            self._count(number, line, int(COUNT.match(line).group(1)))
-        elif LOST.match(line) and not self.pending:
-            self.out.lost += int(LOST.match(line).group(1))
-        elif LABELLED.match(line) and not self.pending:
-            label, value = LABELLED.match(line).groups()
+        elif count := COUNT.match(line):
+            self._count(number, line, int(count.group(1)))
+        elif (lost := LOST.match(line)) and not self.pending:
+            self.out.lost += int(lost.group(1))
+        elif (labelled := LABELLED.match(line)) and not self.pending:
+            label, value = labelled.groups()
             self._total(number, line, label, int(value))
         else:
             self.pending.append((number, line))
@@ -135,7 +135,7 @@ class _Parser:
             self.pending.append((number - 1, self.out.raw.pop(number - 1)))
             totals.pop()
 
-    def _table_line(self, number: int, line: str) -> bool:
+    def _table_line(self, table: _Table, number: int, line: str) -> bool:
         """Consume a row of the current table (DTrace ends every table with a blank line)."""
         if BLANK.match(line):
             self.table = None
@@ -147,9 +147,9 @@ class _Parser:
         value, count = int(row.group(1)), int(row.group(2))
         if value != 0 and abs(value) & (abs(value) - 1):
             raise LineError(number, f"expected a power-of-two quantize() bucket, not {value}")
-        if value in self.table.buckets:
+        if value in table.buckets:
             raise LineError(number, f"expected each bucket once; {value} appears twice")
-        self.table.buckets[value] = count
+        table.buckets[value] = count
         return True
 
     def _count(self, number: int, line: str, value: int) -> None:

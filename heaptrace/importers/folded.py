@@ -9,7 +9,7 @@ bytes by default, or calls (`counts`).
 from __future__ import annotations
 
 import re
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from heaptrace.errors import ImportFormatError
 from heaptrace.events import Frame
@@ -26,7 +26,7 @@ def parse(path: str, kind: Optional[str] = None, counts: str = "bytes",
           column: int = 2) -> Imported:
     """Parse a folded file; `kind` applies to every stack, else each leaf frame must say."""
     imported = Imported(meta={"source": "folded"})
-    widths = []
+    widths: List[int] = []
     try:
         for number, line in enumerate(read_lines(path), 1):
             if BLANK.match(line):

@@ -116,7 +116,7 @@ def _kind(number: int, event: str, kind: Optional[str]) -> str:
 
 
 def _ts_ns(sec: Optional[str], frac: Optional[str]) -> int:
-    if sec is None:
+    if sec is None or frac is None:  # the pattern has both or neither
         return 0
     return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
 

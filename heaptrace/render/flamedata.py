@@ -20,6 +20,7 @@ from heaptrace.render.palettes import background, frame_color
 Stack = Tuple[str, ...]
 FlameInput = Union[Mapping[Stack, Union[int, Tuple[int, int]]], Sequence[ChartRun]]
 Runs = List[Tuple[int, int]]  # [lo, hi) index ranges of the layout's stack list
+Todo = Tuple[int, int, int, int]  # (lo, hi, depth, start) of a frame whose children are next
 XPAD = 10  # left and right margin, in pixels
 ROOT = "all"
 VIEWS = ("growth", "exit", "peak")
@@ -118,7 +119,7 @@ class _Layout:
     def rect(self, name: str, depth: int, start: int, runs: Runs, merged: int = 0) -> FrameRect:
         """The box for the stacks of `runs`."""
         spans = [self.span(a, b) for a, b in runs]
-        delta = None if self.sign is None else sum(d for _, d in spans)
+        delta = None if self.sign is None else sum(d for _, d in spans if d is not None)
         return FrameRect(name, depth, start, sum(v for v, _ in spans), delta, merged)
 
     def run(self, opts: FlameOptions) -> None:
@@ -126,7 +127,7 @@ class _Layout:
         self.graph.total = root.value
         self.threshold = min_count(opts, root.value)
         self.graph.frames.append(root)
-        todo = [(0, len(self.stacks), 0, 0)]
+        todo: List[Todo] = [(0, len(self.stacks), 0, 0)]
         while todo:
             todo.extend(self.children(*todo.pop()))
 
@@ -143,8 +144,9 @@ class _Layout:
             yield name, lo, end
             lo = end
 
-    def children(self, lo: int, hi: int, depth: int, start: int) -> List[Tuple[int, ...]]:
-        drawn, narrow = [], []
+    def children(self, lo: int, hi: int, depth: int, start: int) -> List[Todo]:
+        drawn: List[Todo] = []
+        narrow: Runs = []
         for name, a, b in self.groups(lo, hi, depth):
             value = self.values[b] - self.values[a]
             if value >= self.threshold and value > 0:
@@ -178,7 +180,7 @@ class _ChartLayout(_Layout):
     before it. Narrow frames next to each other become one grey box where they are."""
 
     def __init__(self, graph: FlameGraph, runs: Sequence[ChartRun]) -> None:
-        super().__init__(graph, [(r.stack, r.count, 0) for r in runs], None)
+        super().__init__(graph, [(r.stack, r.value, 0) for r in runs], None)
         self.times = [(r.first_s, r.last_s) for r in runs]
 
     def rect(self, name: str, depth: int, start: int, runs: Runs, merged: int = 0) -> FrameRect:
@@ -204,8 +206,8 @@ class _ChartLayout(_Layout):
             yield name, lo, end
             lo = end
 
-    def children(self, lo: int, hi: int, depth: int, start: int) -> List[Tuple[int, ...]]:
-        drawn: List[Tuple[int, ...]] = []
+    def children(self, lo: int, hi: int, depth: int, start: int) -> List[Todo]:
+        drawn: List[Todo] = []
         narrow: Runs = []
         for name, a, b in self.groups(lo, hi, depth):
             wide = self.values[b] - self.values[a] >= self.threshold
@@ -229,17 +231,20 @@ class _ChartLayout(_Layout):
 def chart_runs(profile: FlameInput, reverse: bool) -> List[ChartRun]:
     """The runs a flame chart draws: a sequence as it is, a folded profile in its order."""
     if isinstance(profile, Mapping):
-        if any(isinstance(c, tuple) for c in profile.values()):
-            raise UsageError("a flame chart shows one profile in time order, not a difference")
-        profile = [ChartRun(stack, count) for stack, count in profile.items()]
-    return [r._replace(stack=r.stack[::-1]) if reverse else r for r in profile if r.count > 0]
+        runs = []
+        for stack, count in profile.items():
+            if isinstance(count, tuple):
+                raise UsageError("a flame chart shows one profile in time order, not a difference")
+            runs.append(ChartRun(stack, count))
+        profile = runs
+    return [r._replace(stack=r.stack[::-1]) if reverse else r for r in profile if r.value > 0]
 
 
 def sorted_items(profile: FlameInput, opts: FlameOptions) -> Tuple[list, bool]:
     """(stack, width bytes, other side's bytes) sorted by stack, and whether the profile
     is differential ({stack: (before, after)})."""
     if not isinstance(profile, Mapping):
-        profile = {r.stack: r.count for r in profile}
+        profile = {r.stack: r.value for r in profile}
     items = []
     for stack, count in profile.items():
         ordered = stack[::-1] if opts.reverse else stack
@@ -278,7 +283,8 @@ def frame_colors(graph: FlameGraph) -> Dict[str, str]:
     """The fill of every drawn frame, by name: pinned by the palette map when it has the
     name, else from the palette. Merged boxes and differential frames are coloured by what
     they are, at rendering."""
-    opts, colors = graph.options, {}
+    opts = graph.options
+    colors: Dict[str, str] = {}
     if graph.differential:
         return colors
     pinned = opts.palette_map or {}

@@ -56,7 +56,8 @@ def background(bgcolors: str, palette: str) -> Tuple[str, str]:
 def stable_shades(name: str) -> Shades:
     """Three numbers in [0, 1) fixed by the name."""
     digest = hashlib.blake2b(name.encode("utf-8", "replace"), digest_size=6).digest()
-    return tuple(int.from_bytes(digest[i:i + 2], "little") / 65536 for i in (0, 2, 4))
+    a, b, c = (int.from_bytes(digest[i:i + 2], "little") / 65536 for i in (0, 2, 4))
+    return a, b, c
 
 
 def weighted_hash(name: str) -> float:

@@ -19,7 +19,7 @@ def escape(text: str) -> str:
 
 def asset(name: str) -> str:
     """A template, script or style sheet shipped as package data in render/assets/."""
-    return resources.files("heaptrace.render").joinpath("assets", name).read_text("utf-8")
+    return (resources.files("heaptrace.render") / "assets" / name).read_text("utf-8")
 
 
 def fill_template(name: str, values: Mapping[str, str], out: TextIO) -> None:

@@ -16,6 +16,8 @@ from typing import List, Optional, Tuple
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import NoteSection
+from elftools.elf.segments import InterpSegment
 
 DEBUG_ROOT = "/usr/lib/debug"
 SHT_NOBITS = 8
@@ -72,7 +74,7 @@ class ElfFile:
 
     def _read_build_id(self) -> Optional[str]:
         for sec in self._elf.iter_sections():
-            if sec.header["sh_type"] != "SHT_NOTE":
+            if not isinstance(sec, NoteSection):
                 continue
             for note in sec.iter_notes():
                 if note["n_type"] == "NT_GNU_BUILD_ID":
@@ -105,7 +107,7 @@ class ElfFile:
     def interpreter(self) -> Optional[str]:
         """The PT_INTERP path (the dynamic loader), if any."""
         for seg in self._elf.iter_segments():
-            if seg["p_type"] == "PT_INTERP":
+            if isinstance(seg, InterpSegment):
                 return seg.get_interp_name()
         return None
 

@@ -35,7 +35,7 @@ class MappingTracker:
         from an address space seen for the first time asks /proc for its mappings."""
         pending = self._pending_exec.get(copy.pid)
         auxv = find_auxv(copy.stack) if pending is not None else None
-        if auxv is not None:
+        if pending is not None and auxv is not None:
             del self._pending_exec[copy.pid]
             for mapping in image_mappings(auxv, *pending):
                 self.maps.add(copy.pid, mapping)

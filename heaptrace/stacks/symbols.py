@@ -107,7 +107,8 @@ class Symbolizer:
         self.demangle_names = demangle_names
         self._tables: Dict[str, Optional[Tuple[ElfFile, SymbolTable]]] = {}
         self._perf_maps: Dict[int, SymbolTable] = {}
-        self._resolved: Dict[Tuple[int, int], Tuple[str, Optional[str]]] = {}
+        # (pid, address, id of the mapping it fell in) -> (name, file)
+        self._resolved: Dict[Tuple[int, int, int], Tuple[str, Optional[str]]] = {}
         self._demangled: Dict[str, str] = {}
 
     def frame(self, pid: int, addr: int) -> Frame:

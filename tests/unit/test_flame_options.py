@@ -139,7 +139,7 @@ def timed(synth):
 
 def test_growth_chart_follows_event_time(timed):
     profile = load_profile(timed, Selection(), in_time_order=True)
-    assert [(r.stack[-1], r.count, r.first_s, r.last_s) for r in profile.chart] == [
+    assert [(r.stack[-1], r.value, r.first_s, r.last_s) for r in profile.chart] == [
         ("load", 5 * PAGE, 0.001, 0.002), ("parse", 2 * PAGE, 0.003, 0.003),
         ("load", 8 * PAGE, 0.004, 0.004), ("grow", PAGE, 0.006, 0.006)]
     assert profile.folded == fold_chart(profile.chart)
@@ -148,7 +148,7 @@ def test_growth_chart_follows_event_time(timed):
 
 def test_retained_chart_is_in_allocation_order(timed):
     profile = load_profile(timed, Selection(), at="exit", in_time_order=True)
-    assert [(r.stack[-1], r.count) for r in profile.chart] == [
+    assert [(r.stack[-1], r.value) for r in profile.chart] == [
         ("load", 5 * PAGE), ("parse", 2 * PAGE), ("grow", PAGE)]  # the third load was freed
 
 

@@ -69,4 +69,4 @@ def of_machine(machine: Union[int, str, None]) -> Optional[Arch]:
     """The Arch of an ELF e_machine (a number, or pyelftools' "EM_..." name)."""
     if isinstance(machine, str):
         machine = _MACHINE_NAMES.get(machine)
-    return BY_MACHINE.get(machine)
+    return None if machine is None else BY_MACHINE.get(machine)

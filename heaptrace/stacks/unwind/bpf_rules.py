@@ -57,11 +57,11 @@ def step_rule(rule: Union[Rule, str], arch: Arch = X86_64) -> Optional[StepRule]
         return OUTERMOST
     if saved.get(RA) != (OFFSET, -8):
         return None
-    fp = saved.get(RBP)
-    if fp is not None and fp[0] != OFFSET:
+    fp_kind, fp_off = saved.get(RBP, (None, 0))
+    if fp_kind not in (None, OFFSET) or not isinstance(fp_off, int):
         return None
     cfa_reg = CFA_SP if rule.cfa_reg == RSP else CFA_FP
-    return StepRule(cfa_reg, rule.cfa_off, fp is not None, fp[1] if fp else 0)
+    return StepRule(cfa_reg, rule.cfa_off, fp_kind is not None, fp_off)
 
 
 def rules_along(

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
-from heaptrace.stacks.elf import DEBUG_ROOT, open_debug_file, open_mapped
+from heaptrace.stacks.elf import DEBUG_ROOT, ElfFile, open_debug_file, open_mapped
 from heaptrace.stacks.procmaps import Mapping, ProcMaps, is_file
 from heaptrace.stacks.unwind.arch import X86_64, Arch, host, of_machine, resolve
 from heaptrace.stacks.unwind.cfi import (
@@ -77,7 +77,7 @@ class Unwinder:
         self.debug_root = debug_root
         self.refresh = refresh
         self._refreshed: Dict[Tuple[int, int], bool] = {}
-        self._tables: Dict[str, Optional[Tuple[object, CfiTable]]] = {}
+        self._tables: Dict[str, Optional[Tuple[ElfFile, CfiTable]]] = {}
         self._pcs: Dict[int, Tuple[int, Dict[int, Union[Rule, str]], Arch]] = {}
 
     def unwind(
@@ -115,11 +115,10 @@ class Unwinder:
             try:
                 if after_fp and arch.lr is not None:
                     regs = _sp_from_frame_record(arch, rule, regs)
-                regs, signal = _step(arch, rule, regs, read, leaf and len(ips) == 1)
+                regs, ra, signal = _step(arch, rule, regs, read, leaf and len(ips) == 1)
             except _Stop as stop:
                 return Walk(ips, stop.reason)
             after_fp = rule is NO_CFI
-            ra = regs[arch.ra]
             ips.append(ra)
             pc = ra if signal else ra - 1  # a return address may be past a noreturn call
         return Walk(ips, MAX_DEPTH)
@@ -155,7 +154,7 @@ class Unwinder:
         for mapping in self.maps.mappings(pid):
             if is_file(mapping):
                 loaded = self._table(mapping)
-                arch = of_machine(getattr(loaded[0], "machine", None)) if loaded else None
+                arch = of_machine(loaded[0].machine) if loaded else None
                 if arch is not None:
                     return arch
         return host()
@@ -176,13 +175,13 @@ class Unwinder:
             return AT_ENTRY if 0 <= vaddr - elf.entry < ENTRY_WINDOW else NO_CFI
         return rule
 
-    def _table(self, mapping: Mapping) -> Optional[Tuple[object, CfiTable]]:
+    def _table(self, mapping: Mapping) -> Optional[Tuple[ElfFile, CfiTable]]:
         key = mapping.build_id or mapping.path
         if key not in self._tables:
             self._tables[key] = self._load(mapping)
         return self._tables[key]
 
-    def _load(self, mapping: Mapping) -> Optional[Tuple[object, CfiTable]]:
+    def _load(self, mapping: Mapping) -> Optional[Tuple[ElfFile, CfiTable]]:
         elf = open_mapped(mapping.path, mapping.build_id, self.debug_root)
         if elf is None:
             return None
@@ -194,25 +193,28 @@ class Unwinder:
 
 def _step(
     arch: Arch, rule: Union[Rule, str], regs: List[Optional[int]], read: Reader, leaf: bool
-) -> Tuple[List[Optional[int]], bool]:
-    """The caller's registers; `leaf`: the syscall's own frame, which may have no frame."""
-    if rule is UNMAPPED:
-        raise _Stop(BAD_FRAME)
-    if rule is AT_ENTRY:
-        raise _Stop(ENTRY)
-    if rule is NO_CFI:
-        new, signal = _fp(arch, regs, read), False
-    else:
+) -> Tuple[List[Optional[int]], int, bool]:
+    """The caller's registers, its return address and whether the callee is a signal
+    frame; `leaf`: the syscall's own frame, which may have no frame."""
+    if isinstance(rule, Rule):
         new, signal = _apply(arch, rule, regs, read), rule.signal
+    elif rule is NO_CFI:
+        new, signal = _fp(arch, regs, read), False
+    elif rule is AT_ENTRY:
+        raise _Stop(ENTRY)
+    else:  # UNMAPPED
+        raise _Stop(BAD_FRAME)
     ra = new[arch.ra]
+    if ra is None:  # _apply and _fp stop before that; a guard for the type
+        raise _Stop(TRUNCATED)
     if ra == 0:
         raise _Stop(ENTRY)
     if arch is not X86_64:
-        new[arch.ra] = ra & arch.address_mask
+        ra = new[arch.ra] = ra & arch.address_mask
     sp, old = new[arch.sp], regs[arch.sp]
-    if sp is None or (sp <= old and not signal and not (leaf and sp == old)):
+    if sp is None or old is None or (sp <= old and not signal and not (leaf and sp == old)):
         raise _Stop(BAD_FRAME)  # a frame must be above its callee
-    return new, signal
+    return new, ra, signal
 
 
 def _sp_from_frame_record(
@@ -224,8 +226,8 @@ def _sp_from_frame_record(
     frame-pointer prologue) has sp == x29, and x29 came exactly from the frame record."""
     if not isinstance(rule, Rule) or rule.cfa_expr is not None or rule.cfa_reg != arch.sp:
         return regs
-    fp = regs[arch.fp]
-    if (arch.fp, OFFSET, -rule.cfa_off) not in rule.saved or fp is None or fp < regs[arch.sp]:
+    fp, sp = regs[arch.fp], regs[arch.sp]
+    if (arch.fp, OFFSET, -rule.cfa_off) not in rule.saved or fp is None or sp is None or fp < sp:
         return regs
     regs = list(regs)
     regs[arch.sp] = fp
@@ -235,7 +237,8 @@ def _sp_from_frame_record(
 def _fp(arch: Arch, regs: List[Optional[int]], read: Reader) -> List[Optional[int]]:
     """One frame-pointer step: x86_64's [rbp] = caller's rbp, [rbp+8] = return address;
     aarch64's frame record is the same: [x29] = caller's x29, [x29+8] = saved x30."""
-    step = fp_step(regs[arch.sp], regs[arch.fp], read)
+    sp = regs[arch.sp]
+    step = None if sp is None else fp_step(sp, regs[arch.fp], read)
     if step is None:
         raise _Stop(NO_INFO)
     new = _callee_saved(arch, regs)
