@@ -1,17 +1,123 @@
-"""Plain data shared by every layer: the kinds of memory syscalls and one traced call."""
+"""Plain data shared by every layer: the kinds of memory syscalls (one table, `SPECS`) and one
+traced call.
+
+A kind is a row of `SPECS`: everything a consumer needs to know about it (its index in the
+probe, whether its bytes are growth or given back, its titles, how its event is built from the
+syscall's arguments, the libc wrappers a stack ends in, perf's tracepoint) is said there once.
+Adding a kind is one row here plus the probe (probes/heaptrace.h, probes/heaptrace.bpf.c);
+tests/unit/test_kinds.py walks every consumer for every row.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from enum import Enum
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
-# Order matters: it is the kind index used by the BPF program (probes/heaptrace.bpf.c).
-KINDS: Tuple[str, ...] = ("brk", "mmap", "munmap", "mremap", "madvise")
-KIND_INDEX = {kind: i for i, kind in enumerate(KINDS)}
-GROWTH_KINDS = ("brk", "mmap", "mremap")
+
+class Effect(Enum):
+    """What a kind's byte delta (Event.size) means for the memory a process holds."""
+
+    GROWS = "grows"  # size > 0 is taken from the kernel, size < 0 given back (brk, mremap)
+    MAPS = "maps"  # size is the length taken (mmap)
+    GIVES_BACK = "gives back"  # size is the length given back (munmap, madvise DONTNEED/FREE)
+
+
+# madvise advice values that hand pages back while the mapping stays (Linux uapi mman-common.h).
+MADV_DONTNEED, MADV_FREE, MADV_REMOVE = 4, 8, 9
+GIVE_BACK_ADVICE = (MADV_DONTNEED, MADV_FREE, MADV_REMOVE)
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """One kind of memory syscall, as every layer sees it."""
+
+    name: str
+    index: int  # KIND_* in probes/heaptrace.h: the probe's totals slot and mask bit
+    effect: Effect
+    title: str  # histogram title (DTrace's quantize() heading)
+    bytes_label: str  # histogram's total line for `bytes`
+    args: Tuple[str, ...]  # Event fields the syscall's arguments fill, in argument order
+    returns_address: bool  # a successful call returns the (new) address: Event.new_addr
+    leaf: str  # regex: libc wrapper names a stack of this kind ends in (importers)
+    perf_tracepoint: str  # perf's tracepoint for the call (its entry: the arguments)
+    perf_args: Tuple[str, ...]  # that tracepoint's names for `args`, in the same order
+
+    def growth(self, size: int) -> int:
+        """Bytes an event of this kind takes from the kernel."""
+        if self.effect is Effect.GIVES_BACK:
+            return 0
+        return max(size, 0)
+
+    def given_back(self, size: int) -> int:
+        """Bytes an event of this kind gives back to the kernel."""
+        if self.effect is Effect.GIVES_BACK:
+            return max(size, 0)
+        return max(-size, 0)
+
+    def size_of(self, fields: Mapping[str, int]) -> Optional[int]:
+        """The byte delta of a successful call from its argument fields (see ARCHITECTURE.md);
+        None for brk, whose growth depends on the previous break, or when a field is missing."""
+        try:
+            if self.name == "brk":
+                return None
+            if self.name == "mremap":
+                return fields["new_length"] - fields["length"]
+            if self.name == "madvise":
+                return fields["length"] if fields["flags"] in GIVE_BACK_ADVICE else 0
+            return fields["length"]
+        except KeyError:
+            return None
+
+    def fields_from_args(self, args: Sequence[int],
+                         named: Optional[Mapping[str, int]] = None) -> Dict[str, int]:
+        """Event fields from the syscall's raw arguments in order (or already `named` by
+        field), fd as the signed int it is."""
+        fields = dict(zip(self.args, args)) if named is None else dict(named)
+        if "fd" in fields:
+            fd = fields["fd"] & 0xFFFFFFFF
+            fields["fd"] = fd - (1 << 32) if fd & 0x80000000 else fd
+        return fields
+
+
+SPECS: Tuple[KindSpec, ...] = (
+    KindSpec("brk", 0, Effect.GROWS, "brk() heap growth sizes", "Total bytes allocated",
+             ("addr",), False, r"^_*s?brk(_unlocked)?$", "syscalls:sys_enter_brk", ("brk",)),
+    KindSpec("mmap", 1, Effect.MAPS, "mmap() sizes", "Total bytes allocated",
+             ("addr", "length", "prot", "flags", "fd"), True, r"^_*mmap(64)?$",
+             "syscalls:sys_enter_mmap", ("addr", "len", "prot", "flags", "fd")),
+    KindSpec("munmap", 2, Effect.GIVES_BACK, "munmap() sizes", "Total bytes released",
+             ("addr", "length"), False, r"^_*munmap$", "syscalls:sys_enter_munmap",
+             ("addr", "len")),
+    KindSpec("mremap", 3, Effect.GROWS, "mremap() growth sizes", "Total bytes allocated",
+             ("addr", "length", "new_length", "flags"), True, r"^_*mremap$",
+             "syscalls:sys_enter_mremap", ("addr", "old_len", "new_len", "flags")),
+    KindSpec("madvise", 4, Effect.GIVES_BACK,
+             "madvise() sizes given back (DONTNEED, FREE, REMOVE)", "Total bytes given back",
+             ("addr", "length", "flags"), False, r"^_*madvise$", "syscalls:sys_enter_madvise",
+             ("start", "len_in", "behavior")),
+)
+
+SPEC: Dict[str, KindSpec] = {s.name: s for s in SPECS}
+# Order matters: it is the kind index used by the BPF program (probes/heaptrace.h).
+KINDS: Tuple[str, ...] = tuple(s.name for s in sorted(SPECS, key=lambda s: s.index))
+KIND_INDEX = {s.name: s.index for s in SPECS}
+GROWTH_KINDS = tuple(s.name for s in SPECS if s.effect is not Effect.GIVES_BACK)
 # Kinds whose bytes are given back: unmapped, or (madvise DONTNEED, FREE, REMOVE) left mapped
 # but handed back to the kernel page by page, as jemalloc and glibc's trimming do.
-RELEASE_KINDS = ("munmap", "madvise")
+RELEASE_KINDS = tuple(s.name for s in SPECS if s.effect is Effect.GIVES_BACK)
+LEAF_PATTERNS = tuple((re.compile(s.leaf), s.name) for s in SPECS)
+
+
+def growth(event: Event) -> int:
+    """Bytes `event` took from the kernel (0 for the kinds that give back)."""
+    return SPEC[event.kind].growth(event.size)
+
+
+def given_back(event: Event) -> int:
+    """Bytes `event` gave back to the kernel."""
+    return SPEC[event.kind].given_back(event.size)
 
 
 @dataclass(frozen=True)
@@ -28,7 +134,8 @@ class Event:
     """One traced call (or, for imports, one aggregated row: `calls` > 1).
 
     `size` is the signed byte delta the call stands for: brk growth (> 0) or shrink (< 0),
-    the length of an mmap or munmap, new_len - old_len for mremap. Zero for failed calls.
+    the length of an mmap or munmap, new_len - old_len for mremap, the length given back by
+    madvise. Zero for failed calls. Which fields each kind fills: its KindSpec's `args`.
     """
 
     kind: str
@@ -51,17 +158,17 @@ class Event:
 @dataclass
 class KindTotals:
     """Exact per-kind counters. `bytes` is growth (brk, mmap, mremap) or length given back
-    (munmap); shrinks of brk and mremap are `released`."""
+    (munmap, madvise); shrinks of brk and mremap are `released`."""
 
     calls: int = 0
     failed: int = 0
     bytes: int = 0
     released: int = 0
-    buckets: dict = field(default_factory=dict)  # power-of-two value -> count
+    buckets: Dict[int, int] = field(default_factory=dict)  # power-of-two value -> count
 
 # Event fields per kind (Linux; the DTrace backend and importers fill what they know):
 #   brk     addr = requested break (arg), ret = new break, size = ret - previous break
-#   mmap    addr = hint, length, prot, flags, fd; ret = mapped address; size = length
+#   mmap    addr = hint, length, prot, flags, fd; ret = mapped address = new_addr; size = length
 #   munmap  addr, length; size = length
 #   mremap  addr = old address, length = old_len, new_length, flags, new_addr = ret;
 #           size = new_length - length

@@ -15,13 +15,8 @@
 #include <uapi/linux/ptrace.h>
 #include <uapi/linux/sched.h> /* CLONE_THREAD; the kernel-internal linux/sched.h costs 0.4 s of clang */
 
-#ifndef TASK_COMM_LEN
-#define TASK_COMM_LEN 16
-#endif
+#include "heaptrace.h" /* records and constants shared with user space */
 
-#ifndef STACK_BYTES          /* bytes of user stack copied per event (0: none); a power of two */
-#define STACK_BYTES 16384
-#endif
 #ifndef USER_STACK_MAP       /* 1: also walk frame pointers with the kernel's stack map */
 #define USER_STACK_MAP 0
 #endif
@@ -37,14 +32,8 @@
 #ifndef NCPUS                /* possible CPUs: one scratch record each */
 #define NCPUS 256
 #endif
-#ifndef BATCH                /* calls per ring-buffer record (a power of two) */
-#define BATCH 32
-#endif
 #ifndef FLUSH_NS             /* a partial batch older than this goes out with the next call */
 #define FLUSH_NS 50000000ULL
-#endif
-#ifndef MAX_FRAMES           /* frames walked in BPF */
-#define MAX_FRAMES 64
 #endif
 #ifndef MAX_RULES
 #define MAX_RULES 262144
@@ -54,9 +43,6 @@
 #endif
 #ifndef PROT_EXEC
 #define PROT_EXEC 0x4
-#endif
-#ifndef PATH_BYTES           /* longest file path kept for executable mappings */
-#define PATH_BYTES 256
 #endif
 #ifndef KIND_MASK            /* bit i set: trace kind i (0 brk, 1 mmap, 2 munmap, 3 mremap, 4 madvise) */
 #define KIND_MASK 0x1f
@@ -111,134 +97,6 @@
 #error "heaptrace: unsupported architecture"
 #endif
 
-#define KIND_BRK 0
-#define KIND_MMAP 1
-#define KIND_MUNMAP 2
-#define KIND_MREMAP 3
-#define KIND_MADVISE 4
-#define NKINDS 5
-#define NBUCKETS 64
-
-#define REC_BATCH 1
-#define REC_FORK 2
-#define REC_EXEC 3
-#define REC_EXIT 4
-#define REC_STACK 5
-#define REC_COPY 6
-#define REC_MAPFILE 7
-
-#define STACK_WALKED (1ULL << 63)
-#define STACK_COPIED (1ULL << 62)
-
-#define STATE_ACTIVE 1
-#define STATE_ARMED 2 /* the target between fork and its exec: not counted yet */
-
-#define CTR_LOST 0          /* events not delivered on the ring buffer */
-#define CTR_STACK_SHORT 1   /* stack copies shorter than STACK_BYTES (top of stack reached) */
-#define CTR_STACK_FAIL 2    /* stack copies that failed entirely */
-#define CTR_PROCS_FULL 3    /* children not followed because the process map was full */
-#define CTR_WALKED 4        /* stacks walked whole in BPF */
-#define CTR_COPIED 5        /* stack copies sent (slow path) */
-#define CTR_NO_STACK 6      /* calls left without (the rest of) a stack: copy lost */
-#define NCOUNTERS 7
-
-struct kind_totals {
-    u64 calls;
-    u64 failed;
-    u64 bytes;
-    u64 released;
-};
-
-/* One traced call. Sent in batches (struct call_batch) to keep the ring-buffer overhead per
- * event low at hundreds of thousands of calls per second. */
-struct call_rec {
-    u32 kind;
-    u32 tid;
-    u64 ts;
-    u32 pid;
-    s32 stack_id;   /* kernel frame-pointer stack map id (--unwind fp), or -1 */
-    u64 args[6];
-    s64 ret;
-    s64 size;
-    u64 ip;
-    u64 stack_ref;  /* STACK_WALKED|hash: the frames walked in BPF, or 0 */
-    u64 rest_ref;   /* STACK_COPIED|id: a copy of the stack above them, or 0 when complete */
-};
-
-struct call_batch {
-    u32 type;
-    u32 n;
-    u64 first_ts;
-    struct call_rec recs[BATCH];
-};
-
-/* A user stack walked in BPF with the per-PC rules user space learned: sent once per stack. */
-struct stack_rec {
-    u32 type;
-    u32 pid;
-    u32 n;
-    u32 complete;
-    u64 hash;
-    u64 ips[MAX_FRAMES];
-};
-
-/* The slow path: registers and a copy of the top of the user stack, for user space to unwind
- * (and to learn the rules of the PCs it meets on the way). */
-struct copy_rec {
-    u32 type;
-    u32 pid;
-    u32 tid;
-    u32 stack_len;
-    u32 gen;       /* the address space's exec generation the rules learned from it apply to */
-    u32 depth;     /* frames below ip: 0 when ip is the syscall's, else ip is a return address */
-    u64 id;
-    u64 ip;
-    u64 sp;
-    u64 fp;
-    u64 lr;
-    /* twice the copy size, so the verifier can bound the piecewise copy below */
-    u8 stack[STACK_BYTES > 0 ? 2 * STACK_BYTES : 8];
-};
-
-/* How to step from a PC to its caller: CFA = (sp or fp) + cfa_off, the return address is at
- * CFA - 8, and the caller's frame pointer at CFA + fp_off when fp_saved (x86_64). */
-struct rule_key {
-    u32 tgid;
-    u32 gen;  /* bumped at each exec: rules of an old image never apply to a new one */
-    u64 pc;
-};
-
-struct rule {
-    s32 cfa_off;
-    s32 fp_off;
-    u8 cfa_reg;   /* 0: sp, 1: fp */
-    u8 fp_saved;
-    u8 end;       /* outermost frame (_start, clone, thread start): the stack is whole */
-    u8 pad[5];
-};
-
-struct proc_rec {
-    u32 type;
-    u32 pid;
-    u64 ts;
-    u32 ppid;
-    s32 code;
-    char comm[TASK_COMM_LEN];
-    char filename[256];
-};
-
-/* An executable file mapped by a traced process (ld.so loading a library, dlopen): where,
- * and which file, so that its stacks symbolize even after the process is gone. */
-struct mapfile_rec {
-    u32 type;
-    u32 pid;
-    u64 ts;
-    u64 addr;
-    u64 len;
-    u64 pgoff;
-    char path[PATH_BYTES];
-};
-
 struct fd_key {
     u32 tgid;
     s32 fd;
@@ -248,31 +106,51 @@ struct path_val {
     char path[PATH_BYTES];
 };
 
-BPF_HASH(traced, u32, u8, MAX_PROCS);
-BPF_TABLE("lru_hash", struct fd_key, struct path_val, fd_paths, 16384);
-BPF_PERCPU_ARRAY(mapfile_scratch, struct mapfile_rec, 1);
-BPF_HASH(breaks, u32, u64, MAX_PROCS);
-BPF_HASH(clone_flags, u32, u64, MAX_PROCS);
-BPF_PERCPU_ARRAY(totals, struct kind_totals, NKINDS);
-BPF_PERCPU_ARRAY(buckets, u64, NKINDS * NBUCKETS);
-BPF_PERCPU_ARRAY(counters, u64, NCOUNTERS);
-/* Too big for a per-CPU map value (32 KiB limit): one slot per CPU in a plain array instead. */
-BPF_ARRAY(copies, struct copy_rec, NCPUS);
-BPF_PERCPU_ARRAY(batches, struct call_batch, 1);
-BPF_PERCPU_ARRAY(walks, struct stack_rec, 1);
-BPF_PERCPU_ARRAY(copy_seq, u64, 1);
-/* LRU: rules of exited processes cannot be deleted by tgid, so let the oldest go. */
-BPF_TABLE("lru_hash", struct rule_key, struct rule, rules, MAX_RULES);
-BPF_HASH(gens, u32, u32, MAX_PROCS);
-BPF_TABLE("lru_hash", u64, u8, sent_stacks, 65536);
 struct copy_seen {
     u64 ts;
     u64 id;
 };
+
+/* The maps: key -> value; who writes; who reads. */
+/* tgid -> STATE_*; user space (arm, attach) and the fork/exec/exit tracepoints; every probe */
+BPF_HASH(traced, u32, u8, MAX_PROCS);
+/* (tgid, fd) -> path the fd opened; openat exits; executable mmaps (note_exec_mapping) */
+BPF_TABLE("lru_hash", struct fd_key, struct path_val, fd_paths, 16384);
+/* scratch for one mapfile_rec (too big for the BPF stack); the probe alone */
+BPF_PERCPU_ARRAY(mapfile_scratch, struct mapfile_rec, 1);
+/* tgid -> current break; brk exits, fork (inherited), exec/exit (reset); call_size */
+BPF_HASH(breaks, u32, u64, MAX_PROCS);
+/* tid -> flags of its clone in flight; sys_enter; sched_process_fork (thread or process?) */
+BPF_HASH(clone_flags, u32, u64, MAX_PROCS);
+/* kind -> exact totals (per CPU); add_totals; user space at the end and at each checkpoint */
+BPF_PERCPU_ARRAY(totals, struct kind_totals, NKINDS);
+/* kind * NBUCKETS + log2 slot -> calls (per CPU); add_totals; user space (histograms) */
+BPF_PERCPU_ARRAY(buckets, u64, NKINDS * NBUCKETS);
+/* CTR_* -> count (per CPU); the probe; user space (drops, stack quality) */
+BPF_PERCPU_ARRAY(counters, u64, NCOUNTERS);
+/* cpu -> scratch copy_rec: too big for a per-CPU map value (32 KiB limit); copy_rest */
+BPF_ARRAY(copies, struct copy_rec, NCPUS);
+/* 0 -> the CPU's batch of calls being filled; emit_call; user space drains partial ones */
+BPF_PERCPU_ARRAY(batches, struct call_batch, 1);
+/* 0 -> scratch stack_rec; stack_refs; the probe alone */
+BPF_PERCPU_ARRAY(walks, struct stack_rec, 1);
+/* 0 -> next stack-copy id on this CPU; copy_rest; the probe alone */
+BPF_PERCPU_ARRAY(copy_seq, u64, 1);
+/* (tgid, gen, pc) -> unwinding rule; user space (teach); walk_stack. LRU: rules of exited
+ * processes cannot be deleted by tgid, so let the oldest go. */
+BPF_TABLE("lru_hash", struct rule_key, struct rule, rules, MAX_RULES);
+/* tgid -> exec generation; sched_process_exec; walk_stack, copy_rest */
+BPF_HASH(gens, u32, u32, MAX_PROCS);
+/* stack hash -> 1 once its stack_rec was sent; send_walked; send_walked */
+BPF_TABLE("lru_hash", u64, u8, sent_stacks, 65536);
+/* (tgid, gen, pc^sp) -> last copy of that frame; copy_rest; copy_rest (one per RELEARN_NS) */
 BPF_TABLE("lru_hash", struct rule_key, struct copy_seen, copy_sent, 16384);
+/* 0 -> scratch proc_rec; proc_record; the probe alone */
 BPF_PERCPU_ARRAY(proc_scratch, struct proc_rec, 1);
+/* the per-event stream: REC_* records; the probe; user space (EbpfTracer) */
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 #if USER_STACK_MAP
+/* stack id -> frame-pointer user stack; emit_call (--unwind fp); user space */
 BPF_STACK_TRACE(stacks, 65536);
 #endif
 
@@ -336,7 +214,8 @@ static __always_inline s64 call_size(int kind, u32 tgid, u64 *args, s64 ret, u64
     if (kind == KIND_MREMAP)
         return (s64)(args[2] - args[1]);
     if (kind == KIND_MADVISE) /* pages handed back: MADV_DONTNEED, MADV_FREE, MADV_REMOVE */
-        return (args[2] == 4 || args[2] == 8 || args[2] == 9) ? (s64)args[1] : 0;
+        return (args[2] == MADV_DONTNEED || args[2] == MADV_FREE || args[2] == MADV_REMOVE)
+                   ? (s64)args[1] : 0;
     return (s64)args[1];
 }
 
@@ -399,9 +278,12 @@ struct frame_regs {
     u32 depth;  /* 0: the leaf (pc is the syscall's ip), else pc is a return address */
 };
 
-/* Walk the user stack with the learned per-PC rules. Returns 1 when it reached the outermost
- * frame (or could read no further), 0 when it met a PC with no rule yet: then w holds the
- * frames below it and *at the registers of the unknown frame. */
+/* How a walk with the learned rules ended. */
+#define WALK_UNKNOWN_PC 0   /* met a PC with no rule yet: w holds the frames below it, *at its registers */
+#define WALK_WHOLE 1        /* reached the outermost frame (_start, clone, thread start) */
+#define WALK_CUT 2          /* a read of the stack failed, or MAX_FRAMES ran out: the stack is cut */
+
+/* Walk the user stack with the learned per-PC rules; returns one of WALK_*. */
 static __always_inline int walk_stack(u32 tgid, struct pt_regs *regs, struct stack_rec *w,
                                       struct frame_regs *at)
 {
@@ -415,7 +297,7 @@ static __always_inline int walk_stack(u32 tgid, struct pt_regs *regs, struct sta
     at->sp = sp;
     at->fp = fp;
     at->depth = 0;
-    return 0;
+    return WALK_UNKNOWN_PC;
 #endif
     for (int i = 0; i < MAX_FRAMES; i++) {
         key.pc = pc;
@@ -425,22 +307,24 @@ static __always_inline int walk_stack(u32 tgid, struct pt_regs *regs, struct sta
             at->sp = sp;
             at->fp = fp;
             at->depth = i;
-            return 0;
+            return WALK_UNKNOWN_PC;
         }
         w->ips[i] = pc;
         w->n = i + 1;
         if (r->end)
-            return 1;
+            return WALK_WHOLE;
         u64 cfa = (r->cfa_reg ? fp : sp) + (s64)r->cfa_off;
         u64 ra = 0;
         if (r->fp_saved && bpf_probe_read_user(&fp, sizeof(fp), (void *)(cfa + (s64)r->fp_off)))
-            return 1;
-        if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8)) || ra == 0)
-            return 1;
+            return WALK_CUT;
+        if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8)))
+            return WALK_CUT;
+        if (ra == 0) /* the ABI's end of the frame chain */
+            return WALK_WHOLE;
         sp = cfa;
         pc = ra;
     }
-    return 1;
+    return WALK_CUT;
 }
 
 static __always_inline u64 hash_stack(struct stack_rec *w, u32 tgid)
@@ -527,10 +411,14 @@ static __always_inline void stack_refs(struct call_rec *rec, struct pt_regs *reg
     if (!w)
         return;
     struct frame_regs at = {};
-    u32 complete = walk_stack(tgid, regs, w, &at);
-    rec->stack_ref = send_walked(w, tgid, complete);
-    if (complete) {
+    int walk = walk_stack(tgid, regs, w, &at);
+    rec->stack_ref = send_walked(w, tgid, walk == WALK_WHOLE);
+    if (walk == WALK_WHOLE) {
         count(CTR_WALKED);
+        return;
+    }
+    if (walk == WALK_CUT) { /* nothing left to copy: say so rather than call it whole */
+        count(CTR_WALK_CUT);
         return;
     }
     rec->rest_ref = copy_rest(&at, regs, tgid, tid);

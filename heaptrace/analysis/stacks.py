@@ -34,7 +34,7 @@ class ChartRun(NamedTuple):
 
 Chart = List[ChartRun]
 
-EVENT_CHOICES = ("growth", "brk", "mmap", "munmap", "mremap", "madvise", "all")
+EVENT_CHOICES = ("growth", *KINDS, "all")
 NO_STACK = "[no stack]"
 UNKNOWN_FRAME = "[unknown]"
 

@@ -20,7 +20,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 from heaptrace.analysis.retained import Replay, steps
 from heaptrace.analysis.stacks import NO_STACK, UNKNOWN_FRAME, Selection, run_start_ns
 from heaptrace.errors import UsageError
-from heaptrace.events import RELEASE_KINDS, Event, Frame
+from heaptrace.events import Event, Frame, given_back, growth
 from heaptrace.recording import Recording
 
 DEFAULT_BUCKETS = 40
@@ -137,12 +137,8 @@ def rss_rounds(rows: Iterable[Tuple[int, int, int]]) -> Iterator[Tuple[int, int]
 
 def add_call(bucket: Bucket, event: Event) -> None:
     bucket.calls += event.calls
-    if event.kind in RELEASE_KINDS:
-        bucket.given += max(event.size, 0)
-    elif event.size > 0:
-        bucket.taken += event.size
-    else:
-        bucket.given -= event.size
+    bucket.taken += growth(event)
+    bucket.given += given_back(event)
 
 
 def replay_buckets(rec: Recording, axis: Axis, buckets: List[Bucket], pid: Optional[int]) -> Replay:

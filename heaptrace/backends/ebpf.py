@@ -12,7 +12,21 @@ import platform
 import struct
 from typing import TYPE_CHECKING, Callable, Dict, List, Sequence, Tuple
 
-from heaptrace.backends.probefiles import probe_path
+from heaptrace.backends import probe_layout as layout
+from heaptrace.backends.probe_layout import (
+    COUNTERS,
+    NBUCKETS,
+    REC_BATCH,
+    REC_COPY,
+    REC_EXEC,
+    REC_EXIT,
+    REC_FORK,
+    REC_MAPFILE,
+    REC_STACK,
+    STATE_ACTIVE,
+    STATE_ARMED,
+)
+from heaptrace.backends.probefiles import probe_dir, probe_path
 from heaptrace.backends.records import (
     STACK_WALKED,
     Call,
@@ -28,21 +42,13 @@ from heaptrace.events import KIND_INDEX, KINDS, KindTotals
 if TYPE_CHECKING:
     from heaptrace.stacks.unwind.bpf_rules import StepRule
 
-REC_BATCH, REC_FORK, REC_EXEC, REC_EXIT, REC_STACK, REC_COPY, REC_MAPFILE = 1, 2, 3, 4, 5, 6, 7
-STATE_ACTIVE, STATE_ARMED = 1, 2
-NBUCKETS = 64
-MAX_FRAMES = 64
-COUNTERS = ("lost", "stack_short", "stack_fail", "procs_full", "stacks_walked", "stacks_copied",
-            "no_stack")
-
-# Mirrors the records of heaptrace.bpf.c.
-BATCH_HEADER = struct.Struct("<IIQ")
-CALL_REC = struct.Struct("<IIQIi6QqqQQQ")
-STACK_REC = struct.Struct(f"<IIIIQ{MAX_FRAMES}Q")
-COPY_HEADER = struct.Struct("<IIIIIIQQQQQ")
-PROC_REC = struct.Struct("<IIQIi16s256s")
-MAPFILE_REC = struct.Struct("<IIQQQQ256s")
 CAP_PERFMON, CAP_BPF, CAP_SYS_ADMIN = 38, 39, 21
+BATCH_HEADER = layout.BATCH_HEADER.struct
+CALL_REC = layout.CALL_REC.struct
+STACK_REC = layout.STACK_REC.struct
+COPY_HEADER = layout.COPY_HEADER.struct
+PROC_REC = layout.PROC_REC.struct
+MAPFILE_REC = layout.MAPFILE_REC.struct
 EXIT_FORMATS = ("/sys/kernel/tracing/events/sched/sched_process_exit/format",
                 "/sys/kernel/debug/tracing/events/sched/sched_process_exit/format")
 
@@ -123,6 +129,7 @@ def build_cflags(
         f"-DRINGBUF_PAGES={ringbuf_pages}",
         f"-DNCPUS={_possible_cpus()}",
         f"-DHAVE_GROUP_DEAD={int(_has_group_dead())}",
+        f"-I{probe_dir()}",  # heaptrace.h
         "-Wno-unused-function",
         "-Werror=implicit-function-declaration",
     ]
@@ -138,8 +145,9 @@ def probe_source(cflags: Sequence[str]) -> str:
     """The BPF program as it is compiled: the settings as #defines, then the probe file."""
     defines = [f"#define {flag[2:].replace('=', ' ', 1)}" for flag in cflags
                if flag.startswith("-D")]
-    return "\n".join(["/* heaptrace run settings */", *defines, ""]) + \
-        probe_path("heaptrace.bpf.c").read_text()
+    header = probe_path("heaptrace.h").read_text()
+    probe = probe_path("heaptrace.bpf.c").read_text().replace('#include "heaptrace.h"', header, 1)
+    return "\n".join(["/* heaptrace run settings */", *defines, ""]) + probe
 
 
 def batch_calls(data: bytes) -> List[Call]:
@@ -193,6 +201,7 @@ class EbpfTracer:
                 f"could not load the eBPF program: {exc}",
                 "run `heaptrace doctor` (kernel headers, BPF support)",
             ) from None
+        layout.check_against(lambda name, side: getattr(self._bpf[name], side))
         self._on_record = on_record
         self._fp_stacks = fp_stacks
         self._bpf["events"].open_ring_buffer(self._callback)

@@ -13,7 +13,7 @@ from heaptrace.backends.records import (
     StackCopy,
     WalkedStack,
 )
-from heaptrace.events import Event
+from heaptrace.events import SPEC, Event
 from heaptrace.recording import RecordingWriter
 from heaptrace.stacks.mappingtracker import MappingTracker
 from heaptrace.stacks.procmaps import ProcMaps
@@ -25,31 +25,13 @@ CopyUnwinder = Callable[[StackCopy], Sequence[int]]
 FpStacks = Callable[[int], Sequence[int]]
 
 
-def _signed32(value: int) -> int:
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value & 0x80000000 else value
-
-
 def call_to_event(call: Call, stack_id: Optional[int]) -> Event:
-    """Map a syscall's raw arguments to the fields ARCHITECTURE.md gives each kind."""
-    a = call.args
+    """Map a syscall's raw arguments to the fields its KindSpec names (ARCHITECTURE.md)."""
+    spec = SPEC[call.kind]
     ok = not (-4096 < call.ret < 0)
-    if call.kind == "brk":
-        return Event("brk", call.size, call.ts_ns, call.pid, call.tid, addr=a[0], ret=call.ret,
-                     stack_id=stack_id)
-    if call.kind == "mmap":
-        return Event("mmap", call.size, call.ts_ns, call.pid, call.tid, addr=a[0], length=a[1],
-                     prot=a[2], flags=a[3], fd=_signed32(a[4]), ret=call.ret, stack_id=stack_id,
-                     new_addr=call.ret if ok else 0)
-    if call.kind == "munmap":
-        return Event("munmap", call.size, call.ts_ns, call.pid, call.tid, addr=a[0], length=a[1],
-                     ret=call.ret, stack_id=stack_id)
-    if call.kind == "madvise":
-        return Event("madvise", call.size, call.ts_ns, call.pid, call.tid, addr=a[0],
-                     length=a[1], flags=a[2], ret=call.ret, stack_id=stack_id)
-    return Event("mremap", call.size, call.ts_ns, call.pid, call.tid, addr=a[0], length=a[1],
-                 new_length=a[2], flags=a[3], ret=call.ret, stack_id=stack_id,
-                 new_addr=call.ret if ok else 0)
+    return Event(call.kind, call.size, call.ts_ns, call.pid, call.tid, ret=call.ret,
+                 stack_id=stack_id, new_addr=call.ret if ok and spec.returns_address else 0,
+                 **spec.fields_from_args(call.args))
 
 
 class Recorder:
@@ -109,8 +91,7 @@ class Recorder:
         self.tracker.on_event(event)
         self.events += 1
         self.with_stack += stack_id is not None
-        if call.kind != "munmap" and call.size > 0:
-            self.growth += call.size
+        self.growth += SPEC[call.kind].growth(call.size)
         if len(self._pending) >= BATCH_EVENTS:
             self.flush()
 

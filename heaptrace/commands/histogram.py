@@ -8,13 +8,14 @@ from typing import Optional
 import click
 
 from heaptrace.errors import UsageError
+from heaptrace.events import KINDS
 from heaptrace.recording import DEFAULT_PATH, Recording
 from heaptrace.render.histogram import render_json, render_text
 
 
 @click.command()
 @click.argument("file", default=DEFAULT_PATH, required=False)
-@click.option("--event", "kind", help="Only this kind (brk, mmap, munmap, mremap, madvise).")
+@click.option("--event", "kind", type=click.Choice(KINDS), help="Only this kind.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def histogram(file: str, kind: Optional[str], as_json: bool) -> None:
     """Print DTrace-style quantize() tables of sizes with totals and calls per kind.

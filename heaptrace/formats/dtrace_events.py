@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Tuple
 
 from heaptrace.errors import ImportFormatError
-from heaptrace.events import KINDS, Event, Frame, KindTotals
+from heaptrace.events import KINDS, SPEC, Event, Frame, KindTotals
 from heaptrace.formats import collapse
 from heaptrace.formats.dtrace_text import BLANK, QUANTIZE_HEADER, QUANTIZE_ROW
 from heaptrace.formats.imported import Imported, LineError, Sample, totals_from_samples
@@ -198,23 +198,22 @@ def _failed(call: _Call) -> int:
 
 
 def _event(call: _Call, growth: int) -> Event:
-    """One call as heaptrace's Event (fields per kind as in heaptrace/events.py); a failed
-    call has ret = -error and size 0."""
-    a0, a1, a2, a3, a4 = call.args
+    """One call as heaptrace's Event (fields per kind from its KindSpec); a failed call has
+    ret = -error and size 0."""
+    spec = SPEC[call.kind]
+    a0 = call.args[0]
     error = _failed(call)
-    e = Event(call.kind, 0, ts_ns=call.ts, pid=call.pid, tid=call.tid, addr=a0,
-              ret=-error if error else call.ret)
+    fields = spec.fields_from_args(call.args)
+    e = Event(call.kind, 0, ts_ns=call.ts, pid=call.pid, tid=call.tid,
+              ret=-error if error else call.ret, **fields)
+    if error:
+        return e
     if call.kind == "brk":
-        new_break = call.ret if call.ret != 0 else a0
-        return replace(e, size=0 if error else growth, ret=e.ret if error else new_break)
-    if call.kind == "mmap":
-        mapped = a0 if call.func.startswith(MACH_TRAP) else call.ret
-        return replace(e, size=0 if error else a1, length=a1, prot=a2, flags=a3, fd=a4,
-                       ret=e.ret if error else mapped)
-    if call.kind == "munmap":
-        return replace(e, size=0 if error else a1, length=a1)
-    return replace(e, size=0 if error else a2 - a1, length=a1, new_length=a2, flags=a3,
-                   new_addr=0 if error else call.ret)
+        return replace(e, size=growth, ret=call.ret if call.ret != 0 else a0)
+    size = spec.size_of(fields)
+    if call.kind == "mmap" and call.func.startswith(MACH_TRAP):  # the trap returns the address
+        return replace(e, size=size or 0, ret=a0, new_addr=a0)  # through its first argument
+    return replace(e, size=size or 0, new_addr=call.ret if spec.returns_address else 0)
 
 
 def _brk_growth(out: EventsOutput) -> Dict[int, int]:

@@ -3,23 +3,15 @@ an aggregation cannot know. The parsed result and its atomic write are formats/i
 
 from __future__ import annotations
 
-import re
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from heaptrace.errors import UsageError
-from heaptrace.events import KINDS, Event, Frame
+from heaptrace.events import KINDS, LEAF_PATTERNS, Event, Frame
 
 # What the numbers of a stack aggregation or folded file count: bytes (a memory flame graph,
 # `sum(size)`) or calls (`count()`); the data itself cannot say.
 COUNTS = ("bytes", "calls")
 
-# Leaf functions that name the syscall a stack ends in (libc wrappers on illumos, Linux, macOS).
-_LEAF_KIND = [
-    (re.compile(r"^_*s?brk(_unlocked)?$"), "brk"),
-    (re.compile(r"^_*mmap(64)?$"), "mmap"),
-    (re.compile(r"^_*munmap$"), "munmap"),
-    (re.compile(r"^_*mremap$"), "mremap"),
-]
 
 
 def check_kind(kind: Optional[str]) -> Optional[str]:
@@ -33,7 +25,7 @@ def leaf_kind(frames: Sequence[Frame]) -> Optional[str]:
     if not frames:
         return None
     func = frames[0].name.rsplit("`", 1)[-1]
-    for pattern, kind in _LEAF_KIND:
+    for pattern, kind in LEAF_PATTERNS:
         if pattern.match(func):
             return kind
     return None

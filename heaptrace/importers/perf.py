@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from heaptrace.errors import ImportFormatError
-from heaptrace.events import Event, Frame
+from heaptrace.events import KINDS, SPEC, SPECS, Event, Frame
 from heaptrace.formats import collapse
 from heaptrace.formats.imported import Imported, LineError, Sample, read_lines, totals_from_samples
 
@@ -31,8 +31,9 @@ HEADER = re.compile(
     r"(?P<event>\S+?):(?:\s+(?P<args>.*?))?\s*$", _A)
 FRAME = re.compile(r"^\s*(\w+)\s*(.+) \((.*)\)", _A)  # stackcollapse-perf.pl's own pattern
 ARG = re.compile(r"(\w+): (0x[0-9a-fA-F]+|-?\d+)", _A)
-SYSCALL = re.compile(r"^(?:syscalls:)?sys_enter_(brk|mmap|munmap|mremap)$", _A)
-BYTE_KINDS = ("mmap", "munmap", "mremap")
+SYSCALL = re.compile(r"^(?:syscalls:)?sys_enter_(" + "|".join(KINDS) + r")$", _A)
+# Kinds whose bytes the arguments alone give (brk needs the previous break).
+BYTE_KINDS = tuple(s.name for s in SPECS if s.name != "brk")
 
 
 @dataclass
@@ -110,7 +111,7 @@ def _kind(number: int, event: str, kind: Optional[str]) -> str:
     if m is not None:
         return m.group(1)
     if kind is None:
-        raise LineError(number, f"expected a syscalls:sys_enter_brk/mmap/munmap/mremap "
+        raise LineError(number, f"expected a syscalls:sys_enter_{'/'.join(KINDS)} "
                         f"sample, found {event!r} (give --event KIND to import it as counts)")
     return kind
 
@@ -128,20 +129,14 @@ def _args(text: str) -> Dict[str, int]:
 
 def _event(kind: str, a: Dict[str, int], base: Event) -> Event:
     """Fill the per-kind fields from the tracepoint's arguments (see heaptrace/events.py)."""
-    values = dict(base.__dict__)
-    if kind == "brk":
-        values.update(addr=a.get("brk", 0))
-    elif kind == "mmap" and "len" in a:
-        fd = a.get("fd", 0xFFFFFFFF)
-        values.update(addr=a.get("addr", 0), length=a["len"], size=a["len"],
-                      prot=a.get("prot", 0), flags=a.get("flags", 0),
-                      fd=fd - (1 << 32) if fd >= 1 << 31 else fd)
-    elif kind == "munmap" and "len" in a:
-        values.update(addr=a.get("addr", 0), length=a["len"], size=a["len"])
-    elif kind == "mremap" and "new_len" in a:
-        old, new = a.get("old_len", 0), a["new_len"]
-        values.update(addr=a.get("addr", 0), length=old, new_length=new, size=new - old,
-                      flags=a.get("flags", 0), new_addr=a.get("new_addr", 0))
+    spec = SPEC[kind]
+    named = {ours: a[theirs] for ours, theirs in zip(spec.args, spec.perf_args) if theirs in a}
+    values = dict(base.__dict__, **spec.fields_from_args([], named))
+    size = spec.size_of(values)
+    if size is not None:
+        values["size"] = size
+    if kind == "mremap":  # the target address, when MREMAP_FIXED gives one
+        values["new_addr"] = a.get("new_addr", 0)
     return Event(**values)
 
 

@@ -6,17 +6,9 @@ import json
 from typing import Dict, List, Optional, TextIO
 
 from heaptrace.analysis.quantize import rows
-from heaptrace.events import KindTotals
+from heaptrace.events import SPEC, KindTotals
 
 BAR_WIDTH = 40
-TITLES = {
-    "brk": "brk() heap growth sizes",
-    "mmap": "mmap() sizes",
-    "munmap": "munmap() sizes",
-    "mremap": "mremap() growth sizes",
-    "madvise": "madvise() sizes given back (DONTNEED, FREE, REMOVE)",
-}
-BYTES_LABEL = {"munmap": "Total bytes released", "madvise": "Total bytes given back"}
 
 
 def quantize_table(title: str, buckets: Dict[int, int]) -> List[str]:
@@ -41,13 +33,14 @@ def kind_lines(kind: str, t: KindTotals, meta: Optional[dict] = None) -> List[st
     ("titles"), totals its source could not know ("unknown_totals") and other printa()
     lines ("other_totals"), so the histogram prints what the source printed."""
     meta = meta or {}
-    title = meta.get("titles", {}).get(kind) or TITLES.get(kind, f"{kind}() sizes")
+    spec = SPEC.get(kind)
+    title = meta.get("titles", {}).get(kind) or (spec.title if spec else f"{kind}() sizes")
     unknown = meta.get("unknown_totals", {}).get(kind, [])
     lines = quantize_table(title, t.buckets) if t.buckets else []
     if lines:
         lines.append("")
     if "bytes" not in unknown:
-        lines.append(total_line(BYTES_LABEL.get(kind, "Total bytes allocated"), t.bytes))
+        lines.append(total_line(spec.bytes_label if spec else "Total bytes allocated", t.bytes))
     if "calls" not in unknown:
         lines.append(total_line(f"Total number of {kind}() calls", t.calls))
     if t.failed:

@@ -1,10 +1,15 @@
-"""Decoding the probe's ring-buffer records (layouts mirrored from probes/heaptrace.bpf.c)."""
+"""Decoding the probe's ring-buffer records, and their layouts against probes/heaptrace.h."""
 
 from __future__ import annotations
 
+import ctypes
 import re
 from pathlib import Path
+from typing import Dict, Tuple
 
+import pytest
+
+from heaptrace.backends import probe_layout
 from heaptrace.backends.ebpf import (
     BATCH_HEADER,
     CALL_REC,
@@ -15,12 +20,21 @@ from heaptrace.backends.ebpf import (
     REC_COPY,
     REC_EXEC,
     REC_MAPFILE,
-    STACK_REC,
     parse_record,
+)
+from heaptrace.backends.probe_layout import CALL_REC as CALL_LAYOUT
+from heaptrace.backends.probe_layout import COPY_HEADER as COPY_LAYOUT
+from heaptrace.backends.probe_layout import (
+    COUNTERS,
+    LAYOUTS,
+    RULE,
+    Layout,
+    ctype_offsets,
+    mismatches,
 )
 from heaptrace.backends.records import STACK_COPIED, STACK_WALKED, Call, MappedFile
 
-PROBE = (Path(__file__).resolve().parent.parent.parent / "probes" / "heaptrace.bpf.c").read_text()
+PROBES = Path(__file__).resolve().parents[2] / "probes"
 
 
 def test_a_batch_decodes_to_its_calls():
@@ -47,26 +61,69 @@ def test_copies_mapped_files_and_process_changes():
 
 
 SIZES = {"u8": 1, "char": 1, "u32": 4, "s32": 4, "u64": 8, "s64": 8}
-CONSTANTS = {"PATH_BYTES": 256, "TASK_COMM_LEN": 16, "MAX_FRAMES": 64, "BATCH": 32}
+HEADER = (PROBES / "heaptrace.h").read_text()
 
 
-def c_size(struct_name: str, stop_at: str = "") -> int:
-    """Bytes of a struct of heaptrace.bpf.c (packed by construction: no padding is needed),
-    up to the member `stop_at` if given."""
-    body = re.search(rf"struct {struct_name} \{{(.*?)\n\}};", PROBE, re.S).group(1)
-    total = 0
-    for kind, name, count in re.findall(r"^\s+(u8|char|u32|s32|u64|s64) (\w+)(?:\[(\w+)\])?;",
+def define(name: str) -> int:
+    m = re.search(rf"^#define {name} (\d+)", HEADER, re.M)
+    assert m, f"{name} not in heaptrace.h"
+    return int(m.group(1))
+
+
+def _count(expr: str) -> int:
+    """An array's element count: empty (not an array), a number, a constant, or copy_rec's
+    `STACK_BYTES > 0 ? 2 * STACK_BYTES : 8`."""
+    if not expr:
+        return 1
+    if expr.isdigit():
+        return int(expr)
+    if expr.isidentifier():
+        return define(expr)
+    return 2 * define("STACK_BYTES")
+
+
+def c_fields(struct_name: str) -> Dict[str, Tuple[int, int]]:
+    """field -> (offset, size) of a struct of heaptrace.h, with C's natural alignment;
+    a nested struct array (call_batch.recs) ends the walk."""
+    body = re.search(rf"struct {struct_name} \{{(.*?)\n\}};", HEADER, re.S).group(1)
+    fields, offset = {}, 0
+    for kind, name, count in re.findall(r"^\s+(u8|char|u32|s32|u64|s64) (\w+)(?:\[(.+?)\])?;",
                                         body, re.M):
-        if name == stop_at:
-            break
-        total += SIZES[kind] * (int(CONSTANTS.get(count, count)) if count else 1)
-    return total
+        size = SIZES[kind]
+        n = _count(count)
+        offset += -offset % size
+        fields[name] = (offset, size * n)
+        offset += size * n
+    return fields
 
 
-def test_python_layouts_match_the_c_structs():
-    assert CALL_REC.size == c_size("call_rec")
-    assert PROC_REC.size == c_size("proc_rec")
-    assert MAPFILE_REC.size == c_size("mapfile_rec")
-    assert STACK_REC.size == c_size("stack_rec")
-    assert COPY_HEADER.size == c_size("copy_rec", stop_at="stack")
-    assert BATCH_HEADER.size == c_size("call_batch")  # the calls follow, CALL_REC each
+@pytest.mark.parametrize("layout", LAYOUTS, ids=[x.c_name for x in LAYOUTS])
+def test_python_layouts_match_the_c_structs_field_by_field(layout):
+    c = c_fields(layout.c_name)
+    if layout is COPY_LAYOUT:  # the stack bytes follow the header
+        c.pop("stack")
+    assert mismatches(layout, c) == []
+
+
+def test_a_swapped_field_is_caught():
+    swapped = Layout("call_rec", (("tid", "I"), ("kind", "I")) + CALL_LAYOUT.fields[2:])
+    assert any("call_rec.kind" in m for m in mismatches(swapped, c_fields("call_rec")))
+
+
+def test_the_checker_reads_bccs_ctypes():
+    class Rule(ctypes.Structure):  # as bcc builds a map's value type, one field resized
+        _fields_ = [("cfa_off", ctypes.c_int), ("fp_off", ctypes.c_int),
+                    ("cfa_reg", ctypes.c_ubyte), ("fp_saved", ctypes.c_ubyte),
+                    ("end", ctypes.c_ushort), ("pad", ctypes.c_ubyte * 4)]
+    problems = mismatches(RULE, ctype_offsets(Rule))
+    assert problems and "rule.end" in problems[0]
+
+
+def test_constants_match_the_header():
+    for name in ("REC_BATCH", "REC_FORK", "REC_EXEC", "REC_EXIT", "REC_STACK", "REC_COPY",
+                 "REC_MAPFILE", "STATE_ACTIVE", "STATE_ARMED", "NBUCKETS", "MAX_FRAMES", "BATCH",
+                 "TASK_COMM_LEN", "PATH_BYTES"):
+        assert define(name) == getattr(probe_layout, name), name
+    ctrs = sorted((int(v), n) for n, v in re.findall(r"^#define CTR_(\w+) (\d+)", HEADER, re.M))
+    assert len(ctrs) == define("NCOUNTERS") == len(COUNTERS)
+    assert [i for i, _ in ctrs] == list(range(len(COUNTERS)))

@@ -1,0 +1,126 @@
+"""The probe's records and constants as user space reads them, declared field by field once
+(their C side: probes/heaptrace.h).
+
+Each layout names its fields in C order with a `struct` format code, so the Python decoder
+and the C struct can be compared field by field (offset and size): against bcc's own ctypes
+types of the maps when the probe is loaded (`check_against`), and against the header's text in
+the unit tests. A swapped or resized field is an error there, not a silent misread.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+from heaptrace.errors import HeaptraceError
+
+# Constants of probes/heaptrace.h.
+REC_BATCH, REC_FORK, REC_EXEC, REC_EXIT, REC_STACK, REC_COPY, REC_MAPFILE = 1, 2, 3, 4, 5, 6, 7
+STATE_ACTIVE, STATE_ARMED = 1, 2
+NBUCKETS = 64
+MAX_FRAMES = 64
+BATCH = 32
+TASK_COMM_LEN = 16
+PATH_BYTES = 256
+# CTR_* in index order: the names the run summary and the recording's counters use.
+COUNTERS = ("lost", "stack_short", "stack_fail", "procs_full", "stacks_walked", "stacks_copied",
+            "no_stack", "stacks_cut")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One C struct: (field, struct format) in C order; an array field is "6Q", "16s"."""
+
+    c_name: str
+    fields: Tuple[Tuple[str, str], ...]
+
+    @property
+    def struct(self) -> struct.Struct:
+        return struct.Struct("<" + "".join(code for _, code in self.fields))
+
+    def offsets(self) -> Dict[str, Tuple[int, int]]:
+        """field -> (offset, size), with C's natural alignment (the structs need no padding,
+        and this says so if one ever does)."""
+        result, offset = {}, 0
+        for name, code in self.fields:
+            size = struct.calcsize("<" + code)
+            align = struct.calcsize("<" + code.lstrip("0123456789")[:1])
+            align = 1 if code.endswith("s") else align
+            if offset % align:
+                raise HeaptraceError(f"probe layout {self.c_name}.{name} needs padding")
+            result[name] = (offset, size)
+            offset += size
+        return result
+
+
+KIND_TOTALS = Layout("kind_totals", (("calls", "Q"), ("failed", "Q"), ("bytes", "Q"),
+                                     ("released", "Q")))
+CALL_REC = Layout("call_rec", (
+    ("kind", "I"), ("tid", "I"), ("ts", "Q"), ("pid", "I"), ("stack_id", "i"), ("args", "6Q"),
+    ("ret", "q"), ("size", "q"), ("ip", "Q"), ("stack_ref", "Q"), ("rest_ref", "Q")))
+BATCH_HEADER = Layout("call_batch", (("type", "I"), ("n", "I"), ("first_ts", "Q")))  # + recs
+STACK_REC = Layout("stack_rec", (("type", "I"), ("pid", "I"), ("n", "I"), ("complete", "I"),
+                                 ("hash", "Q"), ("ips", f"{MAX_FRAMES}Q")))
+COPY_HEADER = Layout("copy_rec", (  # + the stack bytes
+    ("type", "I"), ("pid", "I"), ("tid", "I"), ("stack_len", "I"), ("gen", "I"), ("depth", "I"),
+    ("id", "Q"), ("ip", "Q"), ("sp", "Q"), ("fp", "Q"), ("lr", "Q")))
+PROC_REC = Layout("proc_rec", (("type", "I"), ("pid", "I"), ("ts", "Q"), ("ppid", "I"),
+                               ("code", "i"), ("comm", f"{TASK_COMM_LEN}s"),
+                               ("filename", "256s")))
+MAPFILE_REC = Layout("mapfile_rec", (("type", "I"), ("pid", "I"), ("ts", "Q"), ("addr", "Q"),
+                                     ("len", "Q"), ("pgoff", "Q"), ("path", f"{PATH_BYTES}s")))
+RULE_KEY = Layout("rule_key", (("tgid", "I"), ("gen", "I"), ("pc", "Q")))
+RULE = Layout("rule", (("cfa_off", "i"), ("fp_off", "i"), ("cfa_reg", "B"), ("fp_saved", "B"),
+                       ("end", "B"), ("pad", "5s")))
+LAYOUTS = (KIND_TOTALS, CALL_REC, BATCH_HEADER, STACK_REC, COPY_HEADER, PROC_REC, MAPFILE_REC,
+           RULE_KEY, RULE)
+
+# Which map's key or value type is each layout (map name, "Key" or "Leaf", array field to enter).
+IN_MAPS: Tuple[Tuple[Layout, str, str, Optional[str]], ...] = (
+    (KIND_TOTALS, "totals", "Leaf", None),
+    (BATCH_HEADER, "batches", "Leaf", None),
+    (CALL_REC, "batches", "Leaf", "recs"),
+    (STACK_REC, "walks", "Leaf", None),
+    (COPY_HEADER, "copies", "Leaf", None),
+    (PROC_REC, "proc_scratch", "Leaf", None),
+    (MAPFILE_REC, "mapfile_scratch", "Leaf", None),
+    (RULE_KEY, "rules", "Key", None),
+    (RULE, "rules", "Leaf", None),
+)
+
+
+def ctype_offsets(ctype: type) -> Dict[str, Tuple[int, int]]:
+    """field -> (offset, size) of a ctypes Structure (as bcc builds them from the BPF types)."""
+    return {name: (getattr(ctype, name).offset, getattr(ctype, name).size)
+            for name, *_ in ctype._fields_}  # type: ignore[attr-defined]
+
+
+def mismatches(layout: Layout, c_fields: Dict[str, Tuple[int, int]]) -> List[str]:
+    """Where the Python layout and the C struct's fields disagree (empty when they agree)."""
+    ours = layout.offsets()
+    wrong = [f"{layout.c_name}.{name}: Python (offset, size) {ours[name]}, C {c_fields.get(name)}"
+             for name in ours if c_fields.get(name) != ours[name]]
+    extra = [n for n in c_fields if n not in ours and c_fields[n][0] < layout.struct.size]
+    return wrong + [f"{layout.c_name}.{name}: in C only" for name in extra]
+
+
+# (map name, "Key" or "Leaf") -> the ctypes type bcc made for it
+TableTypes = Callable[[str, str], type]
+
+
+def check_against(table_type: TableTypes) -> None:
+    """Compare every layout with bcc's ctypes of the loaded maps; raise on any difference."""
+    problems: List[str] = []
+    for layout, map_name, side, array in IN_MAPS:
+        ctype = table_type(map_name, side)
+        while not hasattr(ctype, "_fields_"):  # a per-CPU map's value: one struct per CPU
+            ctype = ctype._type_  # type: ignore[attr-defined]
+        if array is not None:
+            ctype = ctype._fields_[[f[0] for f in ctype._fields_].index(array)][1]
+            ctype = ctype._type_  # the array's element type
+        problems += mismatches(layout, ctype_offsets(ctype))
+    if problems:
+        raise HeaptraceError("the probe's records differ from heaptrace's: " + "; ".join(problems),
+                             "reinstall heaptrace: probes/ and the Python package disagree")
+

@@ -1,0 +1,165 @@
+/* heaptrace.h: the contract between probes/heaptrace.bpf.c and heaptrace's eBPF backend.
+ *
+ * Every record the probe sends on the ring buffer or keeps in a map that user space reads, and
+ * every constant both sides use, is defined here once. heaptrace/backends/probe_layout.py declares
+ * the same records field by field and checks them against bcc's own ctypes types of the maps
+ * when the probe is loaded (and tests/unit/test_probe_layout.py against this file), so a field
+ * moved on one side only is an error, not a misread.
+ *
+ * Settings that size records keep their defaults here (#ifndef), so the file stays valid C alone.
+ */
+#ifndef HEAPTRACE_H
+#define HEAPTRACE_H
+
+#ifndef TASK_COMM_LEN
+#define TASK_COMM_LEN 16
+#endif
+#ifndef STACK_BYTES          /* bytes of user stack copied per event (0: none); a power of two */
+#define STACK_BYTES 16384
+#endif
+#ifndef BATCH                /* calls per ring-buffer record (a power of two) */
+#define BATCH 32
+#endif
+#ifndef MAX_FRAMES           /* frames walked in BPF */
+#define MAX_FRAMES 64
+#endif
+#ifndef PATH_BYTES           /* longest file path kept for executable mappings */
+#define PATH_BYTES 256
+#endif
+
+/* Kinds: the index of each kind's totals slot and mask bit (heaptrace/events.py SPECS). */
+#define KIND_BRK 0
+#define KIND_MMAP 1
+#define KIND_MUNMAP 2
+#define KIND_MREMAP 3
+#define KIND_MADVISE 4
+#define NKINDS 5
+#define NBUCKETS 64
+
+#define REC_BATCH 1
+#define REC_FORK 2
+#define REC_EXEC 3
+#define REC_EXIT 4
+#define REC_STACK 5
+#define REC_COPY 6
+#define REC_MAPFILE 7
+
+#define STACK_WALKED (1ULL << 63)
+#define STACK_COPIED (1ULL << 62)
+
+#define STATE_ACTIVE 1
+#define STATE_ARMED 2 /* the target between fork and its exec: not counted yet */
+
+#define CTR_LOST 0          /* events not delivered on the ring buffer */
+#define CTR_STACK_SHORT 1   /* stack copies shorter than STACK_BYTES (top of stack reached) */
+#define CTR_STACK_FAIL 2    /* stack copies that failed entirely */
+#define CTR_PROCS_FULL 3    /* children not followed because the process map was full */
+#define CTR_WALKED 4        /* stacks walked whole in BPF */
+#define CTR_COPIED 5        /* stack copies sent (slow path) */
+#define CTR_NO_STACK 6      /* calls left without (the rest of) a stack: copy lost */
+#define CTR_WALK_CUT 7      /* stacks the BPF walk could not finish (a read failed) */
+#define NCOUNTERS 8
+
+/* madvise advice that hands pages back while the mapping stays (uapi mman-common.h). */
+#define MADV_DONTNEED 4
+#define MADV_FREE 8
+#define MADV_REMOVE 9
+
+struct kind_totals {
+    u64 calls;
+    u64 failed;
+    u64 bytes;
+    u64 released;
+};
+
+/* One traced call. Sent in batches (struct call_batch) to keep the ring-buffer overhead per
+ * event low at hundreds of thousands of calls per second. */
+struct call_rec {
+    u32 kind;
+    u32 tid;
+    u64 ts;
+    u32 pid;
+    s32 stack_id;   /* kernel frame-pointer stack map id (--unwind fp), or -1 */
+    u64 args[6];
+    s64 ret;
+    s64 size;
+    u64 ip;
+    u64 stack_ref;  /* STACK_WALKED|hash: the frames walked in BPF, or 0 */
+    u64 rest_ref;   /* STACK_COPIED|id: a copy of the stack above them, or 0 when complete */
+};
+
+struct call_batch {
+    u32 type;
+    u32 n;
+    u64 first_ts;
+    struct call_rec recs[BATCH];
+};
+
+/* A user stack walked in BPF with the per-PC rules user space learned: sent once per stack. */
+struct stack_rec {
+    u32 type;
+    u32 pid;
+    u32 n;
+    u32 complete;
+    u64 hash;
+    u64 ips[MAX_FRAMES];
+};
+
+/* The slow path: registers and a copy of the top of the user stack, for user space to unwind
+ * (and to learn the rules of the PCs it meets on the way). */
+struct copy_rec {
+    u32 type;
+    u32 pid;
+    u32 tid;
+    u32 stack_len;
+    u32 gen;       /* the address space's exec generation the rules learned from it apply to */
+    u32 depth;     /* frames below ip: 0 when ip is the syscall's, else ip is a return address */
+    u64 id;
+    u64 ip;
+    u64 sp;
+    u64 fp;
+    u64 lr;
+    /* twice the copy size, so the verifier can bound the piecewise copy below */
+    u8 stack[STACK_BYTES > 0 ? 2 * STACK_BYTES : 8];
+};
+
+/* How to step from a PC to its caller: CFA = (sp or fp) + cfa_off, the return address is at
+ * CFA - 8, and the caller's frame pointer at CFA + fp_off when fp_saved (x86_64). */
+struct rule_key {
+    u32 tgid;
+    u32 gen;  /* bumped at each exec: rules of an old image never apply to a new one */
+    u64 pc;
+};
+
+struct rule {
+    s32 cfa_off;
+    s32 fp_off;
+    u8 cfa_reg;   /* 0: sp, 1: fp */
+    u8 fp_saved;
+    u8 end;       /* outermost frame (_start, clone, thread start): the stack is whole */
+    u8 pad[5];
+};
+
+struct proc_rec {
+    u32 type;
+    u32 pid;
+    u64 ts;
+    u32 ppid;
+    s32 code;
+    char comm[TASK_COMM_LEN];
+    char filename[256];
+};
+
+/* An executable file mapped by a traced process (ld.so loading a library, dlopen): where,
+ * and which file, so that its stacks symbolize even after the process is gone. */
+struct mapfile_rec {
+    u32 type;
+    u32 pid;
+    u64 ts;
+    u64 addr;
+    u64 len;
+    u64 pgoff;
+    char path[PATH_BYTES];
+};
+
+#endif /* HEAPTRACE_H */
