@@ -305,22 +305,28 @@ class Recording:
         for row in self._query(sql + " ORDER BY ts_ns, id", args):
             yield Event(*row)
 
-    def growth_by_stack(
+    def calls_by_stack(
         self, kinds: Sequence[str], pid: Optional[int] = None,
         lo_ns: Optional[int] = None, hi_ns: Optional[int] = None,
-    ) -> List[Tuple[int, Optional[int], int, int, int]]:
-        """(pid, stack_id, first ts_ns, last ts_ns, sum of positive sizes) per process and
-        stack, of some kinds, one process and a time window: summed in SQLite."""
+    ) -> List[Tuple[int, Optional[int], str, int, int, int, int]]:
+        """(pid, stack_id, kind, first ts_ns, last ts_ns, calls, sum of positive sizes) per
+        process, stack and kind, of some kinds, one process and a time window."""
+        where, args = self._window(kinds, pid, lo_ns, hi_ns)
+        return self._query(
+            "SELECT pid, stack_id, kind, MIN(ts_ns), MAX(ts_ns), SUM(calls), "
+            "SUM(CASE WHEN size > 0 THEN size ELSE 0 END) FROM events "
+            f"WHERE {where} GROUP BY pid, stack_id, kind", args)
+
+    def _window(self, kinds: Sequence[str], pid: Optional[int], lo_ns: Optional[int],
+                hi_ns: Optional[int]) -> Tuple[str, List[object]]:
+        """The WHERE clause and its arguments for some kinds, one process, a time window."""
         where = [f"kind IN ({', '.join('?' * len(kinds))})"]
         args: List[object] = list(kinds)
         for clause, value in (("pid = ?", pid), ("ts_ns >= ?", lo_ns), ("ts_ns <= ?", hi_ns)):
             if value is not None:
                 where.append(clause)
                 args.append(value)
-        return self._query(
-            "SELECT pid, stack_id, MIN(ts_ns), MAX(ts_ns), "
-            "SUM(CASE WHEN size > 0 THEN size ELSE 0 END) FROM events "
-            f"WHERE {' AND '.join(where)} GROUP BY pid, stack_id", args)
+        return " AND ".join(where), args
 
     def bytes_by_stack(self) -> Dict[Optional[int], Tuple[int, int]]:
         """stack_id (None: no stack) -> (events, sum of |size|), computed in SQLite."""

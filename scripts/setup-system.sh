@@ -17,11 +17,16 @@ apt_update_once() {
 }
 
 pkgs=(bpfcc-tools python3-bpfcc python3-venv python3-pip gcc g++ make strace sqlite3 libc6-dbg
-      chromium gdb binutils util-linux)
+      chromium gdb binutils util-linux
+      # what the export tests read pprof profiles with: protoc and the published
+      # profile.proto, and go tool pprof
+      protobuf-compiler golang-github-google-pprof-dev golang-go)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
+# npm installs the speedscope app the export tests load a file in (into tests/tools/)
+command -v npm >/dev/null || missing+=(npm)
 if [ ! -e "/lib/modules/$kver/build/include" ]; then
     apt_update_once
     if apt-cache show "linux-headers-$kver" >/dev/null 2>&1; then

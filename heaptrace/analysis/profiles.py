@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Collection, List, Optional
 
-from heaptrace.analysis.retained import held_chart, retained
+from heaptrace.analysis.retained import Retained, held_chart, retained
 from heaptrace.analysis.stacks import (
     Chart,
     Folded,
@@ -60,15 +60,11 @@ def load_profile(path: str, sel: Selection, at: Optional[str] = None,
         if at is None:
             runs = chart(rec, sel) if in_time_order else None
             folded = fold_chart(runs) if runs is not None else fold(rec, sel)
-            return Profile(folded, describe(rec, sel, folded), runs)
+            return Profile(folded, describe(rec, sel, folded.values()), runs)
         result = retained(rec, sel, at)
-        parts = [describe(rec, sel, result.folded, f"held at {at}")]
-        if result.moment_ns is not None:
-            parts.append(f"peak {(result.moment_ns - run_start_ns(rec)) / 1e9:.3f} s into the run")
-        if result.unmatched:
-            parts.append(f"{human(result.unmatched)} released that no traced call allocated")
         runs = held_chart(rec, result, sel.process_names) if in_time_order else None
-        return Profile(result.folded, "; ".join(parts), runs)
+        return Profile(result.folded, describe_held(rec, sel, result, result.folded.values()),
+                       runs)
 
 
 def folded_file(path: str) -> Profile:
@@ -82,8 +78,20 @@ def folded_file(path: str) -> Profile:
     return Profile(folded, f"{human(sum(folded.values()))} in {len(folded):,} stacks", runs)
 
 
-def describe(rec: Recording, sel: Selection, folded: Folded, what: str = "") -> str:
-    """E.g. "growth (brk+mmap+mremap) of pid 42: 12.3 MiB in 57 stacks"."""
+def describe_held(rec: Recording, sel: Selection, result: Retained,
+                  counts: Collection[int]) -> str:
+    """describe() for retained bytes, with when the peak was and what matched nothing."""
+    parts = [describe(rec, sel, counts, f"held at {result.at}")]
+    if result.moment_ns is not None:
+        parts.append(f"peak {(result.moment_ns - run_start_ns(rec)) / 1e9:.3f} s into the run")
+    if result.unmatched:
+        parts.append(f"{human(result.unmatched)} released that no traced call allocated")
+    return "; ".join(parts)
+
+
+def describe(rec: Recording, sel: Selection, counts: Collection[int], what: str = "") -> str:
+    """E.g. "growth (brk+mmap+mremap) of pid 42: 12.3 MiB in 57 stacks", from the count
+    of each stack."""
     words: List[str] = [what or KIND_LABELS.get(sel.kind, sel.kind)]
     if what and sel.kind != "growth":
         words.append(f"({sel.kind})")
@@ -91,7 +99,7 @@ def describe(rec: Recording, sel: Selection, folded: Folded, what: str = "") -> 
         words.append(f"of pid {sel.pid}")
     if sel.start_s is not None or sel.end_s is not None:
         words.append(f"from {sel.start_s or 0:g} s to {_end(sel)}")
-    text = f"{' '.join(words)}: {human(sum(folded.values()))} in {len(folded):,} stacks"
+    text = f"{' '.join(words)}: {human(sum(counts))} in {len(counts):,} stacks"
     lost = int(rec.meta().get("lost_events", 0) or 0)
     return text + (f"; {lost:,} events lost, some stacks missing" if lost else "")
 

@@ -149,11 +149,6 @@ class Folder:
             return names
         return (self._procs.name(pid, ts_ns),) + names
 
-    def same_name(self, pid: int, first_ns: int, last_ns: int) -> bool:
-        """True when every event of pid between the two times gets the same root frame."""
-        return self._procs is None or (
-            self._procs.image(pid, first_ns) == self._procs.image(pid, last_ns))
-
     def add(self, owner: Owner, nbytes: int) -> None:
         if nbytes <= 0:
             return
@@ -161,24 +156,47 @@ class Folder:
         self.folded[key] = self.folded.get(key, 0) + nbytes
 
 
-def fold(rec: Recording, sel: Selection) -> Folded:
-    """Bytes of the selected events per root-first stack. Summed per (process, stack) in
-    SQLite; a group whose events span an exec (two process names) is folded event by event."""
-    folder = Folder(rec, sel.process_names)
+class Tally(NamedTuple):
+    """The selected events of one process image, stack and kind."""
+
+    first_ns: int  # the first of them: when the stack ran, which names the process
+    calls: int
+    nbytes: int  # sum of counted_bytes()
+
+
+TallyKey = Tuple[int, int, Optional[int], str]  # pid, image (ProcessNames.image), stack_id, kind
+
+
+def tally(rec: Recording, sel: Selection) -> Dict[TallyKey, Tally]:
+    """Calls and bytes of the selected events per process image, stack and kind. Summed in
+    SQLite; a group whose events span an exec (two images) is summed event by event."""
+    procs = ProcessNames(rec.processes())
     lo, hi = time_window(rec, sel)
+    sums: Dict[TallyKey, Tally] = {}
     spanning = set()
-    for pid, stack_id, first, last, nbytes in rec.growth_by_stack(kinds_for(sel.kind), sel.pid,
-                                                                  lo, hi):
-        if folder.same_name(pid, first, last):
-            folder.add((pid, first, stack_id, ""), nbytes)
+    for pid, stack_id, kind, first, last, calls, nbytes in rec.calls_by_stack(
+            kinds_for(sel.kind), sel.pid, lo, hi):
+        image = procs.image(pid, first)
+        if image == procs.image(pid, last):
+            sums[(pid, image, stack_id, kind)] = Tally(first, calls, nbytes)
         else:
-            spanning.add((pid, stack_id))
+            spanning.add((pid, stack_id, kind))
     if spanning:
         for e in select_events(rec, sel):
-            if (e.pid, e.stack_id) in spanning:
-                folder.add((e.pid, e.ts_ns, e.stack_id, e.kind), counted_bytes(e))
-    return folder.folded
+            if (e.pid, e.stack_id, e.kind) in spanning:
+                key = (e.pid, procs.image(e.pid, e.ts_ns), e.stack_id, e.kind)
+                old = sums.get(key, Tally(e.ts_ns, 0, 0))
+                sums[key] = Tally(old.first_ns, old.calls + e.calls,
+                                  old.nbytes + counted_bytes(e))
+    return sums
 
+
+def fold(rec: Recording, sel: Selection) -> Folded:
+    """Bytes of the selected events per root-first stack (see tally())."""
+    folder = Folder(rec, sel.process_names)
+    for (pid, _image, stack_id, kind), sums in tally(rec, sel).items():
+        folder.add((pid, sums.first_ns, stack_id, kind), sums.nbytes)
+    return folder.folded
 
 
 def append_run(chart: Chart, stack: Stack, count: int, when: Optional[float] = None) -> None:

@@ -2,6 +2,7 @@
 
 from heaptrace.commands.diff import diff
 from heaptrace.commands.doctor import doctor
+from heaptrace.commands.export import export_
 from heaptrace.commands.flame import flame
 from heaptrace.commands.histogram import histogram
 from heaptrace.commands.import_ import import_
@@ -10,4 +11,4 @@ from heaptrace.commands.run import run
 from heaptrace.commands.symbolize import symbolize
 from heaptrace.commands.timeline import timeline
 
-COMMANDS = [run, histogram, flame, diff, timeline, report, import_, symbolize, doctor]
+COMMANDS = [run, histogram, flame, diff, timeline, report, export_, import_, symbolize, doctor]
