@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import click
 
@@ -25,7 +25,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
       heaptrace histogram                             quantized sizes, totals, calls
       heaptrace flame > out.svg                       memory flame graph
     """
-    ctx.obj = {"debug": debug}
+    ctx.ensure_object(dict)["debug"] = debug
 
 
 for _command in COMMANDS:
@@ -35,10 +35,11 @@ for _command in COMMANDS:
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code."""
     args = sys.argv[1:] if argv is None else argv
+    options: Dict[str, bool] = {}  # the group's own options once parsed (not CMD's --debug)
     try:
-        rc = cli.main(args=args, prog_name="heaptrace", standalone_mode=False)
+        rc = cli.main(args=args, prog_name="heaptrace", standalone_mode=False, obj=options)
     except HeaptraceError as exc:
-        if "--debug" in args:
+        if options.get("debug"):
             raise
         click.echo(f"heaptrace: error: {exc}", err=True)
         sys.exit(exc.exit_code)

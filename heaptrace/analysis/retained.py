@@ -34,12 +34,19 @@ from heaptrace.errors import UsageError
 from heaptrace.events import KINDS, RELEASE_KINDS, Event
 from heaptrace.recording import Recording
 
-PAGE = 4096  # the kernel unmaps whole pages: a release covers the rest of its last page
+# The kernel unmaps whole pages: a release covers the rest of its last page. Recordings
+# say their page size ("page_size"); imported ones do not, and get the usual 4 KiB.
+DEFAULT_PAGE_SIZE = 4096
 Piece = Tuple[int, int, Owner]  # [start, end) and who allocated it
 
 
-def page_end(addr: int, length: int) -> int:
-    return (addr + length + PAGE - 1) // PAGE * PAGE
+def page_size(rec: Recording) -> int:
+    size = rec.meta().get("page_size")
+    return size if isinstance(size, int) and size > 0 else DEFAULT_PAGE_SIZE
+
+
+def page_end(addr: int, length: int, page: int) -> int:
+    return (addr + length + page - 1) // page * page
 
 
 class IntervalMap:
@@ -138,7 +145,8 @@ Step = Union[Event, int]  # an event, or the pid whose image ends here (exec or 
 class Replay:
     """Applies events to per-pid address spaces, keeping the sum the live images hold."""
 
-    def __init__(self) -> None:
+    def __init__(self, page: int = DEFAULT_PAGE_SIZE) -> None:
+        self.page = page
         self.spaces: Dict[int, AddressSpace] = {}
         self.ended: List[AddressSpace] = []
         self.total = 0
@@ -176,12 +184,12 @@ class Replay:
             space.add_floating(e.size, owner)
 
     def _munmap(self, space: AddressSpace, e: Event, owner: Owner) -> None:
-        taken = space.maps.remove(e.addr, page_end(e.addr, e.length))
+        taken = space.maps.remove(e.addr, page_end(e.addr, e.length, self.page))
         self.unmatched += max(e.length - sum(end - start for start, end, _ in taken), 0)
 
     def _mremap(self, space: AddressSpace, e: Event, owner: Owner) -> None:
         new = e.new_addr or e.ret
-        taken = space.maps.remove(e.addr, page_end(e.addr, e.length))
+        taken = space.maps.remove(e.addr, page_end(e.addr, e.length, self.page))
         keep_end = e.addr + min(e.length, e.new_length)
         for start, end, who in taken:  # shrinking gives back the end of the old range
             if start < keep_end:
@@ -233,7 +241,7 @@ def find_peak(rec: Recording, sel: Selection) -> Tuple[int, Optional[int]]:
     """(number of steps up to the peak, its ts_ns): the first moment inside the window at
     which the live images together held the most."""
     lo, _ = time_window(rec, sel)
-    replay, best, count, best_count, when = Replay(), -1, 0, 0, None
+    replay, best, count, best_count, when = Replay(page_size(rec)), -1, 0, 0, None
     for count, (ts, step) in enumerate(steps(rec, sel), 1):
         replay.step(step)
         if replay.total > best and (lo is None or ts >= lo):
@@ -249,7 +257,7 @@ def retained(rec: Recording, sel: Selection, at: str = "exit") -> Retained:
     if at not in ("exit", "peak"):
         raise UsageError(f"--at must be exit or peak, not {at!r}")
     limit, moment = find_peak(rec, sel) if at == "peak" else (None, None)
-    replay = Replay()
+    replay = Replay(page_size(rec))
     for count, (_, step) in enumerate(steps(rec, sel), 1):
         if limit is not None and count > limit:
             break

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from heaptrace.analysis.retained import Replay, steps
+from heaptrace.analysis.retained import Replay, page_size, steps
 from heaptrace.analysis.stacks import NO_STACK, UNKNOWN_FRAME, Selection, run_start_ns
 from heaptrace.errors import UsageError
 from heaptrace.events import Event, Frame, given_back, growth
@@ -143,7 +143,7 @@ def add_call(bucket: Bucket, event: Event) -> None:
 
 def replay_buckets(rec: Recording, axis: Axis, buckets: List[Bucket], pid: Optional[int]) -> Replay:
     """Fill taken/given/calls/held by replaying every event; returns the final replay."""
-    replay, current = Replay(), 0
+    replay, current = Replay(page_size(rec)), 0
     for ts, step in steps(rec, Selection(kind="all", pid=pid)):
         i = axis.index(ts)
         for j in range(current, i):
@@ -199,7 +199,7 @@ def growers(rec: Recording, axis: Axis, index: int, pid: Optional[int]) -> List[
     to its end, with a look at what is held at its start and at its end)."""
     labels: Dict[Optional[int], str] = {
         sid: own_frames(frames) for sid, frames in rec.stacks().items()}
-    replay, before = Replay(), None
+    replay, before = Replay(page_size(rec)), None
     for ts, step in steps(rec, Selection(kind="all", pid=pid)):
         i = axis.index(ts)
         if i > index:

@@ -83,7 +83,8 @@ def record_with_dtrace(
         imported = dtrace_events.to_imported(out, tuple(k for k in KINDS if k in kinds))
     finally:
         os.unlink(events_path)
-    imported.meta.update(drops, backend="dtrace", command=list(cmd))
+    imported.meta.update(drops, backend="dtrace", command=list(cmd),
+                         page_size=os.sysconf("SC_PAGE_SIZE"))
     write_recording(imported, output, force)
     status = out.exit_status()
     return rc if status is None else status

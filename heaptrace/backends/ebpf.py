@@ -36,7 +36,7 @@ from heaptrace.backends.records import (
     StackCopy,
     WalkedStack,
 )
-from heaptrace.errors import BackendUnavailable, HeaptraceError, PrivilegeError
+from heaptrace.errors import BackendUnavailable, HeaptraceError, PrivilegeError, UsageError
 from heaptrace.events import KIND_INDEX, KINDS, KindTotals
 
 if TYPE_CHECKING:
@@ -113,14 +113,15 @@ def _has_group_dead() -> bool:
 
 
 def build_cflags(
-    kinds: Sequence[str], stack_bytes: int, fp_stacks: bool, ringbuf_pages: int
+    kinds: Sequence[str], stack_bytes: int, fp_stacks: bool, ringbuf_mib: int
 ) -> List[str]:
     """Compiler defines that configure heaptrace.bpf.c (never text substitution)."""
-    if stack_bytes and stack_bytes & (stack_bytes - 1):
-        raise HeaptraceError(f"--stack-bytes must be a power of two, not {stack_bytes}")
-    if ringbuf_pages <= 0 or ringbuf_pages & (ringbuf_pages - 1):
-        raise HeaptraceError(
-            f"--buffer-mib must be a power of two, not {ringbuf_pages * 4096 / 2**20:g}")
+    if stack_bytes < 0 or stack_bytes & (stack_bytes - 1):
+        raise UsageError(f"--stack-bytes must be a power of two, not {stack_bytes}")
+    if ringbuf_mib <= 0 or ringbuf_mib & (ringbuf_mib - 1):
+        raise UsageError(f"--buffer-mib must be a power of two, not {ringbuf_mib}")
+    # The ring buffer is sized in the kernel's pages: 4 KiB on x86_64, 4, 16 or 64 KiB on arm64.
+    ringbuf_pages = max(ringbuf_mib * 2**20 // os.sysconf("SC_PAGE_SIZE"), 1)
     mask = sum(1 << KIND_INDEX[k] for k in kinds)
     return [
         f"-DKIND_MASK={mask}",

@@ -50,7 +50,7 @@ class RunOptions:
     def cflags(self) -> List[str]:
         """The probe's compile-time settings for these options."""
         return build_cflags(self.kinds, 0 if self.fp else self.stack_bytes, self.fp,
-                            self.ringbuf_mib * 256)
+                            self.ringbuf_mib)
 
     def probe_text(self) -> str:
         """The BPF program as it is compiled with these settings (`run --ebpf`)."""
@@ -104,6 +104,7 @@ class EbpfCapture:
             start_ns=time.monotonic_ns(), started_at=self.started, kernel=kernel_release(),
             heaptrace_version=__version__, source="ebpf", unwind=options.unwind,
             kinds=list(options.kinds), cwd=os.getcwd(), complete=False,
+            page_size=os.sysconf("SC_PAGE_SIZE"),
         )
         self.writer.commit()
 

@@ -56,6 +56,10 @@ def run(output: str, events: str, unwind: str, stack_bytes: int, buffer_mib: int
         return 0
     if bool(cmd) == (pid is not None):
         raise UsageError("give either a command to run (after --) or --pid PID")
+    if duration is not None and pid is None:
+        raise UsageError("--duration applies to --pid: a command is traced until it exits")
+    if duration is not None and duration <= 0:
+        raise UsageError(f"--duration must be more than 0 seconds, not {duration:g}")
     click.echo(f"heaptrace: tracing {', '.join(options.kinds)} in "
                f"{f'PID {pid}' if pid else cmd[0]} and its children"
                f"{'... Ctrl-C to end' if pid else ''}", err=True)

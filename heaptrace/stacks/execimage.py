@@ -8,7 +8,7 @@ import os
 import struct
 from typing import Dict, List, Optional
 
-from heaptrace.stacks.elf import open_elf
+from heaptrace.stacks.elf import ElfFile, open_elf
 from heaptrace.stacks.procmaps import Mapping
 
 AT_NULL, AT_PHDR, AT_PHENT, AT_PAGESZ, AT_BASE, AT_ENTRY = 0, 3, 4, 6, 7, 9
@@ -55,23 +55,24 @@ def program_path(filename: str) -> str:
 
 
 def image_mappings(auxv: Dict[int, int], filename: str, ts_ns: int) -> List[Mapping]:
-    """Executable mappings of the program and its loader at exec."""
+    """Executable mappings of the program and its loader at exec, in the pages of the
+    kernel that mapped them (AT_PAGESZ: 4 KiB on x86_64, 4, 16 or 64 KiB on arm64)."""
     program = open_elf(program_path(filename))
     if program is None:
         return []
+    page = auxv[AT_PAGESZ]  # find_auxv only returns a vector that has it
     mappings = []
     phdr = program.phdr_vaddr()
     if phdr is not None:
-        mappings += _segments(program, auxv[AT_PHDR] - phdr, ts_ns)
+        mappings += _segments(program, auxv[AT_PHDR] - phdr, ts_ns, page)
     interp = program.interpreter()
     loader = open_elf(interp) if interp and auxv.get(AT_BASE) else None
     if loader is not None:
-        mappings += _segments(loader, auxv[AT_BASE], ts_ns)
+        mappings += _segments(loader, auxv[AT_BASE], ts_ns, page)
     return mappings
 
 
-def _segments(elf, bias: int, ts_ns: int) -> List[Mapping]:
-    page = 4096
+def _segments(elf: ElfFile, bias: int, ts_ns: int, page: int) -> List[Mapping]:
     result = []
     for offset, vaddr, memsz in elf.exec_segments():
         start = (bias + vaddr) & ~(page - 1)

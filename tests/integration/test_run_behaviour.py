@@ -20,7 +20,9 @@ def test_exit_code_and_stdio_pass_through(tmp_path):
     assert proc.stdout == "hello from stdin\n"
     assert "err\n" in proc.stderr
     assert f"Wrote {db}" in proc.stderr
-    assert histogram_json(db)["recording"]["exit_code"] == 3
+    meta = histogram_json(db)["recording"]
+    assert meta["exit_code"] == 3
+    assert meta["page_size"] == os.sysconf("SC_PAGE_SIZE")  # what munmap rounds up to
 
 
 def test_killed_target_gives_128_plus_signal_and_a_readable_recording(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from heaptrace.stacks.symbols import Symbolizer
 from heaptrace.stacks.unwind.dwarf import Unwinder
 from tests.data.stacks import capture as fixtures
-from tests.stackfixtures import load
+from tests.helpers.stackfixtures import load
 
 pytestmark = pytest.mark.integration
 OWN = {"main", "level1", "level2", "level3", "grow_heap", "map_pages", "map_chain",

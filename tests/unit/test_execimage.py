@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import struct
+
+import pytest
 
 from heaptrace.stacks.elf import open_elf
 from heaptrace.stacks.execimage import (
@@ -15,8 +18,10 @@ from heaptrace.stacks.execimage import (
     image_mappings,
     program_path,
 )
+from tests.helpers.stackfixtures import DATA_AARCH64
 
 TRUE = "/usr/bin/true"
+AARCH64_CHAIN = os.path.join(DATA_AARCH64, "bin", "chain")
 
 
 def initial_stack(auxv: dict) -> bytes:
@@ -43,7 +48,7 @@ def test_program_and_loader_mappings_from_auxv():
     elf = open_elf(TRUE)
     bias = 0x555555554000
     auxv = {AT_PHDR: bias + elf.phdr_vaddr(), AT_BASE: 0x7FFFF7FC3000, AT_PHENT: 56,
-            AT_ENTRY: bias + elf.entry}
+            AT_ENTRY: bias + elf.entry, AT_PAGESZ: 4096}
     mappings = image_mappings(auxv, TRUE, 7)
     program = [m for m in mappings if m.path.endswith("/true")]
     loader = [m for m in mappings if "ld-linux" in m.path]
@@ -58,3 +63,15 @@ def test_script_maps_its_interpreter(tmp_path):
     script.write_text("#!/bin/sh -e\necho hi\n")
     assert program_path(str(script)) == "/bin/sh"
     assert program_path(TRUE) == TRUE
+
+
+@pytest.mark.parametrize("page", [4096, 16384, 65536])
+def test_program_mapping_is_in_the_pages_of_the_kernel_that_mapped_it(page):
+    # An arm64 program (linked for 64 KiB pages): its code segment is [0, 0xc08) of the file.
+    # The kernel maps whole pages of its own size, which the auxiliary vector gives.
+    elf = open_elf(AARCH64_CHAIN)
+    bias = 0xAAAAAAAA0000
+    auxv = {AT_PHDR: bias + elf.phdr_vaddr(), AT_PHENT: 56, AT_ENTRY: bias + elf.entry,
+            AT_PAGESZ: page}
+    program = [m for m in image_mappings(auxv, AARCH64_CHAIN, 7) if m.path.endswith("/chain")]
+    assert [(m.start, m.end, m.offset) for m in program] == [(bias, bias + page, 0)]

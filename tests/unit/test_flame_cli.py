@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from heaptrace.analysis.retained import PAGE
+from heaptrace.analysis.retained import DEFAULT_PAGE_SIZE as PAGE
 from heaptrace.formats.folded import parse_folded
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heaptrace.analysis.retained import PAGE, IntervalMap, retained
+from heaptrace.analysis.retained import DEFAULT_PAGE_SIZE as PAGE
+from heaptrace.analysis.retained import IntervalMap, retained
 from heaptrace.analysis.stacks import Selection
 
 A, B = ["main", "alloc_a"], ["main", "alloc_b"]
@@ -171,3 +172,19 @@ def test_interval_map_matches_a_page_model(operations):
     pieces = {p: owner for s, e, owner in intervals.pieces() for p in range(s, e)}
     assert pieces == model
     assert intervals.total == len(model)
+
+
+def test_munmap_releases_whole_pages_of_the_recorded_page_size(synth):
+    # An arm64 kernel with 16 KiB pages: munmap(addr, 100) gives back all 16 KiB.
+    synth.writer.set_meta(page_size=16384)
+    synth.mmap(1, 0x40000, 2 * 16384, stack=A)
+    synth.munmap(2, 0x40000, 100)
+    result = retained(synth.open(), SEL)
+    assert result.folded == {tuple(A): 16384}
+    assert result.unmatched == 0
+
+
+def test_a_recording_without_a_page_size_releases_4_KiB_pages(synth):
+    synth.mmap(1, 0x40000, 2 * 16384, stack=A)
+    synth.munmap(2, 0x40000, 100)
+    assert held(synth.open()) == {tuple(A): 2 * 16384 - PAGE}

@@ -21,15 +21,36 @@ def test_ebpf_prints_the_program_with_its_settings():
     assert "RAW_TRACEPOINT_PROBE(sys_exit)" in proc.stdout
 
 
-def test_bad_event_kind_and_stack_size_are_one_line_errors():
+def test_bad_event_kind_and_sizes_are_one_line_usage_errors():
     proc = run("--events", "brk,malloc", "--", "true")
     assert proc.returncode == 2 and "expected a comma list of brk, mmap" in proc.stderr
     proc = run("--ebpf", "--stack-bytes", "1000")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr == "heaptrace: error: --stack-bytes must be a power of two, not 1000\n"
     proc = run("--ebpf", "--buffer-mib", "48")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr == "heaptrace: error: --buffer-mib must be a power of two, not 48\n"
+    proc = run("--ebpf", "--buffer-mib", "0")
+    assert proc.returncode == 2 and "--buffer-mib must be a power of two, not 0" in proc.stderr
+
+
+def test_duration_needs_a_pid():
+    proc = run("--duration", "5", "--", "true")
+    assert proc.returncode == 2
+    assert proc.stderr == ("heaptrace: error: --duration applies to --pid: a command is traced "
+                           "until it exits\n")
+    proc = run("--pid", "1", "--duration", "0")
+    assert proc.returncode == 2 and "--duration must be more than 0 seconds" in proc.stderr
+
+
+def test_a_debug_among_the_commands_arguments_is_the_commands():
+    proc = run("--pid", "1", "--", "prog", "--debug")
+    assert proc.returncode == 2
+    assert proc.stderr == ("heaptrace: error: give either a command to run (after --) or "
+                           "--pid PID\n")
+    proc = subprocess.run([*HEAPTRACE, "--debug", "run", "--pid", "1", "--", "prog"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr  # heaptrace's own --debug
 
 
 def test_either_a_command_or_a_pid():

@@ -7,7 +7,7 @@ import pytest
 from heaptrace.cli import main
 from heaptrace.recording import Recording, RecordingWriter
 from heaptrace.stacks.unwind.dwarf import Unwinder
-from tests.stackfixtures import load
+from tests.helpers.stackfixtures import load
 
 
 def test_symbolize_names_recorded_stacks(tmp_path, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from heaptrace.events import Frame
 from heaptrace.stacks.procmaps import ANON, Mapping, ProcMaps
 from heaptrace.stacks.symbols import Symbolizer, SymbolTable, demangle, is_symbolized
-from tests.stackfixtures import DATA
+from tests.helpers.stackfixtures import DATA
 
 CHAIN = f"{DATA}/bin/chain"
 

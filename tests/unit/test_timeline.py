@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heaptrace.analysis.retained import PAGE, retained
+from heaptrace.analysis.retained import DEFAULT_PAGE_SIZE as PAGE
+from heaptrace.analysis.retained import retained
 from heaptrace.analysis.stacks import Selection
 from heaptrace.analysis.timeline import nice_interval, own_frames, rss_rounds, timeline
 from heaptrace.errors import UsageError

@@ -14,7 +14,7 @@ from heaptrace.stacks.unwind.arch import AARCH64, X86_64
 from heaptrace.stacks.unwind.bpf_rules import rules_along, step_rule
 from heaptrace.stacks.unwind.dwarf import ENTRY, NO_CFI, TRUNCATED, Unwinder
 from heaptrace.stacks.unwind.live import LiveUnwinder
-from tests.stackfixtures import Stop, aarch64_stops, all_stops
+from tests.helpers.stackfixtures import Stop, aarch64_stops, all_stops
 
 STOPS = aarch64_stops()
 OWN = ("grow_heap", "level3", "level2", "level1", "main", "map_chain", "thread_work",

@@ -7,7 +7,7 @@ import pytest
 
 from heaptrace.stacks.symbols import Symbolizer
 from heaptrace.stacks.unwind.dwarf import BAD_FRAME, ENTRY, TRUNCATED, Unwinder
-from tests.stackfixtures import Stop, all_stops, load
+from tests.helpers.stackfixtures import Stop, all_stops, load
 
 STOPS = all_stops()
 

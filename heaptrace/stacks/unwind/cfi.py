@@ -23,6 +23,12 @@ class CfiError(Exception):
     """Malformed or unsupported call-frame information."""
 
 
+# What reading malformed CFI raises on the way (offsets past the end, a bad CIE pointer, an
+# augmentation that is not text, restore_state with nothing remembered): all become
+# CfiError at the table's edge, so no caller (the probe's callback) sees them.
+_MALFORMED = (IndexError, ValueError, struct.error)
+
+
 @dataclass(frozen=True)
 class Rule:
     """How to find the caller's registers at one address.
@@ -313,8 +319,15 @@ class CfiTable:
     """The CFI of one ELF file (and its debug file): `rule(vaddr)`, cached per address."""
 
     def __init__(self, elf, debug=None) -> None:
+        """Raises CfiError when the CFI cannot be indexed."""
         self._sections: List[_Section] = []
         self._rules: Dict[int, Optional[Rule]] = {}
+        try:
+            self._index(elf, debug)
+        except _MALFORMED as exc:
+            raise CfiError(f"malformed CFI: {exc!r}") from None
+
+    def _index(self, elf, debug) -> None:
         eh = elf.data(".eh_frame")
         if eh:
             sec = _Section(eh, elf.sections[".eh_frame"].addr, True)
@@ -350,12 +363,13 @@ class CfiTable:
             pass
         rule = None
         for sec in self._sections:
-            fde = sec.fde_for(vaddr)
-            if fde is not None:
-                try:
-                    rule = sec.rule_at(fde, vaddr)
-                except (CfiError, IndexError, struct.error):
-                    rule = None
-                break
+            try:
+                fde = sec.fde_for(vaddr)
+                if fde is None:
+                    continue
+                rule = sec.rule_at(fde, vaddr)
+            except (CfiError, *_MALFORMED):
+                rule = None  # a malformed entry: no rule at this address
+            break
         self._rules[vaddr] = rule
         return rule

@@ -10,7 +10,6 @@ before is a dict lookup and a few 8-byte reads per frame.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -187,7 +186,7 @@ class Unwinder:
             return None
         try:
             return elf, CfiTable(elf, open_debug_file(elf, self.debug_root))
-        except (CfiError, IndexError, ValueError, struct.error):
+        except CfiError:
             return None  # malformed CFI: the frame-pointer step takes over
 
 

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 from heaptrace.stacks.procmaps import ProcMaps
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "stacks")
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "stacks")
 PROGRAMS = ("chain", "chain-debugframe", "templates")
 DATA_AARCH64 = os.path.join(os.path.dirname(DATA), "stacks-aarch64")
 PROGRAMS_AARCH64 = ("chain", "chain-fp")

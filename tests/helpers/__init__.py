@@ -1,0 +1,3 @@
+"""What the tests share: running the CLI, synthetic recordings, the strace oracle, the
+compiled test programs, the captured stack fixtures and hand-built call-frame information.
+Import it as `tests.helpers.NAME` from every tier."""
