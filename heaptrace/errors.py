@@ -39,7 +39,7 @@ class ImportFormatError(HeaptraceError):
     """An input file given to `heaptrace import` does not have the expected format."""
 
     def __init__(self, path: str, line: int, expected: str) -> None:
-        super().__init__(f"{path}:{line}: {expected}")
+        super().__init__(f"{path}:{line}: {expected}" if line else f"{path}: {expected}")
         self.path = path
         self.line = line
 

@@ -23,6 +23,7 @@ from heaptrace.analysis.stacks import (
 )
 from heaptrace.errors import RecordingError, UsageError
 from heaptrace.formats.folded import parse_folded_lines
+from heaptrace.formats.textinput import input_lines
 from heaptrace.recording import Recording
 from heaptrace.units import human
 
@@ -69,8 +70,7 @@ def load_profile(path: str, sel: Selection, at: Optional[str] = None,
 
 def folded_file(path: str) -> Profile:
     """A folded file: its sum per stack, and its lines in file order as the chart."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        lines = parse_folded_lines(f, path)
+    lines = parse_folded_lines(input_lines(path), path)
     runs: Chart = []
     for stack, count in lines:
         append_run(runs, stack, count)

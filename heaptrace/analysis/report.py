@@ -9,7 +9,6 @@ stack quality from coverage.
 
 from __future__ import annotations
 
-import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -33,7 +32,7 @@ from heaptrace.recording import Recording
 DEFAULT_TOP = 5
 OWN_FRAMES = 3  # how many of the program's own frames a compact stack names
 # GCC's names for clones of a function: download_package.constprop.0 is download_package.
-CLONE_SUFFIX = re.compile(r"(\.(constprop|isra|part|cold|lto_priv|llvm)(\.\d+)?)+$")
+CLONE_KINDS = frozenset({"constprop", "isra", "part", "cold", "lto_priv", "llvm"})
 
 
 @dataclass
@@ -123,7 +122,22 @@ def short_name(frame: Frame) -> str:
     """The function alone: no DTrace "module`" prefix, no GCC clone suffix."""
     if not frame.name:
         return UNKNOWN_FRAME
-    return CLONE_SUFFIX.sub("", frame.name.rsplit("`", 1)[-1]) or frame.name
+    return without_clone_suffix(frame.name.rsplit("`", 1)[-1]) or frame.name
+
+
+def without_clone_suffix(name: str) -> str:
+    """`name` without trailing `.constprop.0`, `.isra.0`, `.cold`... (any number of them),
+    taken off part by part from the end: no regular expression to rescan long names."""
+    parts = name.split(".")
+    keep = len(parts)
+    while keep > 1:
+        if parts[keep - 1] in CLONE_KINDS:
+            keep -= 1
+        elif keep > 2 and parts[keep - 1].isdigit() and parts[keep - 2] in CLONE_KINDS:
+            keep -= 2
+        else:
+            break
+    return ".".join(parts[:keep])
 
 
 def is_own(frame: Frame) -> bool:

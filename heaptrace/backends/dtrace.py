@@ -23,7 +23,8 @@ from heaptrace.backends.probefiles import probe_path
 from heaptrace.errors import BackendUnavailable, PrivilegeError, UsageError
 from heaptrace.events import KINDS
 from heaptrace.formats import dtrace_events
-from heaptrace.formats.imported import read_lines, write_recording
+from heaptrace.formats.imported import write_recording
+from heaptrace.formats.textinput import input_lines
 
 SCRIPT = "heaptrace-events.d"
 SYSTEMS = ("SunOS", "Darwin")
@@ -77,7 +78,9 @@ def record_with_dtrace(
     os.close(fd)
     try:
         rc, drops, messages = _run(dtrace_argv(binary, cmd, events_path), stderr)
-        out = dtrace_events.parse_lines(events_path, read_lines(events_path))
+        # heaptrace's own file: only its lines are bounded, not its size
+        lines = input_lines(events_path, max_total=1 << 62)
+        out = dtrace_events.parse_lines(events_path, lines)
         if out.target is None:
             _failed_to_start(rc, messages)
         imported = dtrace_events.to_imported(out, tuple(k for k in KINDS if k in kinds))

@@ -13,11 +13,9 @@ from typing import List
 
 _A = re.ASCII
 _OFFSET = re.compile(r"\+[^+]*$", _A)
-_CXX_ARGS = re.compile(r"(::.*)[(<].*", _A)
 _LEADING_SPACE = re.compile(r"^\s*", _A)
 _PERF_OFFSET = re.compile(r"\+0x[\da-f]+$", _A)
 _PERF_ARGS = re.compile(r"\((?!anonymous namespace\)).*", _A)
-_PERF_DOTTED_ARGS = re.compile(r"\.\(.*\)\.", _A)
 
 
 def perl_split(text: str, sep: str) -> List[str]:
@@ -33,7 +31,7 @@ def dtrace_frame(line: str) -> List[str]:
     arguments removed, inlined frames ("a->b") split, root-most first."""
     frame = _LEADING_SPACE.sub("", line, count=1)
     frame = _OFFSET.sub("", frame, count=1)
-    frame = _CXX_ARGS.sub(r"\1", frame, count=1)
+    frame = _without_cxx_args(frame)
     if frame == "":
         frame = "-"
     names: List[str] = []
@@ -45,6 +43,20 @@ def dtrace_frame(line: str) -> List[str]:
             func += "_[i]"
         names.append(func)
     return names
+
+
+def _without_cxx_args(frame: str) -> str:
+    """Perl's `s/(::.*)[(<].*/$1/` without backtracking: cut at the last "(" or "<" when a
+    "::" comes before it."""
+    last = max(frame.rfind("("), frame.rfind("<"))
+    first = frame.find("::")
+    return frame[:last] if first >= 0 and first + 2 <= last else frame
+
+
+def _has_dotted_args(func: str) -> bool:
+    r"""Perl's `/\.\(.*\)\./` without backtracking: a ".(" with a ")." after it."""
+    start = func.find(".(")
+    return start >= 0 and func.rfind(").") >= start + 2
 
 
 def perf_frame(rawfunc: str, module: str, pname: str) -> List[str]:
@@ -64,7 +76,7 @@ def _perf_name(func: str, module: str, pname: str, inlined: bool) -> str:
         # Use the module's file name instead, if perf knew the module.
         func = "[" + (module.rsplit("/", 1)[-1] if module != "[unknown]" else "unknown") + "]"
     func = func.replace(";", ":")
-    if not _PERF_DOTTED_ARGS.search(func):
+    if not _has_dotted_args(func):
         func = _PERF_ARGS.sub("", func, count=1)
     func = func.replace('"', "").replace("'", "")
     if pname.startswith("java") and "/" in func and func.startswith("L"):

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from heaptrace.errors import ImportFormatError
 from heaptrace.events import KINDS, SPEC, Event, Frame, KindTotals
 from heaptrace.formats import collapse
 from heaptrace.formats.dtrace_text import BLANK, QUANTIZE_HEADER, QUANTIZE_ROW
 from heaptrace.formats.imported import Imported, LineError, Sample, totals_from_samples
+from heaptrace.formats.textinput import checked_int
 
 _A = re.ASCII
 _INT = r"(-?\d+)"
@@ -77,8 +78,13 @@ class _Parser:
         self.out = EventsOutput()
         self.call: Optional[_Call] = None  # the call whose stack lines follow
         self.table: Optional[str] = None  # the kind whose quantize rows follow
+        self.number = 0  # the line being read
+
+    def _int(self, token: str) -> int:
+        return checked_int(self.number, token)
 
     def feed(self, number: int, line: str) -> None:
+        self.number = number
         if BLANK.match(line):
             return
         if FRAME.match(line):
@@ -113,40 +119,40 @@ class _Parser:
         if row is None:
             raise LineError(number, "expected a quantize() row of the table above")
         buckets = self.out.totals.setdefault(kind, KindTotals()).buckets
-        buckets[int(row.group(1))] = int(row.group(2))
+        buckets[self._int(row.group(1))] = self._int(row.group(2))
 
     def _on_call(self, kind: str, func: str, *numbers: str) -> None:
-        pid, tid, ts, a0, a1, a2, a3, a4, ret, errno = (int(n) for n in numbers)
+        pid, tid, ts, a0, a1, a2, a3, a4, ret, errno = (self._int(n) for n in numbers)
         self.call = _Call(kind, func, pid, tid, ts, (a0, a1, a2, a3, a4), ret, errno)
         self.out.calls.append(self.call)
 
     def _on_target(self, pid: str) -> None:
-        self.out.target = int(pid)
+        self.out.target = self._int(pid)
 
     def _on_fork(self, child: str, parent: str, ts: str) -> None:
-        self.out.forks.append((int(child), int(parent), int(ts)))
+        self.out.forks.append((self._int(child), self._int(parent), self._int(ts)))
 
     def _on_exec(self, pid: str, ts: str, name: str) -> None:
-        self.out.execs.append((int(pid), int(ts), name))
+        self.out.execs.append((self._int(pid), self._int(ts), name))
 
     def _on_exitcode(self, pid: str, code: str) -> None:
-        self.out.exit_codes[int(pid)] = int(code)
+        self.out.exit_codes[self._int(pid)] = self._int(code)
 
     def _on_signal(self, pid: str, sig: str) -> None:
-        self.out.signals[int(pid)] = int(sig)
+        self.out.signals[self._int(pid)] = self._int(sig)
 
     def _on_exit(self, pid: str, ts: str, why: str) -> None:
-        self.out.exits[int(pid)] = (int(ts), int(why))
+        self.out.exits[self._int(pid)] = (self._int(ts), self._int(why))
 
     def _on_total(self, name: str, kind: str, value: str) -> None:
         t = self.out.totals.setdefault(kind, KindTotals())
-        setattr(t, name, int(value))
+        setattr(t, name, self._int(value))
 
     def _on_quantize(self, kind: str) -> None:
         self.table = kind
 
 
-def parse_lines(path: str, lines: List[str]) -> EventsOutput:
+def parse_lines(path: str, lines: Iterable[str]) -> EventsOutput:
     parser = _Parser()
     try:
         for number, line in enumerate(lines, 1):
@@ -188,7 +194,7 @@ def _frames(lines: List[str]) -> Tuple[Frame, ...]:
 
 def _frame(name: str) -> Frame:
     module, _, func = name.rpartition("`")
-    addr = int(func, 16) if re.fullmatch(r"0x[0-9a-fA-F]+", func) else None
+    addr = int(func, 16) if len(func) <= 18 and re.fullmatch(r"0x[0-9a-fA-F]+", func) else None
     return Frame(name, module or None, addr)
 
 

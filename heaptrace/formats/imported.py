@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from heaptrace.analysis.quantize import quantize
-from heaptrace.errors import ImportFormatError, RecordingError
+from heaptrace.errors import RecordingError
 from heaptrace.events import Event, Frame, KindTotals
+from heaptrace.formats.textinput import LineError  # noqa: F401  (the parsers' error)
 from heaptrace.recording import RecordingWriter
 
 
@@ -37,29 +38,6 @@ class Imported:
     # (pid, ppid, comm, start_ns, end_ns, exit_code): only the DTrace backend knows these
     processes: List[Tuple[int, Optional[int], Optional[str], int, Optional[int],
                           Optional[int]]] = field(default_factory=list)
-
-
-class LineError(Exception):
-    """Raised inside a parser with the line number; turned into ImportFormatError by the caller."""
-
-    def __init__(self, line: int, expected: str) -> None:
-        super().__init__(expected)
-        self.line = line
-        self.expected = expected
-
-
-def read_lines(path: str) -> List[str]:
-    """The input's lines without their line ends (LF or CRLF); undecodable bytes replaced."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise ImportFormatError(path, 0, f"cannot read: {exc.strerror}") from None
-    text = data.decode("utf-8", errors="replace")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def totals_from_samples(samples: Iterable[Sample], with_buckets: bool) -> Dict[str, KindTotals]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from heaptrace.formats.imported import write_recording
+from heaptrace.errors import ImportFormatError
+from heaptrace.formats.imported import Imported, write_recording
+from heaptrace.formats.textinput import fits
 from heaptrace.importers import common, dtrace, folded, perf
 
 FORMATS = ("dtrace", "perf", "folded")
@@ -22,4 +24,15 @@ def import_file(fmt: str, path: str, output: str, kind: Optional[str] = None,
     else:
         imported = folded.parse(path, kind, counts, column)
     imported.meta["imported_from"] = path
+    check_fits(imported, path)
     write_recording(imported, output, force)
+
+
+def check_fits(imported: Imported, path: str) -> None:
+    """Each number was checked on its line; their sums must fit the recording too."""
+    for kind, t in imported.totals.items():
+        for name in ("calls", "failed", "bytes", "released"):
+            if not fits(getattr(t, name)):
+                raise ImportFormatError(path, 0, f"the {kind} {name} add up to "
+                                        f"{getattr(t, name):,}, more than a recording holds "
+                                        "(2^63 - 1)")

@@ -27,12 +27,13 @@ from heaptrace.errors import ImportFormatError
 from heaptrace.events import KINDS, Frame, KindTotals
 from heaptrace.formats import collapse
 from heaptrace.formats.dtrace_text import BLANK, QUANTIZE_HEADER, QUANTIZE_ROW
-from heaptrace.formats.imported import Imported, LineError, Sample, read_lines
+from heaptrace.formats.imported import Imported, LineError, Sample
+from heaptrace.formats.textinput import checked_int, input_lines
 from heaptrace.importers.common import leaf_kind, stack_event
 
 _A = re.ASCII
 COUNT = re.compile(r"^\s*(-?\d+)$", _A)
-LABELLED = re.compile(r"^\s+(\S.*?)\s+(-?\d+)$", _A)
+SPACE = " \t\n\r\f\v"
 LOST = re.compile(r"^\s+(\d+) events lost from the per-event stream", _A)
 KIND_IN_TEXT = re.compile(r"\b(" + "|".join(KINDS) + r")\b", _A)
 
@@ -80,12 +81,12 @@ class _Parser:
         elif QUANTIZE_HEADER.match(line):
             self._start_table(number)
         elif count := COUNT.match(line):
-            self._count(number, line, int(count.group(1)))
+            self._count(number, line, checked_int(number, count.group(1)))
         elif (lost := LOST.match(line)) and not self.pending:
-            self.out.lost += int(lost.group(1))
-        elif (labelled := LABELLED.match(line)) and not self.pending:
-            label, value = labelled.groups()
-            self._total(number, line, label, int(value))
+            self.out.lost += checked_int(number, lost.group(1))
+        elif (labelled := _labelled(line)) and not self.pending:
+            label, value = labelled
+            self._total(number, line, label, checked_int(number, value))
         else:
             self.pending.append((number, line))
 
@@ -144,12 +145,12 @@ class _Parser:
         if row is None:
             raise LineError(number, "expected a quantize() row (VALUE |@@@  COUNT) or a blank "
                             "line; lquantize()/llquantize() tables are not supported")
-        value, count = int(row.group(1)), int(row.group(2))
+        value, calls = checked_int(number, row.group(1)), checked_int(number, row.group(2))
         if value != 0 and abs(value) & (abs(value) - 1):
             raise LineError(number, f"expected a power-of-two quantize() bucket, not {value}")
         if value in table.buckets:
             raise LineError(number, f"expected each bucket once; {value} appears twice")
-        table.buckets[value] = count
+        table.buckets[value] = calls
         return True
 
     def _count(self, number: int, line: str, value: int) -> None:
@@ -169,6 +170,19 @@ class _Parser:
             self.kind = kind
         self.out.raw[number] = line
         self.out.totals.append((number, kind or self.kind, label, field_name, value))
+
+
+def _labelled(line: str) -> Optional[Tuple[str, str]]:
+    """(label, number) of an indented `  Label text    123` line (`^\\s+(\\S.*?)\\s+(-?\\d+)$`,
+    split from the right so that no run of blanks is scanned twice)."""
+    if not line[:1] or line[0] not in SPACE or line[-1:] in ("", *SPACE):
+        return None
+    cut = max(line.rfind(c) for c in SPACE)
+    label, value = line[:cut].strip(SPACE), line[cut + 1:]
+    digits = value[1:] if value.startswith("-") else value
+    if not label or not digits or not set(digits) <= set("0123456789"):
+        return None
+    return label, value
 
 
 def _frame(name: str) -> Frame:
@@ -193,12 +207,12 @@ def _label_field(label: str) -> Tuple[Optional[str], Optional[str]]:
 
 def parse(path: str, kind: Optional[str] = None, counts: str = "bytes") -> Imported:
     """Parse DTrace aggregation output; `kind` is used where the data does not name one."""
-    lines = read_lines(path)
     parser = _Parser()
+    number = 0
     try:
-        for number, line in enumerate(lines, 1):
+        for number, line in enumerate(input_lines(path), 1):
             parser.feed(number, line)
-        parsed = parser.finish(len(lines) + 1)
+        parsed = parser.finish(number + 1)
         return _build(parsed, kind, counts)
     except LineError as exc:
         raise ImportFormatError(path, exc.line, exc.expected) from None

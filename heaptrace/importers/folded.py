@@ -8,18 +8,14 @@ bytes by default, or calls (`counts`).
 
 from __future__ import annotations
 
-import re
 from typing import List, Optional, Tuple
 
 from heaptrace.errors import ImportFormatError
 from heaptrace.events import Frame
-from heaptrace.formats.imported import Imported, LineError, Sample, read_lines, totals_from_samples
+from heaptrace.formats.folded import SPACE, is_count, is_whole_number, split_counts
+from heaptrace.formats.imported import Imported, LineError, Sample, totals_from_samples
+from heaptrace.formats.textinput import fits, input_lines, to_int
 from heaptrace.importers.common import leaf_kind, stack_event, unknown_totals
-
-_A = re.ASCII
-LINE = re.compile(r"^(.*?)[ \t]+(-?\d+)(?:[ \t]+(-?\d+))?\s*$", _A)
-FRACTION = re.compile(r"^.*[ \t]\d+\.\d*(?:[ \t]+\d+(?:\.\d*)?)?\s*$", _A)
-BLANK = re.compile(r"^\s*$", _A)
 
 
 def parse(path: str, kind: Optional[str] = None, counts: str = "bytes",
@@ -28,8 +24,8 @@ def parse(path: str, kind: Optional[str] = None, counts: str = "bytes",
     imported = Imported(meta={"source": "folded"})
     widths: List[int] = []
     try:
-        for number, line in enumerate(read_lines(path), 1):
-            if BLANK.match(line):
+        for number, line in enumerate(input_lines(path), 1):
+            if not line.strip(SPACE):
                 continue
             stack, value, width = _parse_line(number, line, column)
             _check_width(number, widths, width)
@@ -47,17 +43,18 @@ def parse(path: str, kind: Optional[str] = None, counts: str = "bytes",
 
 
 def _parse_line(number: int, line: str, column: int) -> Tuple[str, int, int]:
-    m = LINE.match(line)
-    if m is None:
-        if FRACTION.match(line):
+    parsed = split_counts(line, is_whole_number)
+    if parsed is None:
+        if split_counts(line, is_count) is not None:
             raise LineError(number, "expected whole-number counts (bytes or calls), "
                             "not fractions")
         raise LineError(number, "expected a folded stack: frames joined by ';', a space "
                         "and a count (or two)")
-    stack, first, second = m.groups()
-    if second is None:
-        return stack, int(first), 1
-    return stack, int(second if column == 2 else first), 2
+    stack, counts = parsed
+    value = to_int(counts[-1] if column == 2 or len(counts) == 1 else counts[0])
+    if not all(fits(to_int(c)) for c in counts):
+        raise LineError(number, "expected counts that fit in 64 bits (below 2^63)")
+    return stack, value, len(counts)
 
 
 def _sample(number: int, stack: str, value: int, kind: Optional[str], counts: str) -> Sample:

@@ -22,15 +22,11 @@ from typing import Dict, List, Optional
 from heaptrace.errors import ImportFormatError
 from heaptrace.events import KINDS, SPEC, SPECS, Event, Frame
 from heaptrace.formats import collapse
-from heaptrace.formats.imported import Imported, LineError, Sample, read_lines, totals_from_samples
+from heaptrace.formats.imported import Imported, LineError, Sample, totals_from_samples
+from heaptrace.formats.perf_script import Header, parse_args, parse_callchain, parse_header
+from heaptrace.formats.textinput import fits, input_lines, to_int
 
 _A = re.ASCII
-HEADER = re.compile(
-    r"^(?P<comm>\S.*?)\s+(?P<pid>\d+)(?:/(?P<tid>\d+))?\s+(?:\[\d+\]\s+)?"
-    r"(?:(?P<sec>\d+)\.(?P<frac>\d+):\s+)?(?:(?P<period>\d+)\s+)?"
-    r"(?P<event>\S+?):(?:\s+(?P<args>.*?))?\s*$", _A)
-FRAME = re.compile(r"^\s*(\w+)\s*(.+) \((.*)\)", _A)  # stackcollapse-perf.pl's own pattern
-ARG = re.compile(r"(\w+): (0x[0-9a-fA-F]+|-?\d+)", _A)
 SYSCALL = re.compile(r"^(?:syscalls:)?sys_enter_(" + "|".join(KINDS) + r")$", _A)
 # Kinds whose bytes the arguments alone give (brk needs the previous break).
 BYTE_KINDS = tuple(s.name for s in SPECS if s.name != "brk")
@@ -50,7 +46,7 @@ def parse(path: str, kind: Optional[str] = None) -> Imported:
     imported = Imported(meta={"source": "perf", "counts": {}})
     current: Optional[_Sample] = None
     try:
-        for number, line in enumerate(read_lines(path), 1):
+        for number, line in enumerate(input_lines(path), 1):
             current = _feed(imported, current, number, line, kind)
         _flush(imported, current)
         if not imported.samples:
@@ -72,38 +68,38 @@ def _feed(imported: Imported, current: Optional[_Sample], number: int, line: str
     if header is not None:
         _flush(imported, current)
         return _new_sample(imported, number, header, kind)
-    frame = FRAME.match(line)
+    frame = parse_callchain(line)
     if frame is None:
         raise LineError(number, "expected a sample header (COMM PID [CPU] TIME: EVENT: ARGS), "
                         "a callchain line (ADDR SYMBOL (MODULE)) or a blank line")
     if current is None:
         raise LineError(number, "expected a sample header line before this callchain line")
-    _, rawfunc, module = frame.groups()
+    rawfunc, module = frame
     names = collapse.perf_frame(rawfunc, module, collapse.perf_pname(current.comm))
     current.frames[:0] = [Frame(name, module) for name in names]
     return current
 
 
-def _header(line: str) -> Optional[re.Match]:
+def _header(line: str) -> Optional[Header]:
     """A sample's first line. Without call chains perf right-aligns the command, so a
     line may start with blanks; such a line must carry a timestamp to count as a header."""
     if not line[0].isspace():
-        return HEADER.match(line)
-    m = HEADER.match(line.lstrip())
-    return m if m is not None and m.group("sec") is not None else None
+        return parse_header(line)
+    h = parse_header(line.lstrip(" \t\n\r\f\v"))
+    return h if h is not None and h.sec is not None else None
 
 
-def _new_sample(imported: Imported, number: int, m: re.Match, kind: Optional[str]) -> _Sample:
-    event_kind = _kind(number, m.group("event"), kind)
-    weighted = SYSCALL.match(m.group("event")) and event_kind in BYTE_KINDS
+def _new_sample(imported: Imported, number: int, h: Header, kind: Optional[str]) -> _Sample:
+    event_kind = _kind(number, h.event, kind)
+    weighted = SYSCALL.match(h.event) and event_kind in BYTE_KINDS
     imported.meta["counts"].setdefault(event_kind, "bytes" if weighted else "calls")
-    pid = int(m.group("pid"))
-    tid = int(m.group("tid") or pid)
-    ts_ns = _ts_ns(m.group("sec"), m.group("frac"))
-    args = _args(m.group("args") or "") if SYSCALL.match(m.group("event")) else {}
-    calls = int(m.group("period") or 1)
-    event = _event(event_kind, args, Event(event_kind, 0, ts_ns, pid, tid, calls=calls))
-    return _Sample(number, m.group("comm"), event)
+    ts_ns = _ts_ns(h.sec, h.frac)
+    args = parse_args(h.args) if SYSCALL.match(h.event) else {}
+    if not all(map(fits, (h.pid, h.tid, ts_ns, h.period or 0, *args.values()))):
+        raise LineError(number, "expected numbers below 2^63 in the sample header")
+    event = _event(event_kind, args, Event(event_kind, 0, ts_ns, h.pid, h.tid,
+                                           calls=1 if h.period is None else h.period))
+    return _Sample(number, h.comm, event)
 
 
 def _kind(number: int, event: str, kind: Optional[str]) -> str:
@@ -119,12 +115,7 @@ def _kind(number: int, event: str, kind: Optional[str]) -> str:
 def _ts_ns(sec: Optional[str], frac: Optional[str]) -> int:
     if sec is None or frac is None:  # the pattern has both or neither
         return 0
-    return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
-
-
-def _args(text: str) -> Dict[str, int]:
-    return {name: int(value, 16) if value.startswith("0x") else int(value)
-            for name, value in ARG.findall(text)}
+    return to_int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
 def _event(kind: str, a: Dict[str, int], base: Event) -> Event:

@@ -11,13 +11,9 @@ from __future__ import annotations
 import re
 from typing import Dict, Iterable, Mapping, Sequence, TextIO, Tuple
 
-from heaptrace.formats.folded import Stack
+from heaptrace.formats.folded import SPACE, Stack, is_count, last_token
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # incl. Unicode line breaks
-# flamegraph.pl reads the last number on a line as the count and, if the rest also ends in
-# a number, takes that for the "before" column of a differential line: a frame that ends in
-# blank + digits would be misread, so that blank becomes "_".
-_TRAILING_NUMBER = re.compile(r"\s+(\d+(?:\.\d*)?)$")
 
 
 def clean_frame(name: str) -> str:
@@ -26,7 +22,18 @@ def clean_frame(name: str) -> str:
     name = _CONTROL.sub(" ", name.replace(";", ":")).strip()
     if not name:
         return "[unknown]"
-    return _TRAILING_NUMBER.sub(r"_\1", name)
+    return _joined_trailing_number(name)
+
+
+def _joined_trailing_number(name: str) -> str:
+    """flamegraph.pl reads the last number on a line as the count and, if the rest also ends
+    in a number, takes that for the "before" column of a differential line: a frame that
+    ends in blank + number would be misread, so the blanks before it become one "_".
+    Split with string methods (a regular expression would rescan long runs of blanks)."""
+    head, number = last_token(name)
+    if not head or not is_count(number):
+        return name
+    return head.rstrip(SPACE) + "_" + number
 
 
 def stack_text(stack: Stack) -> str:

@@ -101,7 +101,7 @@ _RULES = {
              (r"^L?(java|javax|jdk|net|org|com|io|sun)/", "green"), (r":::", "green"),
              (r"_\[k\]$", "orange"), (r"::", "yellow")],
     "perl": [(r"::", "yellow"), (r"Perl|\.pl", "green"), (r"_\[k\]$", "orange")],
-    "js": [(r"_\[j\]$.*", "js-jit"), (r"::", "yellow"), (r"/.*\.js", "green"),
+    "js": [(r"_\[j\]$.*", "js-jit"), (r"::", "yellow"), (r"/[^/]*\.js", "green"),
            (r":", "aqua"), (r"^ $", "green"), (r"_\[k\]", "orange")],
     "wakeup": [(r"", "aqua")],
     "chain": [(r"_\[w\]", "aqua"), (r"", "blue")],

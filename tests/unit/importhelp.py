@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from typing import Dict, List
 
 from click.testing import CliRunner
@@ -34,6 +36,12 @@ def run_cli(*args: str) -> str:
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.stdout
+
+
+def run_main(*args: str) -> subprocess.CompletedProcess:
+    """Run heaptrace as a user does (one-line errors, exit codes); output as text."""
+    return subprocess.run([sys.executable, "-m", "heaptrace", *args], capture_output=True,
+                          text=True, check=False)
 
 
 def read(path: str) -> List[str]:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from heaptrace.analysis.quantize import quantize
 from heaptrace.errors import ImportFormatError
 from heaptrace.formats import dtrace_events
-from heaptrace.formats.imported import read_lines
+from heaptrace.formats.textinput import input_lines
 from heaptrace.importers import dtrace, folded, perf
 from heaptrace.render.histogram import quantize_table, total_line
 
@@ -146,7 +146,7 @@ def test_events_round_trip(calls):
         text += f"call {kind} {kind} 7 1 {1000 + i} 0 {length} 3 34 -1 {ret} {errno}\n\n"
         text += "".join(f"{' ' * 14}libc.so.1`{fn}+0x{j:x}\n" for j, fn in enumerate(funcs))
     with written(text) as path:
-        out = dtrace_events.parse_lines(path, read_lines(path))
+        out = dtrace_events.parse_lines(path, input_lines(path))
     imported = dtrace_events.to_imported(out)
     sizes = [0 if errno else length for _, length, errno, _ in calls]
     assert [s.event.size for s in imported.samples] == sizes
@@ -163,7 +163,7 @@ def parse_any(fmt, path):
         return perf.parse(path)
     if fmt == "folded":
         return folded.parse(path, kind="brk")
-    return dtrace_events.to_imported(dtrace_events.parse_lines(path, read_lines(path)))
+    return dtrace_events.to_imported(dtrace_events.parse_lines(path, input_lines(path)))
 
 
 @SETTINGS
