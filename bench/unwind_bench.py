@@ -25,7 +25,7 @@ sys.path.insert(0, ROOT)
 from heaptrace.stacks.procmaps import ProcMaps  # noqa: E402
 from heaptrace.stacks.symbols import Symbolizer, is_symbolized  # noqa: E402
 from heaptrace.stacks.unwind.dwarf import Unwinder  # noqa: E402
-from tests.stackfixtures import DATA, all_stops, load  # noqa: E402
+from tests.helpers.stackfixtures import DATA, all_stops, load  # noqa: E402
 
 
 def capture(command: str, stops: int) -> list:
