@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 PROFILE_PROTO = Path("/usr/share/gocode/src/github.com/google/pprof/proto/profile.proto")
-# Fields protoc prints once per message but that profile.proto declares repeated.
+# Fields protoc prints once per value but that profile.proto declares repeated ("line" is
+# also Line's own line number, a single integer).
 REPEATED = {"sample_type", "sample", "mapping", "location", "function", "string_table",
-            "location_id", "value", "label", "line", "comment"}
+            "location_id", "value", "label", "comment"}
 
 
 def protoc_text(path: str) -> str:
@@ -52,7 +53,7 @@ def parse_text(text: str) -> dict:
 
 
 def _put(message: dict, name: str, value: object) -> None:
-    if name in REPEATED:
+    if name in REPEATED or (name == "line" and isinstance(value, dict)):
         message.setdefault(name, []).append(value)
     else:
         message[name] = value
@@ -76,7 +77,8 @@ def decode(path: str) -> dict:
     for m in profile.get("mapping", []):
         m["filename"], m["build_id"] = s(m, "filename"), s(m, "build_id")
     for f in profile.get("function", []):
-        f["name"], f["system_name"] = s(f, "name"), s(f, "system_name")
+        f["name"], f["system_name"], f["filename"] = (s(f, "name"), s(f, "system_name"),
+                                                      s(f, "filename"))
     for sample in profile.get("sample", []):
         sample["label"] = {s(lab, "key"): lab["num"] if "num" in lab else s(lab, "str")
                            for lab in sample.get("label", [])}

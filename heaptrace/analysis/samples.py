@@ -27,6 +27,7 @@ from heaptrace.analysis.stacks import (
 from heaptrace.errors import RecordingError
 from heaptrace.events import Frame
 from heaptrace.recording import Recording
+from heaptrace.stacks.lines import Source, SourceLines
 from heaptrace.stacks.procmaps import ProcMaps
 from heaptrace.stacks.symbols import is_symbolized
 
@@ -52,12 +53,13 @@ class Place:
 
 @dataclass(frozen=True)
 class Located:
-    """A frame, where its address was, and whether it has a symbol (else its name is an
-    address, and a tool that has the binary may name it)."""
+    """A frame, where its address was, whether it has a symbol (else its name is
+    `module+0xVADDR`), and its source file and line when the binary's DWARF says."""
 
     frame: Frame
     place: Optional[Place]
     symbolized: bool
+    source: Optional[Source] = None
 
 
 @dataclass(frozen=True)
@@ -158,13 +160,16 @@ def held(rec: Recording, sel: Selection,
 
 
 class Resolver:
-    """Names processes and frames, and finds the mapping of each frame's address."""
+    """Names processes and frames, finds the mapping of each frame's address, and its
+    source line in that mapping's file."""
 
     def __init__(self, rec: Recording) -> None:
         self._stacks = rec.stacks()
         self._procs = ProcessNames(rec.processes())
         self._maps = ProcMaps.from_rows(rec.mappings())
         self._places: Dict[Tuple[int, int, int], Optional[Place]] = {}
+        self._lines = SourceLines()
+        self._sources: Dict[Tuple[Place, int, bool], Optional[Source]] = {}
 
     def samples(self, rows: Rows) -> List[Sample]:
         found = []
@@ -173,13 +178,16 @@ class Resolver:
                 continue
             process = Process(pid, self._procs.name(pid, first))
             frames = self._stacks.get(stack_id, ()) if stack_id is not None else ()
-            located = tuple(self.locate(pid, image, first, f) for f in frames)
+            located = tuple(self.locate(pid, image, first, f, i > 0)
+                            for i, f in enumerate(frames))
             found.append(Sample(process, located or (Located(Frame(NO_STACK), None, True),),
                                 tuple(values), first))
         found.sort(key=lambda s: (s.first_ns, s.process.pid))
         return found
 
-    def locate(self, pid: int, image: int, ts_ns: int, frame: Frame) -> Located:
+    def locate(self, pid: int, image: int, ts_ns: int, frame: Frame,
+               is_return: bool) -> Located:
+        """`is_return`: the address is a caller's return address, not the leaf's pc."""
         if not frame.name:
             frame = Frame(UNKNOWN_FRAME, frame.module, frame.addr)
         if frame.addr is None:
@@ -189,4 +197,13 @@ class Resolver:
             m = self._maps.find(pid, frame.addr, ts_ns)
             self._places[key] = None if m is None else Place(
                 m.start, m.end, m.offset, m.path, m.build_id)
-        return Located(frame, self._places[key], is_symbolized(frame))
+        place = self._places[key]
+        return Located(frame, place, is_symbolized(frame),
+                       None if place is None else self.source(place, frame.addr, is_return))
+
+    def source(self, place: Place, addr: int, is_return: bool) -> Optional[Source]:
+        key = (place, addr, is_return)
+        if key not in self._sources:
+            self._sources[key] = self._lines.source(
+                place.path, place.build_id, addr - place.start + place.offset, is_return)
+        return self._sources[key]

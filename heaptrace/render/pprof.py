@@ -5,8 +5,8 @@ One sample per process image and stack, its values per sample type (bytes and ca
 kind, or bytes held), labelled with the pid and process name; with process names on, the
 process is also the root frame, as in `heaptrace flame`. Every frame is a location: its
 address, the mapping it was in (file, offset, build-id) and a function named as in the flame
-graph (`module+0xVADDR` when the binary had no symbol for it). Source files and lines are
-not known to heaptrace and are left out.
+graph (`module+0xVADDR` when the binary had no symbol for it), with its source file and line
+where the binary's DWARF line tables give them (stacks/lines.py).
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ class MappingField(IntEnum):
     FILENAME = 5
     BUILD_ID = 6
     HAS_FUNCTIONS = 7
+    HAS_FILENAMES = 8
+    HAS_LINE_NUMBERS = 9
 
 
 class LocationField(IntEnum):
@@ -72,12 +74,14 @@ class LocationField(IntEnum):
 
 class LineField(IntEnum):
     FUNCTION_ID = 1
+    LINE = 2
 
 
 class FunctionField(IntEnum):
     ID = 1
     NAME = 2
     SYSTEM_NAME = 3
+    FILENAME = 4
 
 
 class Tables:
@@ -86,17 +90,18 @@ class Tables:
 
     def __init__(self) -> None:
         self.strings: Dict[str, int] = {"": 0}
-        self.functions: Dict[str, int] = {}
+        self.functions: Dict[Tuple[str, str], int] = {}  # (name, source file) -> id
         self.mappings: Dict[Place, int] = {}
         self.named_mappings: Set[int] = set()  # ids of mappings with at least one named frame
+        self.lined_mappings: Set[int] = set()  # ... with at least one source line
         self.locations: Dict[Tuple, int] = {}
         self.encoded_locations: List[bytes] = []
 
     def string(self, text: str) -> int:
         return self.strings.setdefault(text, len(self.strings))
 
-    def function(self, name: str) -> int:
-        return self.functions.setdefault(name, len(self.functions) + 1)
+    def function(self, name: str, filename: str = "") -> int:
+        return self.functions.setdefault((name, filename), len(self.functions) + 1)
 
     def mapping(self, place: Optional[Place]) -> int:
         return 0 if place is None else self.mappings.setdefault(place, len(self.mappings) + 1)
@@ -112,11 +117,15 @@ class Tables:
             mapping_id = self.mapping(loc.place)
             if loc.symbolized and mapping_id:
                 self.named_mappings.add(mapping_id)
+            filename, line = loc.source or ("", 0)
+            if loc.source and mapping_id:
+                self.lined_mappings.add(mapping_id)
             self.encoded_locations.append(message(ProfileField.LOCATION, [
                 integer(LocationField.ID, found), integer(LocationField.MAPPING_ID, mapping_id),
                 integer(LocationField.ADDRESS, frame.addr or 0),
                 message(LocationField.LINE, [
-                    integer(LineField.FUNCTION_ID, self.function(frame.name))])]))
+                    integer(LineField.FUNCTION_ID, self.function(frame.name, filename)),
+                    integer(LineField.LINE, line)])]))
         return found
 
     def root(self, name: str) -> int:
@@ -135,8 +144,9 @@ def encode(samples: Samples) -> bytes:
     body += tables.encoded_locations
     body += [message(ProfileField.FUNCTION, [
         integer(FunctionField.ID, fid), integer(FunctionField.NAME, tables.string(name)),
-        integer(FunctionField.SYSTEM_NAME, tables.string(name))])
-        for name, fid in tables.functions.items()]
+        integer(FunctionField.SYSTEM_NAME, tables.string(name)),
+        integer(FunctionField.FILENAME, tables.string(filename))])
+        for (name, filename), fid in tables.functions.items()]
     body.append(integer(ProfileField.TIME_NANOS, samples.started_ns or 0))
     body.append(integer(ProfileField.DURATION_NANOS, samples.duration_ns or 0))
     body.append(integer(ProfileField.COMMENT, tables.string(samples.description)))
@@ -185,7 +195,9 @@ def mapping(place: Place, mapping_id: int, tables: Tables) -> bytes:
         integer(MappingField.FILE_OFFSET, place.offset),
         integer(MappingField.FILENAME, tables.string(place.path)),
         integer(MappingField.BUILD_ID, tables.string(place.build_id or "")),
-        integer(MappingField.HAS_FUNCTIONS, mapping_id in tables.named_mappings)])
+        integer(MappingField.HAS_FUNCTIONS, mapping_id in tables.named_mappings),
+        integer(MappingField.HAS_FILENAMES, mapping_id in tables.lined_mappings),
+        integer(MappingField.HAS_LINE_NUMBERS, mapping_id in tables.lined_mappings)])
 
 
 def write(samples: Samples, out: BinaryIO) -> None:

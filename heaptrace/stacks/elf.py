@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import List, Optional, Tuple
 
-from elftools.common.exceptions import ELFError
+from elftools.common.exceptions import DWARFError, ELFError
+from elftools.dwarf.dwarfinfo import DWARFInfo
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 from elftools.elf.segments import InterpSegment
@@ -88,6 +89,16 @@ class ElfFile:
             return None
         self._fh.seek(sec.offset)
         return self._fh.read(sec.size)
+
+    def dwarf(self) -> Optional[DWARFInfo]:
+        """The DWARF of this file when it has line tables (a -g build, a debug file)."""
+        sec = self.sections.get(".debug_line")
+        if sec is None or sec.nobits or sec.size == 0:
+            return None
+        try:
+            return self._elf.get_dwarf_info(relocate_dwarf_sections=False)
+        except (DWARFError, ELFError, struct.error, ValueError, KeyError):
+            return None
 
     def offset_to_vaddr(self, offset: int) -> Optional[int]:
         """The link-time address of a file offset (what a mapping's offset points at)."""

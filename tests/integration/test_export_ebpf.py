@@ -75,6 +75,30 @@ def test_pprof_mappings_carry_the_binaries_build_ids(fork_exec, programs, tmp_pa
     assert profile["mapping"][0]["filename"] == str(programs["fork_exec"])
 
 
+def test_pprof_lines_are_the_call_sites_in_the_programs_source(fork_exec, programs, tmp_path):
+    """Each of the programs' frames has its file and line (built with -g); the line of a
+    caller is the call: its text names the function the next frame is in."""
+    db, _ = fork_exec
+    profile = pprof_oracle.decode(str(export(db, "pprof", tmp_path / "p.pb.gz", "--event", "all")))
+    functions = {f["id"]: f for f in profile["function"]}
+    locations = {loc["id"]: loc for loc in profile["location"]}
+    sources = Path(__file__).resolve().parent.parent / "programs"
+    checked = 0
+    for sample in profile["sample"]:
+        lines = [locations[i]["line"][0] for i in sample["location_id"]]  # leaf first
+        for callee, caller in zip(lines, lines[1:]):
+            where = functions[caller["function_id"]]
+            if not where.get("filename", "").startswith(str(sources)):
+                continue
+            text = Path(where["filename"]).read_text().splitlines()[caller["line"] - 1]
+            name = functions[callee["function_id"]]["name"].split(".")[0]
+            assert name in text, (where["name"], caller["line"], text, name)
+            checked += 1
+    assert checked >= 10
+    mine = [m for m in profile["mapping"] if m["filename"] == str(programs["fork_exec"])]
+    assert mine[0]["has_filenames"] and mine[0]["has_line_numbers"]
+
+
 def test_go_tool_pprof_reads_it(fork_exec, tmp_path):
     db, _ = fork_exec
     out = export(db, "pprof", tmp_path / "p.pb.gz", "--event", "all")
