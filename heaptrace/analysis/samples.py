@@ -89,9 +89,11 @@ class Samples:
 Key = Tuple[int, int, Optional[int]]  # pid, image, stack_id
 
 
-def load_samples(path: str, sel: Selection, at: Optional[str] = None) -> Samples:
+def load_samples(path: str, sel: Selection, at: Optional[str] = None,
+                 lines: bool = True) -> Samples:
     """The selected events of the recording at `path` (or with `at`, the bytes they still
-    held at "exit" or "peak") as samples per process image and stack."""
+    held at "exit" or "peak") as samples per process image and stack; `lines`: look up the
+    frames' source lines too."""
     if os.path.isfile(path) and not is_recording(path):
         raise RecordingError(f"{path} is not a recording (exports read recordings; folded "
                              f"stacks become one with: heaptrace import folded {path} -o FILE)")
@@ -102,7 +104,7 @@ def load_samples(path: str, sel: Selection, at: Optional[str] = None) -> Samples
         else:
             types, rows, result = held(rec, sel, at)
             description = describe_held(rec, sel, result, [v[0] for _, v in rows.values()])
-        samples = Resolver(rec).samples(rows)
+        samples = Resolver(rec, SourceLines() if lines else None).samples(rows)
         meta = rec.meta()
     started, duration = meta.get("started_at"), meta.get("duration_s")
     return Samples(types, samples, description, sel.process_names,
@@ -163,12 +165,12 @@ class Resolver:
     """Names processes and frames, finds the mapping of each frame's address, and its
     source line in that mapping's file."""
 
-    def __init__(self, rec: Recording) -> None:
+    def __init__(self, rec: Recording, lines: Optional[SourceLines]) -> None:
         self._stacks = rec.stacks()
         self._procs = ProcessNames(rec.processes())
         self._maps = ProcMaps.from_rows(rec.mappings())
         self._places: Dict[Tuple[int, int, int], Optional[Place]] = {}
-        self._lines = SourceLines()
+        self._lines = lines
         self._sources: Dict[Tuple[Place, int, bool], Optional[Source]] = {}
 
     def samples(self, rows: Rows) -> List[Sample]:
@@ -202,6 +204,8 @@ class Resolver:
                        None if place is None else self.source(place, frame.addr, is_return))
 
     def source(self, place: Place, addr: int, is_return: bool) -> Optional[Source]:
+        if self._lines is None:
+            return None
         key = (place, addr, is_return)
         if key not in self._sources:
             self._sources[key] = self._lines.source(

@@ -9,7 +9,7 @@ import click
 from heaptrace.analysis.samples import load_samples
 from heaptrace.commands.graph_options import SELECTION, apply, moment, selection
 from heaptrace.recording import DEFAULT_PATH
-from heaptrace.render.export import FORMATS, export
+from heaptrace.render.export import FORMATS, WITH_LINES, export
 
 
 @click.command(name="export")
@@ -31,7 +31,7 @@ def export_(fmt: str, file: str, kind: str, retained: bool, at: str, pid: int,
       heaptrace export speedscope -o growth.speedscope.json   then: speedscope FILE
     """
     samples = load_samples(file, selection(kind, pid, start_s, end_s, process_names),
-                           moment(retained, at))
+                           moment(retained, at), lines=fmt in WITH_LINES)
     export(fmt, samples, f"{os.path.basename(file)}: {samples.description}", output)
     if output != "-":
         click.echo(f"Wrote {output}: {len(samples.samples):,} samples, {samples.description}",

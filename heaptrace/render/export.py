@@ -30,6 +30,7 @@ WRITERS: Dict[str, Callable[[Samples, str, BinaryIO], None]] = {
     "speedscope": _speedscope,
 }
 FORMATS = tuple(WRITERS)
+WITH_LINES = {"pprof"}  # the formats that carry source lines (speedscope's frames do not)
 
 
 def export(fmt: str, samples: Samples, name: str, output: str) -> None:
