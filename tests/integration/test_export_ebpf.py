@@ -13,7 +13,7 @@ import pytest
 from strace_oracle import trace
 
 from heaptrace.formats.folded import parse_folded
-from tests import pprof_oracle, speedscope_app
+from tests.helpers import pprof_oracle, speedscope_app
 from tests.integration.conftest import HEAPTRACE, heaptrace
 
 KINDS = ("brk", "mmap", "munmap", "mremap", "madvise")

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from heaptrace.formats.folded import parse_folded
 from heaptrace.render.pprof import LocationField, ProfileField, SampleField
 from heaptrace.render.protobuf import delimited, integer, message, packed
-from tests import pprof_oracle
+from tests.helpers import pprof_oracle
 from tests.unit import exportdata
 
 GROWTH = ("brk", "mmap", "mremap")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from heaptrace.formats.folded import parse_folded
-from tests import speedscope_app
+from tests.helpers import speedscope_app
 from tests.unit import exportdata
 
 

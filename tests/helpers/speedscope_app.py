@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
 VERSION = "1.25.0"
-TOOLS = Path(__file__).resolve().parent / "tools"
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--no-first-run",
         "--disable-component-update", "--disable-sync"]
