@@ -1,11 +1,14 @@
 # Two entry points do all the set-up on a fresh Debian machine (as root):
 #   make demo   record the bundled example and print its histogram and flame graph
-#   make test   run the whole test suite (unit + real eBPF integration tests)
+#   make test   run the whole test suite: every tier, from unit to real eBPF (docs/testing.md)
+# and one needs nothing but Python, no root and no system set-up:
+#   make unit   ruff, mypy and the unit tier (tests/unit)
 VENV ?= .venv
+PYTHON ?= /usr/bin/python3
 PY := $(VENV)/bin/python
 HEAPTRACE := $(VENV)/bin/heaptrace
 
-.PHONY: setup system venv demo test typecheck lint bench clean
+.PHONY: setup system venv demo test unit lint typecheck bench clean
 
 setup: system venv
 
@@ -14,7 +17,7 @@ system:
 
 # The system Python (not pyenv's) so that Debian's bcc module is importable.
 $(VENV)/.installed: pyproject.toml
-	/usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
@@ -31,12 +34,17 @@ demo: setup
 	$(HEAPTRACE) diff examples/before.db examples/after.db > examples/diff.svg
 	@echo "Wrote examples/before.svg (flame graph) and examples/diff.svg (before vs after)"
 
-test: setup
-	$(PY) -m ruff check heaptrace tests bench
-	$(PY) -m mypy
+test: setup lint typecheck
 	$(PY) -m pytest -ra
 
-# The type annotations checked (configured in pyproject.toml); part of `make test`.
+# Pure logic only: no root, browser, compiler, binutils or system packages, just the venv.
+unit: lint typecheck
+	$(PY) -m pytest -ra tests/unit
+
+lint: venv
+	$(PY) -m ruff check heaptrace tests bench
+
+# The type annotations checked (configured in pyproject.toml).
 typecheck: venv
 	$(PY) -m mypy
 

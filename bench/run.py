@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from strace_oracle import parse as parse_strace  # noqa: E402
+sys.path.insert(0, str(ROOT))  # a script run from anywhere: the checkout's tests/ package
+from tests.helpers.strace_oracle import parse as parse_strace  # noqa: E402
 
 KINDS = ("brk", "mmap", "munmap", "mremap")
 MODES = ("untraced", "heaptrace", "perf", "strace")

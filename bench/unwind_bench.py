@@ -25,7 +25,7 @@ sys.path.insert(0, ROOT)
 from heaptrace.stacks.procmaps import ProcMaps  # noqa: E402
 from heaptrace.stacks.symbols import Symbolizer, is_symbolized  # noqa: E402
 from heaptrace.stacks.unwind.dwarf import Unwinder  # noqa: E402
-from tests.helpers.stackfixtures import DATA, all_stops, load  # noqa: E402
+from tests.helpers.stackfixtures import STACKS, all_stops, load  # noqa: E402
 
 
 def capture(command: str, stops: int) -> list:
@@ -35,7 +35,7 @@ def capture(command: str, stops: int) -> list:
     env = dict(os.environ, HT_OUT=os.path.join(out, "run"), HT_MAX=str(stops))
     argv = shlex.split(command)
     argv[0] = shutil.which(argv[0]) or argv[0]  # gdb does not search PATH
-    subprocess.run(["gdb", "-batch", "-nx", "-x", os.path.join(DATA, "gdb_capture.py"),
+    subprocess.run(["gdb", "-batch", "-nx", "-x", os.path.join(STACKS, "gdb_capture.py"),
                     "--args", *argv], env=env, check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
     return load("run", "parent", root=out)

@@ -14,8 +14,10 @@ import subprocess
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
+from tests.helpers import TESTS
+
 VERSION = "1.25.0"
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+TOOLS = TESTS / "tools"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--no-first-run",
         "--disable-component-update", "--disable-sync"]

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from heaptrace.stacks.procmaps import ProcMaps
+from tests.helpers import DATA
 
-DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "stacks")
+STACKS = str(DATA / "stacks")
 PROGRAMS = ("chain", "chain-debugframe", "templates")
-DATA_AARCH64 = os.path.join(os.path.dirname(DATA), "stacks-aarch64")
+STACKS_AARCH64 = str(DATA / "stacks-aarch64")
 PROGRAMS_AARCH64 = ("chain", "chain-fp")
 
 
@@ -37,7 +38,7 @@ class Stop:
         return ProcMaps.from_maps_text(self.pid, self.maps_text)
 
 
-def load(program: str, follow: str = "parent", root: str = DATA) -> List[Stop]:
+def load(program: str, follow: str = "parent", root: str = STACKS) -> List[Stop]:
     base = os.path.join(root, program)
     with open(os.path.join(base, f"stops-{follow}.json")) as fh:
         raw = json.load(fh)
@@ -55,9 +56,9 @@ def _stop(program: str, follow: str, base: str, root: str, e: dict) -> Stop:
                 [f["pc"] for f in bt], [f["name"] for f in bt], e.get("lr"))
 
 
-def all_stops(root: str = DATA) -> List[Stop]:
+def all_stops(root: str = STACKS) -> List[Stop]:
     return [s for p in PROGRAMS for f in ("parent", "child") for s in load(p, f, root)]
 
 
-def aarch64_stops(root: str = DATA_AARCH64) -> List[Stop]:
+def aarch64_stops(root: str = STACKS_AARCH64) -> List[Stop]:
     return [s for p in PROGRAMS_AARCH64 for s in load(p, "parent", root)]

@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from strace_oracle import trace
 
 from heaptrace.analysis.quantize import quantize
-from tests.integration.conftest import HEAPTRACE, heaptrace, histogram_json
+from tests.helpers.cli import argv, heaptrace, histogram_json
+from tests.helpers.strace_oracle import trace
 
 PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
 PY_ENV = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -19,7 +19,7 @@ FIELDS = ("calls", "failed", "bytes", "released")
 
 
 def heaptrace_setarch(db: Path, cmd, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(["setarch", "-R", *HEAPTRACE, "run", "-o", str(db), "--", *cmd],
+    return subprocess.run(["setarch", "-R", *argv("run", "-o", str(db), "--", *cmd)],
                           capture_output=True, text=True, **kwargs)
 
 

@@ -10,11 +10,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from strace_oracle import trace
 
 from heaptrace.formats.folded import parse_folded
 from tests.helpers import pprof_oracle, speedscope_app
-from tests.integration.conftest import HEAPTRACE, heaptrace
+from tests.helpers.cli import argv, heaptrace
+from tests.helpers.strace_oracle import trace
 
 KINDS = ("brk", "mmap", "munmap", "mremap", "madvise")
 
@@ -25,8 +25,8 @@ def fork_exec(programs, tmp_path_factory):
     strace's totals for the same command."""
     root = tmp_path_factory.mktemp("export")
     cmd = [str(programs["fork_exec"])]
-    proc = subprocess.run(["setarch", "-R", *HEAPTRACE, "run", "-o", str(root / "r.db"), "--",
-                           *cmd], capture_output=True, text=True, cwd=root)
+    proc = subprocess.run(["setarch", "-R", *argv("run", "-o", str(root / "r.db"), "--", *cmd)],
+                          capture_output=True, text=True, cwd=root)
     assert proc.returncode == 0, proc.stderr
     return root / "r.db", trace(cmd, cwd=str(root)).totals
 

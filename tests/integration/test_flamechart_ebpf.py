@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.integration.conftest import heaptrace
+from tests.helpers.cli import heaptrace
 
 P = 4096
 SVG = "{http://www.w3.org/2000/svg}"

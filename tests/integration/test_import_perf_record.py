@@ -14,7 +14,6 @@ from heaptrace.recording import Recording
 
 HERE = os.path.dirname(__file__)
 EVENTS = ["syscalls:sys_enter_mmap", "syscalls:sys_enter_munmap", "syscalls:sys_enter_brk"]
-pytestmark = pytest.mark.integration
 
 
 def _tracefs() -> None:

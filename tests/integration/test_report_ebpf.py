@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import HEAPTRACE, heaptrace, histogram_json
+from tests.helpers.cli import heaptrace, histogram_json
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 GROWTH = ("brk", "mmap", "mremap")
@@ -20,9 +20,7 @@ GROWTH = ("brk", "mmap", "mremap")
 def recording(tmp_path_factory):
     subprocess.run(["make", "-s", "-C", str(EXAMPLES)], check=True)
     path = tmp_path_factory.mktemp("report") / "grow.db"
-    proc = subprocess.run([*HEAPTRACE, "run", "-o", str(path), "--", str(EXAMPLES / "grow")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    heaptrace("run", "-o", str(path), "--", str(EXAMPLES / "grow"), check=True)
     return path
 
 

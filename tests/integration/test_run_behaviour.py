@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from tests.integration.conftest import HEAPTRACE, heaptrace, histogram_json
+from tests.helpers.cli import argv, heaptrace, histogram_json
 
 
 def test_exit_code_and_stdio_pass_through(tmp_path):
@@ -41,7 +41,7 @@ def test_sigterm_is_forwarded_and_the_recording_finished(tmp_path):
     script = (f"import signal,sys,time\n"
               f"signal.signal(signal.SIGTERM, lambda *a: sys.exit(42))\n"
               f"b = bytearray(8 << 20)\nopen({str(ready)!r}, 'w').close()\ntime.sleep(60)\n")
-    proc = subprocess.Popen([*HEAPTRACE, "run", "-o", str(db), "--", sys.executable, "-c", script],
+    proc = subprocess.Popen(argv("run", "-o", str(db), "--", sys.executable, "-c", script),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while not ready.exists():
@@ -78,7 +78,7 @@ def test_unprivileged_user_gets_one_line_saying_how_to_rerun(tmp_path):
     os.chmod(tmp_path, 0o777)
     proc = subprocess.run(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
-         *HEAPTRACE, "run", "-o", str(tmp_path / "r.db"), "--", "true"],
+         *argv("run", "-o", str(tmp_path / "r.db"), "--", "true")],
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)},
     )
     assert proc.returncode == 1
@@ -89,10 +89,11 @@ def test_unprivileged_user_gets_one_line_saying_how_to_rerun(tmp_path):
 
 
 def test_missing_bcc_points_at_doctor(tmp_path):
-    code = ("import sys; sys.modules['bcc'] = None\n"
-            "from heaptrace.cli import main\n"
-            f"main(['run', '-o', {str(tmp_path / 'r.db')!r}, '--', 'true'])\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    hidden = tmp_path / "hidden" / "bcc"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    env = {**os.environ, "PYTHONPATH": str(hidden.parent)}
+    proc = heaptrace("run", "-o", str(tmp_path / "r.db"), "--", "true", env=env)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
         "heaptrace: error: the bcc Python module is not importable "
@@ -130,7 +131,7 @@ def test_attach_ends_when_the_process_exits(tmp_path, programs):
     db, go = tmp_path / "r.db", tmp_path / "go"
     target = subprocess.Popen(
         ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done; {programs['big_malloc']}"])
-    proc = subprocess.Popen([*HEAPTRACE, "run", "-o", str(db), "-p", str(target.pid)],
+    proc = subprocess.Popen(argv("run", "-o", str(db), "-p", str(target.pid)),
                             stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         if line.startswith(f"heaptrace: attached to PID {target.pid}"):
@@ -165,8 +166,8 @@ def test_recording_of_a_killed_heaptrace_is_readable_and_symbolizable(tmp_path):
     db = tmp_path / "r.db"
     script = ("import time\nkeep = []\nwhile True:\n"
               "    keep.append(bytearray(1 << 20)); time.sleep(0.01)\n")
-    proc = subprocess.Popen([*HEAPTRACE, "run", "-o", str(db), "--", "/usr/bin/python3", "-c",
-                             script], stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(argv("run", "-o", str(db), "--", "/usr/bin/python3", "-c", script),
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120  # the probe compiles first: slow on a busy machine
     while _mmap_calls_so_far(db) <= 50:  # a checkpoint has been written
         assert time.monotonic() < deadline and proc.poll() is None
@@ -191,8 +192,7 @@ def test_ctrl_c_at_a_terminal_ends_the_target_and_finishes_the_recording(tmp_pat
     script = "import time\nb = bytearray(4 << 20)\nprint('ready', flush=True)\ntime.sleep(60)\n"
     pid, fd = pty.fork()
     if pid == 0:
-        os.execv(sys.executable, [sys.executable, "-m", "heaptrace", "run", "-o", db, "--",
-                                  "/usr/bin/python3", "-c", script])
+        os.execv(sys.executable, argv("run", "-o", db, "--", "/usr/bin/python3", "-c", script))
     out = b""
     deadline = time.monotonic() + 60
     while b"ready" not in out and time.monotonic() < deadline:

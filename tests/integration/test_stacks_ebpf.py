@@ -13,7 +13,7 @@ import pytest
 
 from heaptrace.analysis.coverage import coverage
 from heaptrace.recording import Recording
-from tests.integration.conftest import HEAPTRACE
+from tests.helpers.cli import argv
 
 P = 4096
 MiB = 1 << 20
@@ -23,8 +23,8 @@ OWN = {"main", "inner_malloc", "inner_mmap", "middle_layer", "outer_layer", "thr
 
 def record(tmp_path, cmd, *options):
     db = tmp_path / "r.db"
-    proc = subprocess.run(["setarch", "-R", *HEAPTRACE, "run", "-o", str(db), *options, "--",
-                           *cmd], capture_output=True, text=True)
+    proc = subprocess.run(["setarch", "-R", *argv("run", "-o", str(db), *options, "--", *cmd)],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     return Recording(str(db))
 

@@ -7,10 +7,7 @@ from __future__ import annotations
 import os
 import sys
 
-import pytest
-from strace_oracle import trace
-
-pytestmark = pytest.mark.integration
+from tests.helpers.strace_oracle import trace
 
 P = 4096
 KiB = 1024

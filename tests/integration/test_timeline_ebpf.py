@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.integration.conftest import heaptrace, histogram_json
+from tests.helpers.cli import heaptrace, histogram_json
 
 MIB = 1 << 20
 PHASES = """

@@ -12,10 +12,9 @@ import pytest
 
 from heaptrace.stacks.symbols import Symbolizer
 from heaptrace.stacks.unwind.dwarf import Unwinder
-from tests.data.stacks import capture as fixtures
+from tests.helpers import stackcapture
 from tests.helpers.stackfixtures import load
 
-pytestmark = pytest.mark.integration
 OWN = {"main", "level1", "level2", "level3", "grow_heap", "map_pages", "map_chain",
        "thread_main", "thread_work", "child_work", "on_signal", "raise_it"}
 
@@ -24,9 +23,9 @@ OWN = {"main", "level1", "level2", "level3", "grow_heap", "map_pages", "map_chai
 def captured(tmp_path_factory):
     root = tmp_path_factory.mktemp("stacks")
     bindir = str(root / "bin")
-    fixtures.build(bindir)
+    stackcapture.build(bindir)
     for follow in ("parent", "child"):
-        fixtures.capture(bindir, str(root), "chain", follow)
+        stackcapture.capture(bindir, str(root), "chain", follow)
     return root
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import HEAPTRACE, heaptrace
+from tests.helpers.cli import heaptrace
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 BUFFER = "download_package"
@@ -20,9 +20,8 @@ def grow(tmp_path_factory):
     subprocess.run(["make", "-s", "-C", str(EXAMPLES)], check=True)
     root = tmp_path_factory.mktemp("grow")
     for name, args in (("before", []), ("after", ["--stream"])):
-        proc = subprocess.run([*HEAPTRACE, "run", "-o", str(root / f"{name}.db"), "--",
-                               str(EXAMPLES / "grow"), *args], capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
+        heaptrace("run", "-o", str(root / f"{name}.db"), "--", str(EXAMPLES / "grow"), *args,
+                  check=True)
     return root
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from heaptrace.recording import Recording
-from tests.unit.synth import Synth
+from tests.helpers.synth import Synth
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from heaptrace.backends.dtrace import SCRIPT, dtrace_argv, record_with_dtrace
 from heaptrace.backends.probefiles import probe_path
 from heaptrace.errors import PrivilegeError, UsageError
 from heaptrace.recording import Recording
-from tests.unit.importhelp import data
+from tests.helpers.importing import data
 
 FAKE = """#!{python}
 import json, subprocess, sys

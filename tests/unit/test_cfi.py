@@ -1,7 +1,7 @@
 """The CFI reader on hand-built .eh_frame sections: the rules it derives, and malformed
 tables, which must give CfiError (when indexing) or no rule (at an address), never another
 exception: the reader runs inside the probe's callback. The comparison with readelf on
-real files is in the tools tier."""
+real files is in the host tier (tests/host/test_cfi_readelf.py)."""
 
 from __future__ import annotations
 

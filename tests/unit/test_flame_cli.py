@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from heaptrace.analysis.retained import DEFAULT_PAGE_SIZE as PAGE
 from heaptrace.formats.folded import parse_folded
+from tests.helpers.cli import heaptrace
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-def heaptrace(*args, check=True):
-    proc = subprocess.run([sys.executable, "-c", "from heaptrace.cli import main; main()", *args],
-                          capture_output=True, text=True)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 @pytest.fixture
@@ -34,7 +25,7 @@ def recording(synth):
 
 
 def test_flame_writes_an_svg_to_stdout(recording):
-    out = heaptrace("flame", recording, "--title", "T <1>", "--colors", "hot").stdout
+    out = heaptrace("flame", recording, "--title", "T <1>", "--colors", "hot", check=True).stdout
     doc = ET.fromstring(out)
     assert doc.find(f"{SVG}text[@id='title']").text == "T <1>"
     titles = [t.text for t in doc.iter(f"{SVG}title")]
@@ -43,11 +34,11 @@ def test_flame_writes_an_svg_to_stdout(recording):
 
 
 def test_folded_retained_and_peak(recording):
-    growth = parse_folded(heaptrace("flame", recording, "--folded").stdout.splitlines())
-    held = parse_folded(heaptrace("flame", recording, "--retained", "--folded").stdout
+    growth = parse_folded(heaptrace("flame", recording, "--folded", check=True).stdout.splitlines())
+    held = parse_folded(heaptrace("flame", recording, "--retained", "--folded", check=True).stdout
                         .splitlines())
     peak = parse_folded(heaptrace("flame", recording, "--at", "peak", "--folded",
-                                  "--no-process-names").stdout.splitlines())
+                                  "--no-process-names", check=True).stdout.splitlines())
     assert growth[("pkgin", "main", "parse", "xmalloc")] == 2 * PAGE
     assert ("pkgin", "main", "parse", "xmalloc") not in held
     assert sum(held.values()) == 9 * PAGE
@@ -58,22 +49,22 @@ def test_folded_retained_and_peak(recording):
 def test_flame_reads_folded_files_too(tmp_path):
     folded = tmp_path / "in.folded"
     folded.write_text("a;b 10\na;c 30\n")
-    doc = ET.fromstring(heaptrace("flame", str(folded)).stdout)
+    doc = ET.fromstring(heaptrace("flame", str(folded), check=True).stdout)
     assert len(list(doc.find(f"{SVG}g[@id='frames']"))) == 4
 
 
 def test_diff_of_recordings_and_folded_files(recording, tmp_path):
     before = tmp_path / "before.folded"
     before.write_text("pkgin;main;pkg_install;xmalloc 65536\npkgin;main;gone 100\n")
-    lines = heaptrace("diff", "--folded", str(before), recording).stdout.splitlines()
+    lines = heaptrace("diff", "--folded", str(before), recording, check=True).stdout.splitlines()
     assert "pkgin;main;pkg_install;xmalloc 65536 32768" in lines
     assert "pkgin;main;gone 100 0" in lines
-    doc = ET.fromstring(heaptrace("diff", str(before), recording).stdout)
+    doc = ET.fromstring(heaptrace("diff", str(before), recording, check=True).stdout)
     fills = {g.find(f"{SVG}title").text.split(" (")[0]: g.find(f"{SVG}rect").get("fill")
              for g in doc.find(f"{SVG}g[@id='frames']")}
     assert fills["pkg_install"].startswith("rgb(") and fills["pkg_install"].endswith(",255)")
     assert fills["parse"].startswith("rgb(255,")
-    negated = heaptrace("diff", "--negate", str(before), recording).stdout
+    negated = heaptrace("diff", "--negate", str(before), recording, check=True).stdout
     assert "gone (100 bytes" in negated
 
 

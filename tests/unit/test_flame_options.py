@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from importlib import resources
 
@@ -28,18 +26,11 @@ from heaptrace.render.palettes import (
     read_palette_map,
     write_palette_map,
 )
+from tests.helpers.cli import heaptrace
 
 SVG = "{http://www.w3.org/2000/svg}"
 PROFILE = {("prog", "main", "load"): 3000, ("prog", "main", "parse"): 1000,
            ("gzip", "inflate"): 2000}
-
-
-def heaptrace(*args, cwd=None, check=True):
-    proc = subprocess.run([sys.executable, "-c", "from heaptrace.cli import main; main()", *args],
-                          capture_output=True, text=True, cwd=cwd)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 def svg_of(graph):
@@ -153,23 +144,24 @@ def test_retained_chart_is_in_allocation_order(timed):
 
 
 def test_flamechart_command_line(timed):
-    lines = heaptrace("flame", timed, "--flamechart", "--folded").stdout.splitlines()
+    lines = heaptrace("flame", timed, "--flamechart", "--folded", check=True).stdout.splitlines()
     assert lines == [f"prog;main;load {5 * PAGE}", f"prog;main;parse {2 * PAGE}",
                      f"prog;main;load {8 * PAGE}", f"prog;main;grow {PAGE}"]
-    doc = ET.fromstring(heaptrace("flame", timed, "--flamechart").stdout)
+    doc = ET.fromstring(heaptrace("flame", timed, "--flamechart", check=True).stdout)
     loads = [g for g in doc.find(f"{SVG}g[@id='frames']")
              if g.find(SVG + "title").text.startswith("load (")]
     assert [int(g.get("data-x")) for g in loads] == [0, 7 * PAGE]
     assert doc.find(f"{SVG}text[@id='title']").text == "Memory Flame Chart"
-    held = ET.fromstring(heaptrace("flame", timed, "--flamechart", "--retained").stdout)
+    held = ET.fromstring(heaptrace("flame", timed, "--flamechart", "--retained", check=True).stdout)
     assert held.find(f"{SVG}text[@id='title']").text == "Bytes held at exit, in allocation order"
 
 
 def test_flamechart_of_a_folded_file_keeps_its_line_order(tmp_path):
     path = tmp_path / "in.folded"
     path.write_text("a;b 10\na;c 5\na;b 3\n")
-    assert heaptrace("flame", str(path), "--flamechart", "--folded").stdout == path.read_text()
-    assert heaptrace("flame", str(path), "--folded").stdout == "a;b 13\na;c 5\n"
+    chart = heaptrace("flame", str(path), "--flamechart", "--folded", check=True).stdout
+    assert chart == path.read_text()
+    assert heaptrace("flame", str(path), "--folded", check=True).stdout == "a;b 13\na;c 5\n"
 
 
 # --- default titles ----------------------------------------------------------------------
@@ -201,7 +193,8 @@ def test_an_explicit_title_wins_and_views_are_checked():
 
 def test_retained_and_diff_titles_through_the_command_line(timed, tmp_path):
     def title(*args):
-        return ET.fromstring(heaptrace(*args).stdout).find(f"{SVG}text[@id='title']").text
+        svg = ET.fromstring(heaptrace(*args, check=True).stdout)
+        return svg.find(f"{SVG}text[@id='title']").text
 
     assert title("flame", timed, "--retained") == "Bytes held at exit"
     assert title("flame", timed, "--at", "peak") == "Bytes held at peak"
@@ -279,7 +272,7 @@ def test_random_colours_follow_the_seed_one_colour_per_name():
 def test_random_on_the_command_line_differs_between_runs(tmp_path):
     path = tmp_path / "in.folded"
     path.write_text("".join(f"main;fn{i} {i + 1}\n" for i in range(10)))
-    runs = [fills(ET.fromstring(heaptrace("flame", str(path), "--random").stdout))
+    runs = [fills(ET.fromstring(heaptrace("flame", str(path), "--random", check=True).stdout))
             for _ in range(2)]
     assert sum(runs[0][n] != runs[1][n] for n in runs[0]) >= 8
 
@@ -316,14 +309,15 @@ def test_cp_keeps_colours_across_graphs_and_runs(tmp_path):
     first, second = tmp_path / "one.folded", tmp_path / "two.folded"
     first.write_text("main;load 10\nmain;parse 5\n")
     second.write_text("main;load 3\nmain;inflate 7\n")
-    one = fills(ET.fromstring(heaptrace("flame", str(first), "--cp", cwd=tmp_path).stdout))
+    one = fills(ET.fromstring(
+        heaptrace("flame", str(first), "--cp", cwd=tmp_path, check=True).stdout))
     pinned = read_palette_map(str(tmp_path / "palette.map"))
     assert pinned == one  # every drawn name, all included
     two = fills(ET.fromstring(heaptrace("flame", str(second), "--cp", "--colors", "hot",
-                                        cwd=tmp_path).stdout))
+                                        cwd=tmp_path, check=True).stdout))
     assert two["load"] == one["load"] and two["main"] == one["main"]
     assert two["inflate"] == frame_color("inflate", "hot")
     assert read_palette_map(str(tmp_path / "palette.map")) == {**one, **two}
     custom = tmp_path / "custom.map"
-    heaptrace("flame", str(first), "--palette-map", str(custom), "--colors", "blue")
+    heaptrace("flame", str(first), "--palette-map", str(custom), "--colors", "blue", check=True)
     assert read_palette_map(str(custom))["load"] == frame_color("load", "blue")

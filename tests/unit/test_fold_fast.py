@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from heaptrace.analysis.stacks import Folder, Selection, counted_bytes, fold, select_events
 from heaptrace.recording import Recording
-from tests.unit.synth import Synth
+from tests.helpers.synth import Synth
 
 KINDS = ("brk", "mmap", "munmap", "mremap")
 STACKS = ((), ("main", "a", "malloc"), ("main", "b", "mmap"), ("main", "a", "mmap"))

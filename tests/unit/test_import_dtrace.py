@@ -10,7 +10,8 @@ from heaptrace.analysis.quantize import rows
 from heaptrace.errors import ImportFormatError
 from heaptrace.importers import import_file
 from heaptrace.recording import Recording
-from tests.unit.importhelp import data, fold, read, run_cli, without_edges
+from tests.helpers.cli import heaptrace
+from tests.helpers.importing import data, fold, read, without_edges
 
 PKGIN = ["orig", "dlpkg", "streamsum", "nocache"]
 
@@ -19,8 +20,8 @@ PKGIN = ["orig", "dlpkg", "streamsum", "nocache"]
 def test_histogram_of_an_imported_table_is_the_published_table(tmp_path, name):
     source = data("dtrace", f"pkgin-{name}-brkquantize.txt")
     out = str(tmp_path / "run.db")
-    run_cli("import", "dtrace", source, "-o", out)
-    printed = run_cli("histogram", out).split("\n")
+    heaptrace("import", "dtrace", source, "-o", out, check=True)
+    printed = heaptrace("histogram", out, check=True).stdout.split("\n")
     assert without_edges(printed) == without_edges(read(source))
 
 
@@ -42,7 +43,7 @@ def test_histogram_json_of_an_imported_table(tmp_path):
     out = str(tmp_path / "run.db")
     import_file("dtrace", data("dtrace", "pkgin-nocache-brkquantize.txt"), out)
     import json
-    doc = json.loads(run_cli("histogram", out, "--json"))
+    doc = json.loads(heaptrace("histogram", out, "--json", check=True).stdout)
     assert doc["events"]["brk"]["calls"] == 58
     assert doc["events"]["brk"]["bytes"] == 9388032
     assert {"value": 1048576, "count": 1} in doc["events"]["brk"]["buckets"]
@@ -70,7 +71,7 @@ def test_stack_import_knows_bytes_but_not_calls(tmp_path):
     assert totals["brk"].bytes == sum(e.size for e in events) == golden_sum
     assert meta["unknown_totals"] == {"brk": ["calls"]}
     assert all(e.kind == "brk" and e.calls == 0 for e in events)  # from the leaf _brk_unlocked
-    printed = run_cli("histogram", out)
+    printed = heaptrace("histogram", out, check=True).stdout
     assert "Total bytes allocated" in printed and "calls" not in printed
 
 
@@ -85,11 +86,11 @@ def test_dtrace_header_is_kept_in_meta(tmp_path):
 def test_histogram_output_imports_back_to_the_same_histogram(tmp_path):
     first, second = str(tmp_path / "a.db"), str(tmp_path / "b.db")
     import_file("perf", data("perf", "grow-callchain.perf"), first)
-    printed = run_cli("histogram", first)
+    printed = heaptrace("histogram", first, check=True).stdout
     text = tmp_path / "histogram.txt"
     text.write_text(printed)
     import_file("dtrace", str(text), second)
-    assert run_cli("histogram", second) == printed
+    assert heaptrace("histogram", second, check=True).stdout == printed
 
 
 def _import_text(tmp_path, text, **options):

@@ -25,7 +25,7 @@ from heaptrace.formats.textinput import input_lines
 from heaptrace.importers import dtrace, folded, perf
 from heaptrace.importers.dtrace import _labelled
 from heaptrace.render.folded import _CONTROL, clean_frame
-from tests.unit.importhelp import run_main
+from tests.helpers.cli import heaptrace
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LONG = 1 << 19  # half a megabyte: lines of this length, quadratic, take hours
@@ -99,17 +99,17 @@ def test_input_over_the_bound_is_one_error(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["folded", "perf", "dtrace"])
 def test_devices_and_directories_are_refused_before_reading(tmp_path, fmt):
-    result = run_main("import", fmt, "/dev/zero", "-o", str(tmp_path / "out.db"), "--event", "brk")
+    result = heaptrace("import", fmt, "/dev/zero", "-o", str(tmp_path / "out.db"), "--event", "brk")
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert "expected a file or a pipe, not a device" in result.stderr
-    result = run_main("import", fmt, str(tmp_path), "-o", str(tmp_path / "out.db"))
+    result = heaptrace("import", fmt, str(tmp_path), "-o", str(tmp_path / "out.db"))
     assert result.returncode == 2 and "is a directory" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.db").exists()
 
 
 def test_flame_refuses_dev_zero():
-    result = run_main("flame", "/dev/zero")
+    result = heaptrace("flame", "/dev/zero")
     assert result.returncode != 0 and "Traceback" not in result.stderr
 
 
@@ -143,21 +143,21 @@ def test_huge_counts_are_one_error(tmp_path, big):
     for fmt, text in texts.items():
         source = tmp_path / f"in.{fmt}"
         source.write_text(text)
-        result = run_main("import", fmt, str(source), "-o", str(tmp_path / "o.db"),
+        result = heaptrace("import", fmt, str(source), "-o", str(tmp_path / "o.db"),
                                 "--event", "brk")
         assert result.returncode == 1, (fmt, result.stderr)
         assert "below 2^63" in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     flame = tmp_path / "big.folded"
     flame.write_text(f"a;b {big}\n")
-    result = run_main("flame", str(flame))
+    result = heaptrace("flame", str(flame))
     assert result.returncode == 1 and "below 2^63" in result.stderr
 
 
 def test_counts_whose_sum_passes_2_63_are_one_error(tmp_path):
     source = tmp_path / "in.folded"
     source.write_text(f"a;brk {(1 << 63) - 1}\nb;brk {(1 << 63) - 1}\n")
-    result = run_main("import", "folded", str(source), "-o", str(tmp_path / "o.db"),
+    result = heaptrace("import", "folded", str(source), "-o", str(tmp_path / "o.db"),
                             "--event", "brk")
     assert result.returncode == 1 and "2^63" in result.stderr
     assert "Traceback" not in result.stderr

@@ -9,7 +9,8 @@ import pytest
 from heaptrace.errors import ImportFormatError
 from heaptrace.importers import import_file
 from heaptrace.recording import Recording
-from tests.unit.importhelp import data, fold, read, run_cli
+from tests.helpers.cli import heaptrace
+from tests.helpers.importing import data, fold, read
 
 
 def test_perf_stacks_fold_as_stackcollapse_perf(tmp_path):
@@ -111,19 +112,15 @@ def test_folded_malformed(tmp_path, text, line, words):
     assert os.listdir(tmp_path) == ["in.folded"]
 
 
-def test_import_command_prints_wrote_and_errors_are_one_line(tmp_path, capsys):
-    from heaptrace.cli import main
+def test_import_command_prints_wrote_and_errors_are_one_line(tmp_path):
     out = str(tmp_path / "run.db")
-    with pytest.raises(SystemExit) as done:
-        main(["import", "perf", data("perf", "grow-callchain.perf"), "-o", out])
-    assert done.value.code == 0
-    assert capsys.readouterr().err == f"Wrote {out}\n"
+    done = heaptrace("import", "perf", data("perf", "grow-callchain.perf"), "-o", out)
+    assert done.returncode == 0
+    assert done.stderr == f"Wrote {out}\n"
     bad = tmp_path / "bad.folded"
     bad.write_text("no count here\n")
-    with pytest.raises(SystemExit) as done:
-        main(["import", "folded", str(bad), "-o", str(tmp_path / "x.db"), "--event", "brk"])
-    err = capsys.readouterr().err
-    assert done.value.code == 1
-    assert err.startswith(f"heaptrace: error: {bad}:1: expected a folded stack")
-    assert err.count("\n") == 1
-    assert run_cli("histogram", out).count("Total number of") == 3
+    done = heaptrace("import", "folded", str(bad), "-o", str(tmp_path / "x.db"), "--event", "brk")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"heaptrace: error: {bad}:1: expected a folded stack")
+    assert done.stderr.count("\n") == 1
+    assert heaptrace("histogram", out, check=True).stdout.count("Total number of") == 3

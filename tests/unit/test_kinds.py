@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from heaptrace.analysis.retained import Replay
 from heaptrace.analysis.stacks import EVENT_CHOICES, kinds_for
@@ -36,6 +35,7 @@ from heaptrace.importers.common import leaf_kind
 from heaptrace.importers.perf import SYSCALL
 from heaptrace.importers.perf import _event as perf_event
 from heaptrace.render.histogram import kind_lines
+from tests.helpers.cli import heaptrace
 
 PROBES = Path(__file__).resolve().parents[2] / "probes"
 PROBE_TEXT = "\n".join(p.read_text() for p in sorted(PROBES.glob("heaptrace*.[ch]")))
@@ -136,8 +136,8 @@ def test_the_held_replay_handles_the_kind_or_says_why_not(spec: KindSpec):
 
 
 def test_histogram_refuses_an_unknown_kind(tmp_path):
-    result = CliRunner().invoke(histogram, [str(tmp_path / "x.db"), "--event", "brkk"])
-    assert result.exit_code == 2 and "brkk" in result.output
+    result = heaptrace("histogram", str(tmp_path / "x.db"), "--event", "brkk")
+    assert result.returncode == 2 and "brkk" in result.stderr
 
 
 def test_the_madvise_advice_values_are_the_probes():

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from heaptrace.recording import Recording, RecordingWriter
-from heaptrace.stacks.elf import open_elf
 from heaptrace.stacks.procmaps import ANON, PROT_EXEC, Mapping, ProcMaps, parse_maps
-from heaptrace.stacks.unwind.dwarf import Unwinder
 
 MAPS = """\
 555555554000-555555555000 r--p 00000000 fe:00 11 /usr/bin/prog
@@ -26,14 +22,6 @@ def test_parse_keeps_executable_mappings_only():
     prog, key = parsed[0]
     assert (prog.start, prog.end, prog.offset, key) == (0x555555555000, 0x555555556000,
                                                           0x1000, "fe:00:11")
-
-
-def test_snapshot_of_a_live_process_has_build_ids():
-    maps = ProcMaps()
-    assert maps.snapshot(os.getpid(), 1)
-    libc = next(m for m in maps.mappings(os.getpid()) if "libc.so" in m.path)
-    assert libc.build_id == open_elf(libc.path).build_id
-    assert maps.find(os.getpid(), libc.start + 16) is libc
 
 
 def test_snapshot_of_a_gone_process_is_refused():
@@ -80,17 +68,6 @@ def test_round_trip_through_a_recording(tmp_path):
     assert [(m.start, m.path, m.first_ns, m.last_ns) for m in again.mappings(7)] == [
         (m.start, m.path, m.first_ns, m.last_ns) for m in maps.mappings(7)]
     assert again.find(7, 0x7FFFF7DFA010).path.endswith("libc.so.6")
-
-
-def test_unwinder_refreshes_maps_for_an_unknown_pc():
-    maps = ProcMaps()  # nothing known about this process yet
-    with open("/proc/self/maps") as fh:
-        libc = next(m for m, _ in parse_maps(fh.read()) if "libc.so" in m.path)
-    stack = bytes(64)
-    cold = Unwinder(maps).walk(os.getpid(), libc.start + 0x100, 0x1000, 0, stack)
-    assert cold.stop == "bad-frame" and maps.mappings(os.getpid()) == []
-    Unwinder(maps, refresh=True).walk(os.getpid(), libc.start + 0x100, 0x1000, 0, stack)
-    assert maps.find(os.getpid(), libc.start + 0x100).path == libc.path
 
 
 def test_lookup_in_time_keeps_images_before_and_after_an_exec_apart(tmp_path):

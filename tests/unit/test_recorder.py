@@ -33,7 +33,8 @@ def test_stack_is_walked_part_then_unwound_rest(tmp_path):
     path = str(tmp_path / "r.db")
     unwound = []
     writer = RecordingWriter(path)
-    rec = Recorder(writer, lambda copy: unwound.append(copy) or [0x30, 0x40], maps=ProcMaps())
+    rec = Recorder(writer, lambda copy: unwound.append(copy) or [0x30, 0x40],
+                   maps=ProcMaps(proc_root=str(tmp_path)))  # pid 7 is not this host's
     walked, copied = STACK_WALKED | 1, STACK_COPIED | 2
     rec(WalkedStack(walked, 7, (0x10, 0x20)))
     rec(StackCopy(copied, 7, 7, 0x30, 0x7FF0, 0, 0, b"", gen=1, depth=2))

@@ -11,6 +11,7 @@ import pytest
 from heaptrace.errors import RecordingError
 from heaptrace.events import Event, Frame, KindTotals
 from heaptrace.recording import FORMAT_VERSION, Recording, RecordingWriter
+from tests.helpers.cli import heaptrace
 
 
 def _write(path, **meta):
@@ -108,8 +109,7 @@ os._exit(9)  # no commit, no close: as if killed
 def test_cli_errors_are_one_line_without_traceback(tmp_path):
     junk = tmp_path / "junk.db"
     junk.write_text("hello")
-    proc = subprocess.run([sys.executable, "-m", "heaptrace", "histogram", str(junk)],
-                          capture_output=True, text=True)
+    proc = heaptrace("histogram", str(junk))
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert proc.stderr == f"heaptrace: error: not a heaptrace recording: {junk}\n"

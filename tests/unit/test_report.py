@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -17,6 +15,7 @@ from heaptrace.errors import UsageError
 from heaptrace.events import Event, Frame, KindTotals
 from heaptrace.recording import Recording, RecordingWriter
 from heaptrace.render.report import WIDTH, fit_stack, render_json, render_text
+from tests.helpers.cli import heaptrace
 
 KIB = 1024
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
@@ -247,9 +246,7 @@ def test_an_empty_recording(tmp_path):
 def test_the_command_line(two_processes):
     path = two_processes.path
     two_processes.close()
-    run = [sys.executable, "-m", "heaptrace", "report"]
-    proc = subprocess.run([*run, path, "--json", "--top", "1"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    proc = heaptrace("report", path, "--json", "--top", "1", check=True)
     assert len(json.loads(proc.stdout)["growth"]["rows"]) == 1
-    bad = subprocess.run([*run, path, "--pid", "99"], capture_output=True, text=True)
+    bad = heaptrace("report", path, "--pid", "99")
     assert bad.returncode != 0 and "no process 99" in bad.stderr and "Traceback" not in bad.stderr

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-HEAPTRACE = [sys.executable, "-m", "heaptrace"]
+from tests.helpers.cli import heaptrace
 
 
 def run(*args):
-    return subprocess.run([*HEAPTRACE, "run", *args], capture_output=True, text=True)
+    return heaptrace("run", *args)
 
 
 def test_ebpf_prints_the_program_with_its_settings():
@@ -48,8 +45,7 @@ def test_a_debug_among_the_commands_arguments_is_the_commands():
     assert proc.returncode == 2
     assert proc.stderr == ("heaptrace: error: give either a command to run (after --) or "
                            "--pid PID\n")
-    proc = subprocess.run([*HEAPTRACE, "--debug", "run", "--pid", "1", "--", "prog"],
-                          capture_output=True, text=True)
+    proc = heaptrace("--debug", "run", "--pid", "1", "--", "prog")
     assert proc.returncode == 1 and "Traceback" in proc.stderr  # heaptrace's own --debug
 
 

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strace_oracle import KINDS, parse, parse_log, parse_return, split_args, to_json, totals
+
+from tests.helpers.strace_oracle import (
+    KINDS,
+    parse,
+    parse_log,
+    parse_return,
+    split_args,
+    to_json,
+    totals,
+)
 
 LOGS = Path(__file__).resolve().parent.parent / "data" / "strace"
 P = 4096

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import xml.etree.ElementTree as ET
 
@@ -22,7 +20,8 @@ from heaptrace.errors import UsageError
 from heaptrace.events import Frame
 from heaptrace.recording import Recording
 from heaptrace.render.timeline import EMPTY, render_json, render_svg, render_text
-from tests.unit.synth import Synth
+from tests.helpers.cli import heaptrace
+from tests.helpers.synth import Synth
 
 SVG = "{http://www.w3.org/2000/svg}"
 A, B, C = ["main", "load_index"], ["main", "download_package", "xmalloc"], ["main", "trim"]
@@ -236,19 +235,14 @@ def test_json_has_every_bucket(rec):
     assert data["growers"][0]["stack"] == ";".join(B)
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-c", "from heaptrace.cli import main; main()",
-                           "timeline", *args], capture_output=True, text=True)
-
-
 def test_the_command_line(rec):
     path = rec.path
     rec.close()
-    table = run_cli(path, "--interval", "1")
+    table = heaptrace("timeline", path, "--interval", "1")
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[1].split() == ["time", "(s)", "taken", "given", "back",
                                                     "held", "RSS", "calls"]
-    assert ET.fromstring(run_cli(path, "--svg").stdout).tag == f"{SVG}svg"
-    assert json.loads(run_cli(path, "--json", "--pid", "1").stdout)["pid"] == 1
-    both = run_cli(path, "--svg", "--json")
+    assert ET.fromstring(heaptrace("timeline", path, "--svg").stdout).tag == f"{SVG}svg"
+    assert json.loads(heaptrace("timeline", path, "--json", "--pid", "1").stdout)["pid"] == 1
+    both = heaptrace("timeline", path, "--svg", "--json")
     assert both.returncode != 0 and "Traceback" not in both.stderr

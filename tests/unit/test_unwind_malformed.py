@@ -12,7 +12,7 @@ from heaptrace.stacks.elf import open_elf
 from heaptrace.stacks.procmaps import ProcMaps
 from heaptrace.stacks.unwind.dwarf import TRUNCATED, Unwinder
 from tests.helpers.ehframe import eh_frame
-from tests.helpers.stackfixtures import DATA
+from tests.helpers.stackfixtures import STACKS
 
 BIAS = 0x555555554000
 PID = 4242
@@ -23,7 +23,7 @@ MAPS = f"{BIAS + 0x1000:x}-{BIAS + 0x2000:x} r-xp 00001000 fe:00 1 {{path}}\n"
 def chain_with_cfi(tmp_path, instructions: bytes):
     """The fixture program with one FDE, for main, holding `instructions`; returns its path
     and main's link-time address."""
-    source = os.path.join(DATA, "bin", "chain")
+    source = os.path.join(STACKS, "bin", "chain")
     elf = open_elf(source)
     main, size = next((v, s) for v, s, name in elf.functions() if name == "main")
     eh, hdr = elf.sections[".eh_frame"], elf.sections[".eh_frame_hdr"]

@@ -5,8 +5,6 @@ totals must be `heaptrace flame --folded`'s, its values per kind the recording's
 from __future__ import annotations
 
 import gzip
-import subprocess
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -15,21 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heaptrace.formats.folded import parse_folded
 from heaptrace.render.pprof import LocationField, ProfileField, SampleField
 from heaptrace.render.protobuf import delimited, integer, message, packed
-from tests.helpers import pprof_oracle
-from tests.unit import exportdata
+from tests.helpers import exportdata, pprof_oracle
+from tests.helpers.cli import heaptrace
+from tests.helpers.exportdata import flame
 
 GROWTH = ("brk", "mmap", "mremap")
-
-
-def heaptrace(*args, check=True):
-    proc = subprocess.run([sys.executable, "-c", "from heaptrace.cli import main; main()", *args],
-                          capture_output=True)
-    if check:
-        assert proc.returncode == 0, proc.stderr.decode()
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +29,10 @@ def recording(tmp_path_factory):
 
 def export(recording, tmp_path, *options) -> dict:
     out = tmp_path / "out.pb.gz"
-    proc = heaptrace("export", "pprof", recording, *options, "-o", str(out))
-    assert proc.stdout == b""  # results go to the file, the summary to stderr
-    assert proc.stderr.decode().startswith(f"Wrote {out}: ")
+    proc = heaptrace("export", "pprof", recording, *options, "-o", str(out), check=True)
+    assert proc.stdout == ""  # results go to the file, the summary to stderr
+    assert proc.stderr.startswith(f"Wrote {out}: ")
     return pprof_oracle.decode(str(out))
-
-
-def flame(recording, *options) -> dict:
-    out = heaptrace("flame", recording, "--folded", *options).stdout.decode()
-    return parse_folded(out.splitlines())
 
 
 SELECTIONS = [(), ("--event", "mmap"), ("--event", "all"), ("--event", "madvise"),
@@ -134,7 +119,7 @@ def test_held_values(recording, tmp_path):
 
 def test_go_tool_pprof_reads_the_same_values(recording, tmp_path):
     out = tmp_path / "p.pb.gz"
-    heaptrace("export", "pprof", recording, "--event", "all", "-o", str(out))
+    heaptrace("export", "pprof", recording, "--event", "all", "-o", str(out), check=True)
     profile = pprof_oracle.decode(str(out))
     names, values = pprof_oracle.go_pprof_raw(str(out), tmp_path)
     assert names == [t for t, _ in profile["sample_type"]]
@@ -149,14 +134,14 @@ def test_wall_clock_and_comment(recording, tmp_path):
 
 
 def test_stdout_when_piped_and_the_same_bytes_each_time(recording, tmp_path):
-    first = heaptrace("export", "pprof", recording).stdout
+    first = heaptrace("export", "pprof", recording, check=True, text=False).stdout
     out = tmp_path / "p.pb.gz"
-    heaptrace("export", "pprof", recording, "-o", str(out))
+    heaptrace("export", "pprof", recording, "-o", str(out), check=True)
     assert first == out.read_bytes() and first[:2] == b"\x1f\x8b"
 
 
 def test_an_empty_recording_is_an_empty_profile(tmp_path):
-    from tests.unit.synth import Synth
+    from tests.helpers.synth import Synth
 
     Synth(str(tmp_path / "empty.db")).close()
     profile = export(str(tmp_path / "empty.db"), tmp_path)
@@ -174,14 +159,14 @@ def test_bad_input_is_one_line(recording, tmp_path):
                  ["export", "pprof", recording, "-o", str(tmp_path / "no" / "dir" / "o")],
                  ["export", "svg", recording]):
         proc = heaptrace(*args, check=False)
-        err = proc.stderr.decode()
+        err = proc.stderr
         assert proc.returncode != 0 and "Traceback" not in err, err
         errors = [line for line in err.splitlines() if line.lower().startswith(
             ("error:", "heaptrace: error:"))]
         assert len(errors) == 1, err
     assert not (tmp_path / "o").exists()
     assert "heaptrace import folded" in heaptrace(
-        "export", "pprof", str(folded), check=False).stderr.decode()
+        "export", "pprof", str(folded), check=False).stderr
     assert Path(recording).read_bytes()[:16] == b"SQLite format 3\x00"
 
 

@@ -1,6 +1,6 @@
 """Source lines from DWARF line tables (stacks/lines.py) against gdb's `info line` on the
 same addresses: a program compiled here with DWARF 4 and with DWARF 5, and libc through its
-debug file (libc6-dbg)."""
+debug file (libc6-dbg): a host-tier test (gcc, gdb, objdump)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ binary. Flags: `-D_GNU_SOURCE -g -Wall -Wextra -Werror -O0`, plus those of a lin
 ` * build: FLAGS` in the source's top comment (e.g. `-O2 -fomit-frame-pointer -pthread`);
 an -O flag there replaces -O0. Run it directly to build everything and print the paths:
 
-    python3 tests/programs/build.py
+    python3 -m tests.helpers.programs
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List
 
-HERE = Path(__file__).resolve().parent
+from tests.helpers import TESTS
+
+HERE = TESTS / "programs"
 BIN = HERE / "bin"
 COMPILERS = {".c": ["gcc", "-std=gnu11"], ".cpp": ["g++", "-std=gnu++17"]}
 BASE_FLAGS = ["-D_GNU_SOURCE", "-g", "-Wall", "-Wextra", "-Werror"]

@@ -1,14 +1,18 @@
 """A synthetic recording for the export tests: two processes (one of which execs), stacks
 through a program and libc with their mappings and build-ids, a frame without a symbol, a
 stack that runs on both sides of an exec, events without a stack, shrinks, failures,
-releases; and the per-kind truth the exports must add up to."""
+releases; and the truths the exports must add up to: per kind, and `heaptrace flame`'s."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Dict, List, Tuple
 
 from heaptrace.events import Event, Frame
-from tests.unit.synth import Synth
+from heaptrace.formats.folded import parse_folded
+from tests.helpers.cli import heaptrace
+from tests.helpers.synth import Synth
 
 PAGE = 4096
 PROG = ("/usr/bin/prog", 0x400000, 0x401000, 0x1000, "aa11" * 10)
@@ -99,3 +103,15 @@ def truth(kinds: Tuple[str, ...]) -> Dict[str, Tuple[int, int]]:
             calls, nbytes = found[kind]
             found[kind] = (calls + 1, nbytes + max(fields["size"], 0))
     return found
+
+
+def flame(recording: str, *options: str) -> dict:
+    """{root-first stack: bytes} of `heaptrace flame --folded` with these options."""
+    out = heaptrace("flame", recording, "--folded", *options, check=True).stdout
+    return parse_folded(out.splitlines())
+
+
+def speedscope(recording: str, out: Path, *options: str) -> dict:
+    """`heaptrace export speedscope` into `out`, parsed."""
+    heaptrace("export", "speedscope", recording, *options, "-o", str(out), check=True)
+    return json.loads(out.read_text())

@@ -1,7 +1,8 @@
-"""Rebuilds the stack fixtures: compiles the programs of src/ into bin/ and runs each under
-gdb (gdb_capture.py) following the parent and then the forked child.
+"""Rebuilds the stack fixtures of tests/data/stacks: compiles the programs of its src/ into
+bin/ and runs each under gdb (its gdb_capture.py) following the parent and then the forked
+child. test_unwind_live does the same with freshly built programs.
 
-    python3 tests/data/stacks/capture.py [OUTDIR]
+    python3 -m tests.helpers.stackcapture [OUTDIR]
 
 Each program gets OUTDIR/NAME/ with stops-parent.json, stops-child.json (registers, gdb's
 backtrace, file names), *.stack.gz (the copied stack) and maps-*.txt (with the bin/ directory
@@ -13,7 +14,9 @@ import os
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from tests.helpers import DATA
+
+HERE = str(DATA / "stacks")
 PROGRAMS = {
     # name: (compiler, source, flags)
     "chain": ("gcc", "chain.c", ["-O2", "-fomit-frame-pointer", "-pthread"]),

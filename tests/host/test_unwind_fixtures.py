@@ -1,5 +1,6 @@
 """The DWARF unwinder on stacks captured by gdb at brk/mmap syscalls (tests/data/stacks):
-the same frames as gdb's own backtrace, whole down to the entry point."""
+the same frames as gdb's own backtrace, whole down to the entry point. The captured maps
+name the host's libc and loader by path: a host-tier test."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytest
 
 from heaptrace.stacks.elf import open_elf
 from heaptrace.stacks.unwind.cfi import EXPR, OFFSET, REGISTER, UNDEFINED, VAL_OFFSET, CfiTable
-from tests.helpers.stackfixtures import DATA
+from tests.helpers.stackfixtures import STACKS
 
 REG_NAMES = ("rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp",
              "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "ra")  # DWARF order
@@ -74,7 +74,7 @@ def check_file(path, every=1):
 
 @pytest.mark.parametrize("program", ["chain", "chain-debugframe", "templates"])
 def test_every_row_of_the_test_programs_agrees_with_readelf(program):
-    assert check_file(f"{DATA}/bin/{program}") > 10
+    assert check_file(f"{STACKS}/bin/{program}") > 10
 
 
 def test_a_sample_of_libc_agrees_with_readelf():

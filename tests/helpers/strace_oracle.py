@@ -24,8 +24,8 @@ The per-call list (`OracleResult.calls`: kind, pid, tid, args, ret, errno, size)
 for finer comparisons (sizes, order, which process). Like heaptrace, the trace starts at
 the target's own exec (strace starts the command the same way).
 
-    python3 tests/strace_oracle.py -- ./prog args    # JSON totals, like histogram --json
-    python3 tests/strace_oracle.py --parse LOG       # the same from a saved log
+    python3 -m tests.helpers.strace_oracle -- ./prog args    # JSON totals, like histogram --json
+    python3 -m tests.helpers.strace_oracle --parse LOG       # the same from a saved log
 """
 
 from __future__ import annotations

@@ -1,18 +1,13 @@
-"""Helpers for the importer tests: fold a recording as a flame graph would, run the CLI."""
+"""What the importer tests compare: the data files of tests/data, and a recording folded
+as stackcollapse.pl folds the same stacks."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from typing import Dict, List
 
-from click.testing import CliRunner
-
-from heaptrace.cli import cli
 from heaptrace.recording import Recording
-
-DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data")
+from tests.helpers import DATA
 
 
 def data(*parts: str) -> str:
@@ -29,19 +24,6 @@ def fold(path: str, weight: str = "size") -> List[str]:
             key = ";".join(f.name for f in reversed(stacks[e.stack_id]))
             sums[key] = sums.get(key, 0) + getattr(e, weight)
     return [f"{k} {sums[k]}" for k in sorted(sums, key=lambda s: s.encode())]
-
-
-def run_cli(*args: str) -> str:
-    """Run a heaptrace command; returns stdout, fails the test on any error."""
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def run_main(*args: str) -> subprocess.CompletedProcess:
-    """Run heaptrace as a user does (one-line errors, exit codes); output as text."""
-    return subprocess.run([sys.executable, "-m", "heaptrace", *args], capture_output=True,
-                          text=True, check=False)
 
 
 def read(path: str) -> List[str]:

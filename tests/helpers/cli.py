@@ -1,0 +1,38 @@
+"""The one way tests run heaptrace: its real entry point in a child process (this
+interpreter, this checkout), as a user runs it, so exit codes, stdout, stderr and
+tracebacks are what a user sees.
+
+    heaptrace("histogram", db, "--json", check=True).stdout
+    subprocess.Popen(argv("run", "-o", db, "--", *cmd))       # running in the background
+    subprocess.run(["setarch", "-R", *argv("run", ...)])       # under another command
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any, List
+
+HEAPTRACE = (sys.executable, "-m", "heaptrace")
+
+
+def argv(*args: str) -> List[str]:
+    """The command line of `heaptrace ARGS...`."""
+    return [*HEAPTRACE, *args]
+
+
+def heaptrace(*args: str, check: bool = False, **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run `heaptrace ARGS...`, stdout and stderr captured as text (`text=False` for
+    bytes); `check`: fail the test unless it exits 0."""
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    proc = subprocess.run(argv(*args), **kwargs)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def histogram_json(path: object) -> dict:
+    """`heaptrace histogram PATH --json`, parsed."""
+    return json.loads(heaptrace("histogram", str(path), "--json", check=True).stdout)
