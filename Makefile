@@ -8,7 +8,8 @@ PYTHON ?= /usr/bin/python3
 PY := $(VENV)/bin/python
 HEAPTRACE := $(VENV)/bin/heaptrace
 
-.PHONY: setup system venv demo test unit lint typecheck bench clean
+.PHONY: setup system venv demo test unit lint typecheck bench clean examples example-pages \
+	example-pkgin example-venice example-python example-liquidsoap
 
 setup: system venv
 
@@ -34,6 +35,20 @@ demo: setup
 	$(HEAPTRACE) diff examples/before.db examples/after.db > examples/diff.svg
 	@echo "Wrote examples/before.svg (flame graph) and examples/diff.svg (before vs after)"
 
+# The four stories as runnable examples (docs/examples/): each builds its program, records it
+# under heaptrace (as root) and writes its views into examples/build/STORY/.
+STORIES := pkgin venice python liquidsoap
+
+examples:
+	$(MAKE) -s -C examples
+
+example-pkgin example-venice example-python example-liquidsoap: example-%: venv examples
+	$(PY) examples/render.py $* --pages
+
+# The pictures and pages in docs/examples/, regenerated from real runs (commit the result).
+example-pages: venv examples
+	$(PY) examples/render.py $(STORIES) --pages --out docs/examples
+
 test: setup lint typecheck
 	$(PY) -m pytest -ra
 
@@ -52,4 +67,4 @@ bench: setup
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info examples/build

@@ -20,7 +20,9 @@ pkgs=(bpfcc-tools python3-bpfcc python3-venv python3-pip gcc g++ make strace sql
       chromium gdb binutils util-linux
       # what the export tests read pprof profiles with: protoc and the published
       # profile.proto, and go tool pprof
-      protobuf-compiler golang-github-google-pprof-dev golang-go)
+      protobuf-compiler golang-github-google-pprof-dev golang-go
+      # the Venice example runs with jemalloc (LD_PRELOAD); its test reads peak RSS with GNU time
+      libjemalloc2 time)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
