@@ -76,10 +76,11 @@ def stories(build: Path) -> dict[str, Story]:
     def d(run: str) -> str:
         return str(build / STORY_OF[run] / f"{run}.db")
 
-    grow = str(EXAMPLES / "grow")
-    venice = str(BUILD / "bin" / "venice")
-    liquidsoap = str(BUILD / "bin" / "liquidsoap")
-    audiostream = str(EXAMPLES / "audiostream.py")
+    # Relative to the repository (the runs' working directory), as the reports print them.
+    grow = "examples/grow"
+    venice = "examples/build/bin/venice"
+    liquidsoap = "examples/build/bin/liquidsoap"
+    audiostream = "examples/audiostream.py"
     return {
         "pkgin": Story(
             "pkgin",
