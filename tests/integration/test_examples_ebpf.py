@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import heaptrace
+from tests.helpers.cli import heaptrace
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MIB = 1 << 20
