@@ -24,6 +24,20 @@ class Effect(Enum):
     GIVES_BACK = "gives back"  # size is the length given back (munmap, madvise DONTNEED/FREE)
 
 
+class MemClass(Enum):
+    """What a mapping is (ARCHITECTURE.md "Event semantics"); `code` is CLASS_* in
+    probes/ranges.h."""
+
+    COMMITTED = ("committed", 1)  # private anonymous with access: growth
+    RESERVED = ("reserved", 2)  # private anonymous PROT_NONE: address space only
+    FILE = ("file", 3)  # file-backed
+    SHARED = ("shared", 4)  # shared anonymous
+
+    def __init__(self, label: str, code: int) -> None:
+        self.label = label
+        self.code = code
+
+
 # madvise advice values that hand pages back while the mapping stays (Linux uapi mman-common.h).
 MADV_DONTNEED, MADV_FREE, MADV_REMOVE = 4, 8, 9
 GIVE_BACK_ADVICE = (MADV_DONTNEED, MADV_FREE, MADV_REMOVE)
@@ -58,9 +72,10 @@ class KindSpec:
 
     def size_of(self, fields: Mapping[str, int]) -> Optional[int]:
         """The byte delta of a successful call from its argument fields (see ARCHITECTURE.md);
-        None for brk, whose growth depends on the previous break, or when a field is missing."""
+        None for brk, whose growth depends on the previous break, for mprotect, whose bytes
+        depend on what the pages were, or when a field is missing."""
         try:
-            if self.name == "brk":
+            if self.name in ("brk", "mprotect"):  # the previous break; what the pages were
                 return None
             if self.name == "mremap":
                 return fields["new_length"] - fields["length"]
@@ -97,7 +112,12 @@ SPECS: Tuple[KindSpec, ...] = (
              "madvise() sizes given back (DONTNEED, FREE, REMOVE)", "Total bytes given back",
              ("addr", "length", "flags"), False, r"^_*madvise$", "syscalls:sys_enter_madvise",
              ("start", "len_in", "behavior")),
+    KindSpec("mprotect", 5, Effect.GROWS, "mprotect() sizes committed (reserved made accessible)",
+             "Total bytes committed", ("addr", "length", "prot"), False, r"^_*mprotect$",
+             "syscalls:sys_enter_mprotect", ("start", "len", "prot")),
 )
+# Kinds whose totals say what class of memory their bytes were (KindTotals.classes).
+CLASSED_KINDS = ("mmap", "mremap")
 
 SPEC: Dict[str, KindSpec] = {s.name: s for s in SPECS}
 # Order matters: it is the kind index used by the BPF program (probes/heaptrace.h).
@@ -165,6 +185,34 @@ class KindTotals:
     bytes: int = 0
     released: int = 0
     buckets: Dict[int, int] = field(default_factory=dict)  # power-of-two value -> count
+    # mmap: lengths by class (they add up to `bytes`); mremap: growth by class of the mapping
+    classes: Dict[str, int] = field(default_factory=dict)
+
+def committed_growth(totals: Mapping[str, KindTotals]) -> int:
+    """Growth (ARCHITECTURE.md): brk growth + committed mmaps + anonymous mremap growth +
+    mprotect commits. A recording without classes (an import, an older heaptrace) counts
+    every mmap and mremap growth, as it could not tell."""
+    total = 0
+    for kind in GROWTH_KINDS:
+        t = totals.get(kind)
+        if t is None:
+            continue
+        classes = t.classes if kind in CLASSED_KINDS else {}
+        total += classes.get(MemClass.COMMITTED.label, 0) if classes else t.bytes
+    return total
+
+
+def mapped_apart(totals: Mapping[str, KindTotals]) -> Dict[str, int]:
+    """Bytes mapped (or grown by mremap) that are not growth, by class: reserved, file,
+    shared."""
+    out = {c.label: 0 for c in MemClass if c is not MemClass.COMMITTED}
+    for kind in CLASSED_KINDS:
+        t = totals.get(kind)
+        for label, nbytes in (t.classes.items() if t else ()):
+            if label in out:
+                out[label] += nbytes
+    return out
+
 
 # Event fields per kind (Linux; the DTrace backend and importers fill what they know):
 #   brk     addr = requested break (arg), ret = new break, size = ret - previous break

@@ -49,6 +49,10 @@ CREATE TABLE buckets (
     kind TEXT NOT NULL, value INTEGER NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (kind, value)
 );
+CREATE TABLE classes (
+    kind TEXT NOT NULL, class TEXT NOT NULL, bytes INTEGER NOT NULL,
+    PRIMARY KEY (kind, class)
+);
 CREATE TABLE mappings (
     pid INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, offset INTEGER,
     path TEXT, build_id TEXT, first_ns INTEGER, last_ns INTEGER
@@ -216,7 +220,12 @@ class RecordingWriter:
         """Replace the exact per-kind counters and their power-of-two buckets."""
         self._db.execute("DELETE FROM totals")
         self._db.execute("DELETE FROM buckets")
+        self._db.execute("DELETE FROM classes")
         for kind, t in totals.items():
+            self._db.executemany(
+                "INSERT INTO classes (kind, class, bytes) VALUES (?, ?, ?)",
+                [(kind, c, n) for c, n in t.classes.items()],
+            )
             self._db.execute(
                 "INSERT INTO totals (kind, calls, failed, bytes, released) VALUES (?, ?, ?, ?, ?)",
                 (kind, t.calls, t.failed, t.bytes, t.released),
@@ -285,7 +294,16 @@ class Recording:
             "SELECT kind, value, count FROM buckets ORDER BY kind, value"
         ):
             result.setdefault(kind, KindTotals()).buckets[value] = count
+        if self._has_table("classes"):  # recordings of heaptrace 0.x before classes lack it
+            for kind, cls, nbytes in self._query(
+                "SELECT kind, class, bytes FROM classes ORDER BY rowid"
+            ):
+                result.setdefault(kind, KindTotals()).classes[cls] = nbytes
         return result
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self._query(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
 
     def events(
         self, kinds: Optional[Sequence[str]] = None, pid: Optional[int] = None

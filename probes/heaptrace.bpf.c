@@ -1,5 +1,6 @@
 /* heaptrace.bpf.c: trace the syscalls through which a process tree takes memory from the kernel
- * (brk, mmap, mremap) and gives it back (munmap), for heaptrace's eBPF backend (bcc).
+ * (brk, mmap, mremap, mprotect) and gives it back (munmap, madvise), for heaptrace's eBPF backend
+ * (bcc).
  *
  * Exact totals (calls, failures, bytes, released bytes, power-of-two buckets per kind) are kept in
  * per-CPU maps, so they stay exact whatever happens to the per-event stream. The per-event stream
@@ -10,12 +11,19 @@
  * sched_process_fork tracepoint (before the child first runs), new threads share their tgid, exec keeps
  * the tgid. heaptrace starts the target stopped and adds it as ARMED: counting starts at its exec.
  *
+ * What each page of a traced address space is (committed, reserved, file, shared: ranges.h) is followed
+ * from the mapping calls themselves, so that an mprotect can say whether it committed reserved memory.
+ * Applying a change to those ranges is a program of its own (range_stage), verified once: sys_exit
+ * hands a call over to it by tail call, and it hands the call on to call_stage, which counts and sends
+ * it; sys_enter hands munmap over too (its ranges go before another thread can map the same pages).
+ *
  * Settings come in as -D flags from heaptrace/backends/ebpf.py; the defaults keep this valid C alone.
  */
 #include <uapi/linux/ptrace.h>
 #include <uapi/linux/sched.h> /* CLONE_THREAD; the kernel-internal linux/sched.h costs 0.4 s of clang */
 
 #include "heaptrace.h" /* records and constants shared with user space */
+#include "ranges.h"    /* what each page of an address space is */
 
 #ifndef USER_STACK_MAP       /* 1: also walk frame pointers with the kernel's stack map */
 #define USER_STACK_MAP 0
@@ -44,9 +52,21 @@
 #ifndef PROT_EXEC
 #define PROT_EXEC 0x4
 #endif
-#ifndef KIND_MASK            /* bit i set: trace kind i (0 brk, 1 mmap, 2 munmap, 3 mremap, 4 madvise) */
-#define KIND_MASK 0x1f
+#ifndef KIND_MASK            /* bit i set: trace kind i (KIND_* in heaptrace.h) */
+#define KIND_MASK 0x3f
 #endif
+#ifndef LOCK_TRIES           /* attempts at taking an address space's ranges before giving up */
+#define LOCK_TRIES 200
+#endif
+
+/* mmap flags and protection (uapi mman.h); the same on every architecture heaptrace supports */
+#define MAP_SHARED 0x01
+#define MAP_TYPE 0x0f
+#define MAP_PRIVATE 0x02
+#define MAP_ANONYMOUS 0x20
+#define PROT_ACCESS 0x7      /* PROT_READ | PROT_WRITE | PROT_EXEC: none of them is PROT_NONE */
+#define MREMAP_DONTUNMAP 4
+#define PAGE_UP(x) (((x) + 4095ULL) & ~4095ULL)
 
 /* Syscall numbers, one table for every architecture heaptrace supports. */
 #if defined(__x86_64__)
@@ -55,6 +75,7 @@
 #define NR_BRK 12
 #define NR_MREMAP 25
 #define NR_MADVISE 28
+#define NR_MPROTECT 10
 #define NR_CLONE 56
 #define NR_CLONE3 435
 #define NR_OPEN_PATH 2
@@ -76,6 +97,7 @@
 #define NR_MREMAP 216
 #define NR_CLONE 220
 #define NR_MADVISE 233
+#define NR_MPROTECT 226
 #define NR_MMAP 222
 #define NR_BRK 214
 #define NR_CLONE3 435
@@ -111,6 +133,24 @@ struct copy_seen {
     u64 id;
 };
 
+/* A traced call on its way from sys_exit through range_stage to call_stage. */
+struct call_job {
+    u64 pid_tgid;
+    u64 args[6];
+    s64 ret;
+    s64 size;
+    u32 kind;       /* KIND_*, or -1: only the ranges change (a kind not traced, munmap's entry) */
+    u32 cls;
+    u32 failed;
+    u32 nops;       /* changes of the ranges to apply first: 0, 1 or 2 (mremap) */
+    u32 next;       /* the next of them */
+    u32 pad;
+    struct paint ops[2];
+};
+
+#define STAGE_RANGES 0
+#define STAGE_CALL 1
+
 /* The maps: key -> value; who writes; who reads. */
 /* tgid -> STATE_*; user space (arm, attach) and the fork/exec/exit tracepoints; every probe */
 BPF_HASH(traced, u32, u8, MAX_PROCS);
@@ -120,6 +160,17 @@ BPF_TABLE("lru_hash", struct fd_key, struct path_val, fd_paths, 16384);
 BPF_PERCPU_ARRAY(mapfile_scratch, struct mapfile_rec, 1);
 /* tgid -> current break; brk exits, fork (inherited), exec/exit (reset); call_size */
 BPF_HASH(breaks, u32, u64, MAX_PROCS);
+/* tgid -> what each page of its address space is; range_stage, fork (copied), exec/exit (dropped),
+ * user space (attach: what was mapped before) */
+BPF_F_TABLE("hash", u32, struct range_set, ranges, MAX_PROCS, BPF_F_NO_PREALLOC);
+/* 0 -> an empty set, to start one from; never written */
+BPF_ARRAY(no_ranges, struct range_set, 1);
+/* 0 -> the call being handed from stage to stage on this CPU; sys_enter, sys_exit, the stages */
+BPF_PERCPU_ARRAY(jobs, struct call_job, 1);
+/* STAGE_* -> program; user space */
+BPF_PROG_ARRAY(stages, 2);
+/* kind * (CLASS_MASK + 1) + class -> bytes (per CPU): mmap lengths and mremap growth by class */
+BPF_PERCPU_ARRAY(class_bytes, u64, NKINDS * (CLASS_MASK + 1));
 /* tid -> flags of its clone in flight; sys_enter; sched_process_fork (thread or process?) */
 BPF_HASH(clone_flags, u32, u64, MAX_PROCS);
 /* kind -> exact totals (per CPU); add_totals; user space at the end and at each checkpoint */
@@ -174,9 +225,14 @@ static __always_inline int kind_of(u64 nr)
         kind = KIND_MREMAP;
     else if (nr == NR_MADVISE)
         kind = KIND_MADVISE;
-    if (kind < 0 || !((KIND_MASK >> kind) & 1))
-        return -1;
+    else if (nr == NR_MPROTECT)
+        kind = KIND_MPROTECT;
     return kind;
+}
+
+static __always_inline int is_counted(int kind)
+{
+    return kind >= 0 && ((KIND_MASK >> kind) & 1);
 }
 
 static __always_inline int is_traced(u32 tgid)
@@ -216,6 +272,8 @@ static __always_inline s64 call_size(int kind, u32 tgid, u64 *args, s64 ret, u64
     if (kind == KIND_MADVISE) /* pages handed back: MADV_DONTNEED, MADV_FREE, MADV_REMOVE */
         return (args[2] == MADV_DONTNEED || args[2] == MADV_FREE || args[2] == MADV_REMOVE)
                    ? (s64)args[1] : 0;
+    if (kind == KIND_MPROTECT) /* what it committed or released: range_stage says */
+        return 0;
     return (s64)args[1];
 }
 
@@ -428,7 +486,7 @@ static __always_inline void stack_refs(struct call_rec *rec, struct pt_regs *reg
 }
 
 static __always_inline void emit_call(void *ctx, struct pt_regs *regs, int kind, u64 pid_tgid,
-                                      u64 *args, s64 ret, s64 size)
+                                      u64 *args, s64 ret, s64 size, u32 cls)
 {
     u32 zero = 0;
     struct call_batch *b = batches.lookup(&zero);
@@ -451,6 +509,8 @@ static __always_inline void emit_call(void *ctx, struct pt_regs *regs, int kind,
         rec->args[j] = args[j];
     rec->ret = ret;
     rec->size = size;
+    rec->cls = cls;
+    rec->pad = 0;
     rec->ip = REG_IP(regs);
 #if USER_STACK_MAP
     rec->stack_id = stacks.get_stackid(ctx, BPF_F_USER_STACK);
@@ -517,6 +577,65 @@ static __always_inline void note_exec_mapping(u32 tgid, u64 *args, s64 ret)
         count(CTR_LOST);
 }
 
+/* The class of a successful mmap from its flags and protection. */
+static __always_inline u32 mmap_class(u64 prot, u64 flags)
+{
+    if (!(flags & MAP_ANONYMOUS))
+        return CLASS_FILE;
+    if ((flags & MAP_TYPE) != MAP_PRIVATE)
+        return CLASS_SHARED;
+    return (prot & PROT_ACCESS) ? CLASS_COMMITTED : CLASS_RESERVED;
+}
+
+static __always_inline void fill_op(struct paint *op, u64 start, u64 len, u64 cls)
+{
+    op->start = start;
+    op->end = start + PAGE_UP(len);
+    op->mode = PAINT_FILL;
+    op->fill = cls;
+}
+
+/* An mprotect's change: reserved and committed pages take the new protection's class (file and
+ * shared ones stay what they are). `keep` instead leaves every page as it is (to count them). */
+static __always_inline void relabel_op(struct paint *op, u64 start, u64 len, u64 cls, int keep)
+{
+    op->start = start;
+    op->end = start + PAGE_UP(len);
+    op->mode = PAINT_RELABEL;
+#pragma unroll
+    for (int c = 0; c <= CLASS_MASK; c++)
+        op->to[c] = c;
+    if (!keep) {
+        op->to[CLASS_COMMITTED] = cls;
+        op->to[CLASS_RESERVED] = cls;
+    }
+}
+
+/* How a successful call changes the ranges of its address space: the number of changes. */
+static __always_inline u32 range_ops(struct call_job *job, u64 nr, s64 ret)
+{
+    u64 *a = job->args;
+    if (nr == NR_MMAP) {
+        job->cls = mmap_class(a[2], a[3]);
+        fill_op(&job->ops[0], (u64)ret, a[1], job->cls);
+        return 1;
+    }
+    if (nr == NR_MPROTECT) {
+        relabel_op(&job->ops[0], a[0], a[1],
+                   (a[2] & PROT_ACCESS) ? CLASS_COMMITTED : CLASS_RESERVED, 0);
+        return 1;
+    }
+    if (nr == NR_MREMAP) { /* the old range goes (its class decides the new one's), the new comes */
+        if (a[3] & MREMAP_DONTUNMAP)
+            relabel_op(&job->ops[0], a[0], a[1], 0, 1);
+        else
+            fill_op(&job->ops[0], a[0], a[1], CLASS_NONE);
+        fill_op(&job->ops[1], (u64)ret, a[2], CLASS_NONE);
+        return 2;
+    }
+    return 0;
+}
+
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
     struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
@@ -524,7 +643,7 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     bpf_probe_read_kernel(&nr, sizeof(nr), &REG_NR(regs));
     int kind = kind_of(nr);
     int open = is_open(nr);
-    if (kind < 0 && !open && nr != NR_MMAP)
+    if (kind < 0 && !open)
         return 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 tgid = pid_tgid >> 32;
@@ -543,25 +662,173 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     }
     if (nr == NR_MMAP)
         note_exec_mapping(tgid, args, ret);
-    if (kind < 0)
+    u32 zero = 0;
+    struct call_job *job = jobs.lookup(&zero);
+    if (!job)
         return 0;
     u64 failed = 0;
-    s64 size = call_size(kind, tgid, args, ret, &failed);
-    add_totals(kind, size, failed);
-    emit_call(ctx, &r, kind, pid_tgid, args, ret, size);
+    job->pid_tgid = pid_tgid;
+#pragma unroll
+    for (int j = 0; j < 6; j++)
+        job->args[j] = args[j];
+    job->ret = ret;
+    job->kind = is_counted(kind) ? kind : -1;
+    job->size = job->kind != -1 ? call_size(kind, tgid, args, ret, &failed) : 0;
+    job->failed = failed;
+    job->cls = kind == KIND_BRK ? CLASS_COMMITTED : CLASS_NONE;
+    job->nops = (failed || is_error(ret)) ? 0 : range_ops(job, nr, ret);
+    job->next = 0;
+    if (job->nops)
+        stages.call(ctx, STAGE_RANGES);
+    else if (job->kind != -1)
+        stages.call(ctx, STAGE_CALL);
     return 0;
 }
 
-/* Remember clone flags so that the fork tracepoint can tell a new process from a new thread. */
+/* Take an address space's ranges (threads of a process change them from several CPUs). */
+static __always_inline int lock_ranges(struct range_set *set)
+{
+#pragma nounroll
+    for (int i = 0; i < LOCK_TRIES; i++)
+        if (__sync_val_compare_and_swap(&set->lock, 0, 1) == 0)
+            return 1;
+    return 0;
+}
+
+static __always_inline void unlock_ranges(struct range_set *set)
+{
+    __sync_lock_test_and_set(&set->lock, 0);
+}
+
+/* The class that most bytes of a change had (a successful mremap moves part of one mapping). */
+static __always_inline u32 main_class(struct paint *op)
+{
+    u32 best = CLASS_NONE;
+#pragma unroll
+    for (int c = CLASS_COMMITTED; c < NCLASSES; c++)
+        if (op->bytes[c] > op->bytes[best])
+            best = c;
+    return best;
+}
+
+/* Apply the job's next change to its address space's ranges (an mremap's second comes back here by
+ * tail call), then what the changes mean to the call. */
+int range_stage(struct bpf_raw_tracepoint_args *ctx)
+{
+    u32 zero = 0;
+    struct call_job *job = jobs.lookup(&zero);
+    if (!job)
+        return 0;
+    u32 op_index = job->next;
+    if (op_index >= 2)
+        return 0;
+    struct paint *op = &job->ops[op_index];
+    if (op_index == 1) { /* mremap: the new range is of the class the old one had */
+        job->cls = main_class(&job->ops[0]);
+        op->fill = job->cls;
+    }
+    u32 tgid = job->pid_tgid >> 32;
+    struct range_set *set = ranges.lookup(&tgid);
+    if (!set) {
+        struct range_set *empty = no_ranges.lookup(&zero);
+        if (!empty)
+            return 0;
+        ranges.update(&tgid, empty);  /* BPF_ANY: a thread that raced us made the same */
+        set = ranges.lookup(&tgid);
+    }
+    if (!set)
+        count(CTR_RANGES_FULL);
+    else if (!lock_ranges(set))
+        count(CTR_RANGES_BUSY);
+    else {
+        int full = range_paint(set, op);
+        unlock_ranges(set);
+        if (full)
+            count(CTR_RANGES_FULL);
+    }
+    job->next = op_index + 1;
+    if (job->next < job->nops) {
+        stages.call(ctx, STAGE_RANGES);
+        return 0;
+    }
+    if (job->kind == KIND_MPROTECT) {
+        op = &job->ops[0];
+        if (op->to[CLASS_RESERVED] == CLASS_COMMITTED) {
+            job->size = op->bytes[CLASS_RESERVED];
+            job->cls = job->size ? CLASS_COMMITTED : CLASS_NONE;
+        } else {
+            job->size = -(s64)op->bytes[CLASS_COMMITTED];
+            job->cls = job->size ? CLASS_RESERVED : CLASS_NONE;
+        }
+    }
+    if (job->kind != -1)
+        stages.call(ctx, STAGE_CALL);
+    return 0;
+}
+
+/* Count the call and send it. */
+int call_stage(struct bpf_raw_tracepoint_args *ctx)
+{
+    u32 zero = 0;
+    struct call_job *job = jobs.lookup(&zero);
+    if (!job || job->kind >= NKINDS)
+        return 0;
+    int kind = job->kind;
+    add_totals(kind, job->size, job->failed);
+    /* mmap lengths and mremap growth by class (mmap's add up to its bytes) */
+    u64 cls_bytes = kind == KIND_MMAP ? job->args[1] : job->size;
+    if ((kind == KIND_MMAP || kind == KIND_MREMAP) && !job->failed && (s64)cls_bytes > 0) {
+        u32 slot = kind * (CLASS_MASK + 1) + (job->cls & CLASS_MASK);
+        u64 *b = class_bytes.lookup(&slot);
+        if (b)
+            *b += cls_bytes;
+    }
+    struct pt_regs r = {};
+    bpf_probe_read_kernel(&r, sizeof(r), (void *)ctx->args[0]);
+    u64 args[6];
+#pragma unroll
+    for (int j = 0; j < 6; j++)
+        args[j] = job->args[j];
+    emit_call(ctx, &r, kind, job->pid_tgid, args, job->ret, job->size, job->cls);
+    return 0;
+}
+
+/* munmap's pages leave the ranges before the kernel unmaps them, so that another thread that maps
+ * them next finds them gone. It fails only on arguments it can tell here. */
+static __always_inline void unmap_ranges(void *ctx, struct pt_regs *regs, u64 pid_tgid)
+{
+    u64 addr = 0, len = 0;
+    bpf_probe_read_kernel(&addr, sizeof(addr), &REG_ARG0(regs));
+    bpf_probe_read_kernel(&len, sizeof(len), &REG_ARG1(regs));
+    if ((addr & 4095) || len == 0 || addr + PAGE_UP(len) < addr)
+        return;
+    u32 zero = 0;
+    struct call_job *job = jobs.lookup(&zero);
+    if (!job)
+        return;
+    job->pid_tgid = pid_tgid;
+    job->kind = -1;
+    job->nops = 1;
+    job->next = 0;
+    fill_op(&job->ops[0], addr, len, CLASS_NONE);
+    stages.call(ctx, STAGE_RANGES);
+}
+
+/* Remember clone flags so that the fork tracepoint can tell a new process from a new thread; apply
+ * munmap to the ranges. */
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
     u64 nr = ctx->args[1];
-    if (nr != NR_CLONE && nr != NR_CLONE3)
+    if (nr != NR_CLONE && nr != NR_CLONE3 && nr != NR_MUNMAP)
         return 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
     if (!is_traced(pid_tgid >> 32))
         return 0;
     struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+    if (nr == NR_MUNMAP) {
+        unmap_ranges(ctx, regs, pid_tgid);
+        return 0;
+    }
     u64 flags = 0;
     if (nr == NR_CLONE) {
         bpf_probe_read_kernel(&flags, sizeof(flags), &REG_ARG0(regs));
@@ -621,6 +888,16 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
         u64 inherited = *brk;
         breaks.update(&child, &inherited);
     }
+    struct range_set *mine = ranges.lookup(&tgid); /* and a copy of its mappings */
+    if (mine && lock_ranges(mine)) {
+        ranges.update(&child, mine);
+        unlock_ranges(mine);
+        struct range_set *copy = ranges.lookup(&child);
+        if (copy)
+            unlock_ranges(copy);
+    } else if (mine) {
+        count(CTR_RANGES_BUSY);
+    }
     struct proc_rec *rec = proc_record(REC_FORK, child);
     if (!rec)
         return 0;
@@ -637,6 +914,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         return 0;
     *state = STATE_ACTIVE;
     breaks.delete(&tgid); /* a new address space: its first brk answer is the new base */
+    ranges.delete(&tgid);
     u32 *gen = gens.lookup(&tgid);
     u32 next = gen ? *gen + 1 : 1;
     gens.update(&tgid, &next);
@@ -665,6 +943,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 #endif
     traced.delete(&tgid);
     breaks.delete(&tgid);
+    ranges.delete(&tgid);
     gens.delete(&tgid);
     struct proc_rec *rec = proc_record(REC_EXIT, tgid);
     if (!rec)

@@ -33,7 +33,8 @@
 #define KIND_MUNMAP 2
 #define KIND_MREMAP 3
 #define KIND_MADVISE 4
-#define NKINDS 5
+#define KIND_MPROTECT 5
+#define NKINDS 6
 #define NBUCKETS 64
 
 #define REC_BATCH 1
@@ -58,7 +59,9 @@
 #define CTR_COPIED 5        /* stack copies sent (slow path) */
 #define CTR_NO_STACK 6      /* calls left without (the rest of) a stack: copy lost */
 #define CTR_WALK_CUT 7      /* stacks the BPF walk could not finish (a read failed) */
-#define NCOUNTERS 8
+#define CTR_RANGES_FULL 8   /* mapping changes not followed: the address space had MAX_RANGES */
+#define CTR_RANGES_BUSY 9   /* mapping changes not followed: another CPU held the ranges too long */
+#define NCOUNTERS 10
 
 /* madvise advice that hands pages back while the mapping stays (uapi mman-common.h). */
 #define MADV_DONTNEED 4
@@ -86,6 +89,9 @@ struct call_rec {
     u64 ip;
     u64 stack_ref;  /* STACK_WALKED|hash: the frames walked in BPF, or 0 */
     u64 rest_ref;   /* STACK_COPIED|id: a copy of the stack above them, or 0 when complete */
+    u32 cls;        /* CLASS_* (ranges.h) of what an mmap mapped, an mremap moved or grew, an
+                     * mprotect committed (COMMITTED) or released (RESERVED); else CLASS_NONE */
+    u32 pad;
 };
 
 struct call_batch {

@@ -26,7 +26,7 @@ from heaptrace.analysis.stacks import (
 )
 from heaptrace.analysis.timeline import Bucket, add_call
 from heaptrace.errors import UsageError
-from heaptrace.events import GROWTH_KINDS, Frame
+from heaptrace.events import Frame, committed_growth
 from heaptrace.recording import Recording
 
 DEFAULT_TOP = 5
@@ -317,7 +317,7 @@ def build_report(rec: Recording, top: int = DEFAULT_TOP, pid: Optional[int] = No
     held = held_ranking(rec, kept.pieces, top, timed=not info.imported)
     held.known = not info.imported
     report = Report(
-        info, totals, sum(r.bytes or 0 for r in totals if r.kind in GROWTH_KINDS),
+        info, totals, committed_growth(rec.totals()),
         process_rows(rec, pid, kept.pieces), growth_ranking(rec, sel, top), held,
         quality(rec), meta.get("peak_rss"), rec.event_count())
     report.next_commands = next_commands(report)

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Sequence, Tuple
 
 from heaptrace.backends import probe_layout as layout
 from heaptrace.backends.probe_layout import (
+    CLASS_SLOTS,
     COUNTERS,
+    MAX_RANGES,
     NBUCKETS,
     REC_BATCH,
     REC_COPY,
@@ -23,6 +25,7 @@ from heaptrace.backends.probe_layout import (
     REC_FORK,
     REC_MAPFILE,
     REC_STACK,
+    STAGES,
     STATE_ACTIVE,
     STATE_ARMED,
 )
@@ -37,7 +40,7 @@ from heaptrace.backends.records import (
     WalkedStack,
 )
 from heaptrace.errors import BackendUnavailable, HeaptraceError, PrivilegeError, UsageError
-from heaptrace.events import KIND_INDEX, KINDS, KindTotals
+from heaptrace.events import CLASSED_KINDS, KIND_INDEX, KINDS, KindTotals, MemClass
 
 if TYPE_CHECKING:
     from heaptrace.stacks.unwind.bpf_rules import StepRule
@@ -137,9 +140,9 @@ def build_cflags(
 
 
 def _call(fields: tuple) -> Call:
-    kind, tid, ts, pid, stack_id, a0, a1, a2, a3, a4, a5, ret, size, ip, ref, rest = fields
+    kind, tid, ts, pid, stack_id, a0, a1, a2, a3, a4, a5, ret, size, ip, ref, rest, cls, _ = fields
     return Call(KINDS[kind], ts, pid, tid, (a0, a1, a2, a3, a4, a5), ret, size, ip, ref, rest,
-                stack_id)
+                stack_id, cls)
 
 
 def probe_source(cflags: Sequence[str]) -> str:
@@ -185,6 +188,20 @@ def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
+Mapped = Sequence[Tuple[int, int, MemClass]]  # [start, end) and class, sorted by address
+
+
+def merged_ranges(mapped: Mapped) -> List[Tuple[int, int, MemClass]]:
+    """Touching ranges of one class as one, as the probe keeps them (probes/ranges.h)."""
+    out: List[Tuple[int, int, MemClass]] = []
+    for start, end, cls in mapped:
+        if out and out[-1][1] == start and out[-1][2] is cls:
+            out[-1] = (out[-1][0], end, cls)
+        else:
+            out.append((start, end, cls))
+    return out
+
+
 class EbpfTracer:
     """Compiles and attaches the probes; `poll()` delivers records to `on_record`."""
 
@@ -203,6 +220,10 @@ class EbpfTracer:
                 "run `heaptrace doctor` (kernel headers, BPF support)",
             ) from None
         layout.check_against(lambda name, side: getattr(self._bpf[name], side))
+        stages = self._bpf["stages"]
+        for index, name in enumerate(STAGES):  # the programs sys_exit hands calls on to
+            stages[ctypes.c_int(index)] = ctypes.c_int(
+                self._bpf.load_func(name.encode(), bcc.BPF.RAW_TRACEPOINT).fd)
         self._on_record = on_record
         self._fp_stacks = fp_stacks
         self._bpf["events"].open_ring_buffer(self._callback)
@@ -216,8 +237,16 @@ class EbpfTracer:
         table = self._bpf["traced"]
         table[ctypes.c_uint32(pid)] = ctypes.c_uint8(STATE_ARMED)
 
-    def attach(self, pid: int) -> None:
-        """Trace the running process `pid` (all its threads) from now on."""
+    def attach(self, pid: int, mapped: Mapped = ()) -> None:
+        """Trace the running process `pid` (all its threads) from now on. `mapped`: what its
+        address space holds now ([start, end) and class, sorted), for the probe to follow."""
+        table = self._bpf["ranges"]
+        value = table.Leaf()
+        kept = merged_ranges(mapped)[:MAX_RANGES]
+        for i, (start, end, cls) in enumerate(kept):
+            value.r[i].start, value.r[i].end, value.r[i].cls = start, end, cls.code
+        value.n = len(kept)
+        table[ctypes.c_uint32(pid)] = value
         self._bpf["traced"][ctypes.c_uint32(pid)] = ctypes.c_uint8(STATE_ACTIVE)
 
     def teach(self, pid: int, gen: int, rules: Sequence[Tuple[int, StepRule]]) -> None:
@@ -251,6 +280,7 @@ class EbpfTracer:
     def totals(self) -> Dict[str, KindTotals]:
         """Exact counters summed over CPUs."""
         totals_map, buckets_map = self._bpf["totals"], self._bpf["buckets"]
+        classes_map = self._bpf["class_bytes"]
         result = {}
         for kind in KINDS:
             i = KIND_INDEX[kind]
@@ -265,6 +295,9 @@ class EbpfTracer:
                 count = sum(buckets_map.getvalue(ctypes.c_int(i * NBUCKETS + slot)))
                 if count:
                     t.buckets[1 << slot] = count
+            if kind in CLASSED_KINDS:
+                t.classes = {cls.label: sum(classes_map.getvalue(
+                    ctypes.c_int(i * CLASS_SLOTS + cls.code))) for cls in MemClass}
             result[kind] = t
         return result
 

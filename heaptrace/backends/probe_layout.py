@@ -23,9 +23,12 @@ MAX_FRAMES = 64
 BATCH = 32
 TASK_COMM_LEN = 16
 PATH_BYTES = 256
+MAX_RANGES = 512  # ranges.h: what each page of an address space is, in at most this many ranges
+CLASS_SLOTS = 8  # ranges.h CLASS_MASK + 1: class_bytes slots per kind
+STAGES = ("range_stage", "call_stage")  # STAGE_* in index order: the programs of `stages`
 # CTR_* in index order: the names the run summary and the recording's counters use.
 COUNTERS = ("lost", "stack_short", "stack_fail", "procs_full", "stacks_walked", "stacks_copied",
-            "no_stack", "stacks_cut")
+            "no_stack", "stacks_cut", "ranges_full", "ranges_busy")
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,8 @@ KIND_TOTALS = Layout("kind_totals", (("calls", "Q"), ("failed", "Q"), ("bytes", 
                                      ("released", "Q")))
 CALL_REC = Layout("call_rec", (
     ("kind", "I"), ("tid", "I"), ("ts", "Q"), ("pid", "I"), ("stack_id", "i"), ("args", "6Q"),
-    ("ret", "q"), ("size", "q"), ("ip", "Q"), ("stack_ref", "Q"), ("rest_ref", "Q")))
+    ("ret", "q"), ("size", "q"), ("ip", "Q"), ("stack_ref", "Q"), ("rest_ref", "Q"), ("cls", "I"),
+    ("pad", "I")))
 BATCH_HEADER = Layout("call_batch", (("type", "I"), ("n", "I"), ("first_ts", "Q")))  # + recs
 STACK_REC = Layout("stack_rec", (("type", "I"), ("pid", "I"), ("n", "I"), ("complete", "I"),
                                  ("hash", "Q"), ("ips", f"{MAX_FRAMES}Q")))

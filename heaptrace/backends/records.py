@@ -25,6 +25,7 @@ class Call(NamedTuple):  # a tuple, not a dataclass: hundreds of thousands a sec
     stack_ref: int = 0
     rest_ref: int = 0
     stack_id: int = -1
+    cls: int = 0  # MemClass code of what the call mapped, moved, committed or released; 0: none
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from heaptrace.backends.ebpf import (
     preflight,
     probe_source,
 )
+from heaptrace.capture.mapped import read_mapped
 from heaptrace.capture.rows import Recorder
 from heaptrace.capture.rss import RssSampler
 from heaptrace.capture.target import Progress, attach_traced, process_command, run_traced
@@ -148,7 +149,7 @@ class EbpfCapture:
             ppid, name = proc.ppid(), proc.name()[:15]
         except psutil.NoSuchProcess:
             return False  # a short-lived descendant already gone
-        self.tracer.attach(proc.pid)
+        self.tracer.attach(proc.pid, read_mapped(proc.pid))
         self.maps.snapshot(proc.pid, time.monotonic_ns())
         self._add_root(proc.pid, ppid, name)
         return True

@@ -9,6 +9,7 @@ from heaptrace.analysis.quantize import rows
 from heaptrace.events import SPEC, KindTotals
 
 BAR_WIDTH = 40
+CLASS_LABELS = {"mmap": "Bytes mapped {}", "mremap": "Bytes grown {}"}
 
 
 def quantize_table(title: str, buckets: Dict[int, int]) -> List[str]:
@@ -46,7 +47,12 @@ def kind_lines(kind: str, t: KindTotals, meta: Optional[dict] = None) -> List[st
     if t.failed:
         lines.append(total_line(f"Failed {kind}() calls", t.failed))
     if t.released:
-        lines.append(total_line("Total bytes released by shrinking", t.released))
+        label = ("Total bytes released (committed made PROT_NONE)" if kind == "mprotect"
+                 else "Total bytes released by shrinking")
+        lines.append(total_line(label, t.released))
+    if kind in CLASS_LABELS and t.bytes:
+        lines.extend(total_line(CLASS_LABELS[kind].format(cls), nbytes)
+                     for cls, nbytes in t.classes.items())
     others = meta.get("other_totals", {}).get(kind, [])
     lines.extend(total_line(label, value) for label, value in others)
     return lines
@@ -77,6 +83,7 @@ def to_json(totals: Dict[str, KindTotals], meta: Optional[dict] = None) -> dict:
             "failed": t.failed,
             "released": t.released,
             "buckets": [{"value": v, "count": c} for v, c in rows(t.buckets)],
+            **t.classes,
         }
         for kind, t in totals.items()
     }

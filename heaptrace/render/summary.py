@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Dict, Optional, TextIO
 
 from heaptrace.analysis.coverage import StackCoverage
-from heaptrace.events import GROWTH_KINDS, KindTotals
+from heaptrace.events import KindTotals, committed_growth, mapped_apart
 from heaptrace.units import human
 
 
@@ -19,8 +19,13 @@ def render_summary(
         if t.calls:
             out.write(f"  {kind:<8} {t.calls:>10,} {t.failed:>7,} {t.bytes:>16,}  "
                       f"{t.released:>12,}\n")
-    growth = sum(totals[k].bytes for k in GROWTH_KINDS if k in totals)
-    out.write(f"  total growth {human(growth)} ({growth:,} bytes) in {events:,} events\n")
+    growth = committed_growth(totals)
+    out.write(f"  growth {human(growth)} ({growth:,} bytes) committed: brk + committed mmaps + "
+              f"anonymous mremap growth + mprotect commits, in {events:,} events\n")
+    apart = mapped_apart(totals)
+    if any(apart.values()):
+        out.write("  mapped apart (not growth): " + ", ".join(
+            f"{label} {human(n)}" for label, n in apart.items()) + "\n")
     if peak_rss:
         out.write(f"  peak RSS of a traced process: {human(peak_rss)} (sampled every 0.25 s)\n")
     if stacks is not None and stacks.events_total:

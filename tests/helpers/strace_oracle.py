@@ -2,8 +2,8 @@
 
 `trace(cmd)` runs
 
-    setarch -R strace -f -qq -e trace=brk,mmap,munmap,mremap,madvise,clone,clone3,fork,vfork,execve
-        -o LOG -- CMD
+    setarch -R strace -f -qq -e trace=brk,mmap,munmap,mremap,madvise,mprotect,clone,clone3,fork,
+        vfork,execve -o LOG -- CMD
 
 (setarch outside strace: strace and the target run without address randomisation, so brk
 deltas are the same run after run, while setarch's own calls are not traced), parses the
@@ -17,8 +17,19 @@ log and computes, per kind, exactly what ARCHITECTURE.md says heaptrace counts:
               parent's, threads and CLONE_VM children share it, exec starts afresh);
               mmap, munmap: the length argument of successful calls;
               mremap: new_len - old_len of successful calls, when positive;
-              madvise: the length of successful MADV_DONTNEED, MADV_FREE, MADV_REMOVE calls
-    released  brk shrinks and mremap shrinks (positive numbers)
+              madvise: the length of successful MADV_DONTNEED, MADV_FREE, MADV_REMOVE calls;
+              mprotect: the bytes of successful mprotect(prot != PROT_NONE) calls that were
+              reserved (private anonymous PROT_NONE) pages of that address space
+    released  brk shrinks and mremap shrinks (positive numbers); mprotect: the bytes of
+              successful mprotect(PROT_NONE) calls that were committed pages
+    classes   mmap: the lengths of successful calls by what they mapped (committed: private
+              anonymous with access, reserved: private anonymous PROT_NONE, file, shared:
+              shared anonymous); mremap: its growth by the class of the mapping it grew
+
+Classes are followed page by page in a plain dict per address space (the reference model:
+nothing clever), from mmap, munmap (at its entry, before another thread can map the pages
+again), mremap (the new range takes the class most of the old one's bytes had) and mprotect;
+fork copies them, threads and CLONE_VM children share them, exec starts afresh.
 
 The per-call list (`OracleResult.calls`: kind, pid, tid, args, ret, errno, size) is there
 for finer comparisons (sizes, order, which process). Like heaptrace, the trace starts at
@@ -41,7 +52,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-KINDS = ("brk", "mmap", "munmap", "mremap", "madvise")
+KINDS = ("brk", "mmap", "munmap", "mremap", "madvise", "mprotect")
+CLASSES = ("committed", "reserved", "file", "shared")
+CLASSED = ("mmap", "mremap")
+PAGE = 4096
 GIVE_BACK_ADVICE = ("MADV_DONTNEED", "MADV_FREE", "MADV_REMOVE")
 CLONE_CALLS = ("clone", "clone3", "fork", "vfork")
 TRACE = ",".join(KINDS + CLONE_CALLS + ("execve",))
@@ -73,6 +87,7 @@ class Syscall:
     errno: Optional[str]  # "ENOMEM" for "= -1 ENOMEM (...)"
     entry: int  # line index where the call started
     exit: int  # line index where its result was printed
+    cls: Optional[str] = None  # set while accounting: what the call mapped
 
 
 @dataclass
@@ -88,6 +103,7 @@ class Call:
     errno: Optional[str]
     failed: bool
     size: int
+    cls: Optional[str] = None  # what an mmap mapped, or an mremap moved and grew
 
 
 @dataclass
@@ -218,17 +234,36 @@ def parse_log(text: str) -> List[Syscall]:
 
 
 class _Space:
-    """One address space: only its break matters here."""
+    """One address space: its break, and the class of each page mapped by a traced call."""
 
-    def __init__(self, brk: Optional[int] = None) -> None:
+    def __init__(self, brk: Optional[int] = None, pages: Optional[Dict[int, str]] = None) -> None:
         self.brk = brk
+        self.pages: Dict[int, str] = dict(pages or {})
+
+    def take(self, addr: int, length: int, remove: bool = True) -> Dict[str, int]:
+        """Bytes of [addr, addr + length) by class (page-rounded); removed unless told not."""
+        counts: Dict[str, int] = {}
+        for page in range(addr // PAGE, (addr + length + PAGE - 1) // PAGE):
+            cls = self.pages.pop(page, None) if remove else self.pages.get(page)
+            if cls is not None:
+                counts[cls] = counts.get(cls, 0) + PAGE
+        return counts
+
+    def put(self, addr: int, length: int, cls: Optional[str]) -> None:
+        for page in range(addr // PAGE, (addr + length + PAGE - 1) // PAGE):
+            if cls is None:
+                self.pages.pop(page, None)
+            else:
+                self.pages[page] = cls
 
 
 def _order(call: Syscall) -> Tuple[int, int]:
     # A new task exists from the start of its clone: its state is taken there (the parent
-    # may move the break again before strace prints the clone's result). Everything else
-    # takes effect when the kernel answers.
-    return (call.entry if call.name in CLONE_CALLS else call.exit, call.entry)
+    # may move the break again before strace prints the clone's result). munmap's pages are
+    # gone before another thread can map them again. Everything else takes effect when the
+    # kernel answers.
+    early = call.name in CLONE_CALLS or call.name == "munmap"
+    return (call.entry if early else call.exit, call.entry)
 
 
 def _clone_flags(call: Syscall) -> List[str]:
@@ -268,14 +303,15 @@ class _Accountant:
             return
         flags = _clone_flags(call)
         child = call.ret
-        self.space[child] = space if "CLONE_VM" in flags else _Space(space.brk)
+        self.space[child] = space if "CLONE_VM" in flags else _Space(space.brk, space.pages)
         self.tgid[child] = self.tgid[call.tid] if "CLONE_THREAD" in flags else child
 
     def _memory(self, call: Syscall, space: _Space) -> Call:
+        call.cls = None
         failed, size = _MEANING[call.name](call, space)
         known = call.ret is not None and not failed
         return Call(call.name, self.tgid[call.tid], call.tid, call.args, call.ret,
-                    call.errno, failed, size if known else 0)
+                    call.errno, failed, size if known else 0, call.cls if known else None)
 
 
 def _brk(call: Syscall, space: _Space) -> Tuple[bool, int]:
@@ -292,12 +328,65 @@ def _failed(call: Syscall) -> bool:
     return call.ret is not None and (call.errno is not None or call.ret == -1)
 
 
+def _names(text: str) -> List[str]:
+    return [name.strip() for name in text.split("|")]
+
+
+def mmap_class(prot: str, flags: str) -> str:
+    """committed, reserved, file or shared, from strace's symbolic prot and flags."""
+    names = _names(flags)
+    if "MAP_ANONYMOUS" not in names:
+        return "file"
+    if "MAP_PRIVATE" not in names:
+        return "shared"
+    access = {"PROT_READ", "PROT_WRITE", "PROT_EXEC"} & set(_names(prot))
+    return "committed" if access else "reserved"
+
+
 def _mmap(call: Syscall, space: _Space) -> Tuple[bool, int]:
-    return _failed(call), parse_int(call.args[1])
+    failed = _failed(call)
+    if not failed and call.ret is not None:
+        call.cls = mmap_class(call.args[2], call.args[3])
+        space.put(call.ret, parse_int(call.args[1]), call.cls)
+    return failed, parse_int(call.args[1])
+
+
+def _munmap(call: Syscall, space: _Space) -> Tuple[bool, int]:
+    failed = _failed(call)
+    if not failed and call.ret is not None:
+        space.take(parse_int(call.args[0]), parse_int(call.args[1]))
+    return failed, parse_int(call.args[1])
 
 
 def _mremap(call: Syscall, space: _Space) -> Tuple[bool, int]:
-    return _failed(call), parse_int(call.args[2]) - parse_int(call.args[1])
+    failed = _failed(call)
+    old, old_len, new_len = (parse_int(a) for a in call.args[:3])
+    if not failed and call.ret is not None:
+        keep = "MREMAP_DONTUNMAP" in _names(call.args[3])
+        counts = space.take(old, old_len, remove=not keep)
+        best = max(CLASSES, key=lambda c: counts.get(c, 0))  # the first of the most bytes
+        call.cls = best if counts.get(best) else None
+        space.put(call.ret, new_len, call.cls)
+    return failed, new_len - old_len
+
+
+def _mprotect(call: Syscall, space: _Space) -> Tuple[bool, int]:
+    """Bytes committed (reserved pages made accessible), or minus the committed bytes made
+    PROT_NONE again."""
+    failed = _failed(call)
+    if failed or call.ret is None:
+        return failed, 0
+    addr, length = parse_int(call.args[0]), parse_int(call.args[1])
+    access = bool({"PROT_READ", "PROT_WRITE", "PROT_EXEC"} & set(_names(call.args[2])))
+    new, counted = ("committed", "reserved") if access else ("reserved", "committed")
+    changed = 0
+    for page in range(addr // PAGE, (addr + length + PAGE - 1) // PAGE):
+        cls = space.pages.get(page)
+        if cls in ("committed", "reserved"):
+            changed += PAGE if cls == counted else 0
+            space.pages[page] = new
+    call.cls = (new if changed else None)
+    return False, changed if access else -changed
 
 
 def _madvise(call: Syscall, space: _Space) -> Tuple[bool, int]:
@@ -306,14 +395,16 @@ def _madvise(call: Syscall, space: _Space) -> Tuple[bool, int]:
     return _failed(call), parse_int(call.args[1]) if advice in GIVE_BACK_ADVICE else 0
 
 
-# munmap has mmap's shape: the length is the second argument.
-_MEANING = {"brk": _brk, "mmap": _mmap, "munmap": _mmap, "mremap": _mremap,
-            "madvise": _madvise}
+_MEANING = {"brk": _brk, "mmap": _mmap, "munmap": _munmap, "mremap": _mremap,
+            "madvise": _madvise, "mprotect": _mprotect}
 
 
 def totals(calls: Iterable[Call]) -> Dict[str, Dict[str, int]]:
-    """{kind: {calls, failed, bytes, released}} over memory calls."""
-    out = {kind: dict.fromkeys(FIELDS, 0) for kind in KINDS}
+    """{kind: {calls, failed, bytes, released}} over memory calls, and for mmap and mremap
+    {"classes": {class: bytes}} too."""
+    out: Dict[str, Dict] = {kind: dict.fromkeys(FIELDS, 0) for kind in KINDS}
+    for kind in CLASSED:
+        out[kind]["classes"] = dict.fromkeys(CLASSES, 0)
     for call in calls:
         t = out[call.kind]
         t["calls"] += 1
@@ -322,6 +413,8 @@ def totals(calls: Iterable[Call]) -> Dict[str, Dict[str, int]]:
             t["bytes"] += call.size
         else:
             t["released"] += -call.size
+        if call.kind in CLASSED and call.cls is not None and call.size > 0:
+            t["classes"][call.cls] += call.size
     return out
 
 

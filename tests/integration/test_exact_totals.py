@@ -1,8 +1,10 @@
-"""heaptrace's calls, failures, bytes and released bytes per kind equal exactly what strace
-logs for the same program (both under `setarch -R`, so the break starts in the same place)."""
+"""heaptrace's calls, failures, bytes and released bytes per kind, and the bytes of each class
+(committed, reserved, file, shared) of mmap and mremap, equal exactly what strace logs for the
+same program (both under `setarch -R`, so the break starts in the same place)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 
 from heaptrace.analysis.quantize import quantize
 from tests.helpers.cli import argv, heaptrace, histogram_json
-from tests.helpers.strace_oracle import trace
+from tests.helpers.strace_oracle import CLASSED, CLASSES, KINDS, trace
 
 PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
 PY_ENV = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -29,19 +31,23 @@ def compare(tmp_path: Path, cmd, **kwargs) -> dict:
     proc = heaptrace_setarch(tmp_path / "r.db", cmd, **kwargs)
     assert proc.returncode == oracle.exit_code, proc.stderr
     doc = histogram_json(tmp_path / "r.db")
-    for kind in ("brk", "mmap", "munmap", "mremap", "madvise"):
+    for kind in KINDS:
         ours = {f: doc["events"][kind][f] for f in FIELDS}
         assert ours == {f: oracle.totals[kind][f] for f in FIELDS}, kind
+        if kind in CLASSED:
+            assert {c: doc["events"][kind][c] for c in CLASSES} == oracle.totals[kind]["classes"]
         buckets = {b["value"]: b["count"] for b in doc["events"][kind]["buckets"] if b["count"]}
         growth = [s for s in oracle.sizes(kind) if s > 0]
         assert buckets == quantize(growth), kind
     assert doc["recording"]["lost_events"] == 0
+    counters = doc["recording"]["probe_counters"]
+    assert counters["ranges_full"] == counters["ranges_busy"] == 0
     return doc
 
 
 @pytest.mark.parametrize("name", ["brk_loop", "big_malloc", "mmap_ops", "fail_shrink",
                                   "madvise_ops", "thread_alloc", "threads_race", "fork_exec",
-                                  "spawn_exec", "stacks_deep", "templates"])
+                                  "spawn_exec", "stacks_deep", "templates", "classes_ops"])
 def test_compiled_program_matches_strace(tmp_path, programs, name):
     doc = compare(tmp_path, [str(programs[name])], cwd=str(tmp_path))
     assert doc["events"]["mmap"]["calls"] > 0
@@ -82,3 +88,28 @@ def test_madvise_counts_pages_given_back(tmp_path, programs):
     proc = heaptrace("flame", str(tmp_path / "r.db"), "--event", "madvise", "--folded")
     assert proc.stdout.splitlines() == [
         f"madvise_ops;_start;__libc_start_main;__libc_start_call_main;main;madvise {384 * 4096}"]
+
+
+def test_arena_threads_grow_by_what_they_commit(tmp_path, programs):
+    """Four threads fill glibc arenas: growth is what mprotect committed in the arenas'
+    PROT_NONE reservations (about 420 MB), not the reservations (about 750 MB)."""
+    doc = compare(tmp_path, [str(programs["arena_threads"])], cwd=str(tmp_path))
+    events = doc["events"]
+    assert events["mprotect"]["bytes"] > 4 * 200_000 * 500
+    assert events["mmap"]["reserved"] > events["mprotect"]["bytes"]
+    proc = heaptrace("report", str(tmp_path / "r.db"), "--json")
+    report = json.loads(proc.stdout)
+    committed = (events["brk"]["bytes"] + events["mmap"]["committed"]
+                 + events["mremap"]["committed"] + events["mprotect"]["bytes"])
+    assert report["growth_total"] == committed
+
+
+def test_every_class_and_change_of_class_matches_strace(tmp_path, programs):
+    """classes_ops: reservation, commits, MAP_FIXED, back to PROT_NONE, file, shared,
+    madvise, mremap growth, a thread stack, a forked child committing in the inherited
+    reservation, and an exec."""
+    doc = compare(tmp_path, [str(programs["classes_ops"])], cwd=str(tmp_path))
+    events = doc["events"]
+    assert events["mprotect"]["released"] == 256 * 1024
+    assert events["mremap"]["committed"] == events["mremap"]["shared"] == 1 << 20
+    assert events["mmap"]["shared"] == 1 << 20

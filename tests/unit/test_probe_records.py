@@ -39,13 +39,13 @@ PROBES = Path(__file__).resolve().parents[2] / "probes"
 
 def test_a_batch_decodes_to_its_calls():
     calls = [(1, 11, 500, 10, -1, 0, 8192, 3, 0x22, 0xFFFFFFFF, 0, 0x7F0000, 8192, 0x401000,
-              STACK_WALKED | 5, STACK_COPIED | 6),
-             (0, 11, 501, 10, -1, 0, 0, 0, 0, 0, 0, 0x5000, 4096, 0x402000, 0, 0)]
+              STACK_WALKED | 5, STACK_COPIED | 6, 1, 0),
+             (0, 11, 501, 10, -1, 0, 0, 0, 0, 0, 0, 0x5000, 4096, 0x402000, 0, 0, 1, 0)]
     data = BATCH_HEADER.pack(REC_BATCH, len(calls), 500) + b"".join(
         CALL_REC.pack(*c) for c in calls) + b"\0" * CALL_REC.size * 3  # unused slots follow
     mmap, brk = parse_record(data)
     assert mmap == Call("mmap", 500, 10, 11, (0, 8192, 3, 0x22, 0xFFFFFFFF, 0), 0x7F0000, 8192,
-                        0x401000, STACK_WALKED | 5, STACK_COPIED | 6, -1)
+                        0x401000, STACK_WALKED | 5, STACK_COPIED | 6, -1, 1)
     assert (brk.kind, brk.ret, brk.size, brk.stack_ref) == ("brk", 0x5000, 4096, 0)
 
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers.strace_oracle import (
+    CLASSES,
     KINDS,
     parse,
     parse_log,
@@ -130,6 +131,31 @@ def test_failed_exec_keeps_the_address_space():
     assert [c.size for c in calls_of(result, "brk")] == [0, 0x1000]
 
 
+def test_classes_and_mprotect_follow_the_pages():
+    """A reservation committed twice over the same pages counts them once; PROT_NONE again
+    releases them; a forked child inherits the pages, threads share them, exec drops them."""
+    result = parse("\n".join([
+        "500 mmap(NULL, 65536, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, -1, 0) "
+        "= 0x7f0000",
+        "500 mprotect(0x7f0000, 8192, PROT_READ|PROT_WRITE) = 0",
+        "500 mprotect(0x7f0000, 16384, PROT_READ|PROT_WRITE) = 0",
+        "500 mprotect(0x7f1000, 4096, PROT_NONE) = 0",
+        "500 mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, 3, 0) = 0x900000",
+        "500 mprotect(0x900000, 4096, PROT_NONE) = 0",
+        "500 mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_SHARED|MAP_ANONYMOUS, -1, 0) = 0xa00000",
+        "500 mremap(0xa00000, 8192, 16384, MREMAP_MAYMOVE) = 0xb00000",
+        "500 clone(child_stack=NULL, flags=SIGCHLD) = 501",
+        "501 mprotect(0x7f8000, 4096, PROT_READ) = 0",
+        "501 execve(\"/bin/true\", [\"true\"], 0x7ffc /* 1 var */) = 0",
+        "501 mprotect(0x7f9000, 4096, PROT_READ) = 0",
+    ]))
+    assert result.totals["mprotect"] == {"calls": 6, "failed": 0, "bytes": 5 * P,
+                                         "released": P}
+    assert result.totals["mmap"]["classes"] == {"committed": 0, "reserved": 65536,
+                                                "file": 4096, "shared": 8192}
+    assert result.totals["mremap"]["classes"] == {**dict.fromkeys(CLASSES, 0), "shared": 8192}
+
+
 def test_failures_shrinks_and_refused_brk():
     result = parse("\n".join([
         "500 brk(NULL) = 0x10000",
@@ -144,12 +170,15 @@ def test_failures_shrinks_and_refused_brk():
         "500 mremap(0x7f000, 4096, 65536, 0) = -1 ENOMEM (Cannot allocate memory)",
         "500 munmap(0x7f000, 4096) = 0",
     ]))
+    none = dict.fromkeys(("committed", "reserved", "file", "shared"), 0)
     assert result.totals == {
         "brk": {"calls": 4, "failed": 1, "bytes": 0x10000, "released": 0x8000},
-        "mmap": {"calls": 2, "failed": 1, "bytes": 8192, "released": 0},
+        "mmap": {"calls": 2, "failed": 1, "bytes": 8192, "released": 0,
+                 "classes": {**none, "committed": 8192}},
         "munmap": {"calls": 2, "failed": 1, "bytes": 4096, "released": 0},
-        "mremap": {"calls": 2, "failed": 1, "bytes": 0, "released": 4096},
+        "mremap": {"calls": 2, "failed": 1, "bytes": 0, "released": 4096, "classes": none},
         "madvise": {"calls": 0, "failed": 0, "bytes": 0, "released": 0},
+        "mprotect": {"calls": 0, "failed": 0, "bytes": 0, "released": 0},
     }
 
 
@@ -169,7 +198,8 @@ def test_a_call_cut_short_counts_as_a_call_of_unknown_outcome():
         "600 mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0 <unfinished ...>) = ?",
         "601 munmap(0x7f000, 4096 <unfinished ...>",
     ]))
-    assert result.totals["mmap"] == {"calls": 1, "failed": 0, "bytes": 0, "released": 0}
+    assert result.totals["mmap"] == {"calls": 1, "failed": 0, "bytes": 0, "released": 0,
+                                     "classes": dict.fromkeys(CLASSES, 0)}
     assert result.totals["munmap"] == {"calls": 1, "failed": 0, "bytes": 0, "released": 0}
 
 
@@ -195,7 +225,9 @@ def test_mmap_ops_partial_munmap_and_mremap_grow_and_shrink():
     result = parse(log("mmap_ops"))
     assert [c.size for c in calls_of(result, "mremap")] == [26 * P, -24 * P]
     assert result.totals["mremap"] == {"calls": 2, "failed": 0, "bytes": 26 * P,
-                                       "released": 24 * P}
+                                       "released": 24 * P,
+                                       "classes": {**dict.fromkeys(CLASSES, 0),
+                                                   "committed": 26 * P}}
     assert [c.size for c in calls_of(result, "munmap")][-4:] == [4 * P, 6 * P, 8 * P, 8 * P]
 
 
@@ -203,7 +235,7 @@ def test_fail_shrink_failures_by_kind():
     result = parse(log("fail_shrink"))
     failed = {k: [c.errno for c in calls_of(result, k) if c.failed] for k in KINDS}
     assert failed == {"brk": [None], "mmap": ["ENOMEM"], "munmap": ["EINVAL"],
-                      "mremap": ["EFAULT", "EINVAL"], "madvise": []}
+                      "mremap": ["EFAULT", "EINVAL"], "madvise": [], "mprotect": []}
     assert [c.size for c in calls_of(result, "brk")][-4:] == [256 * KiB, -64 * KiB, -32 * KiB, 0]
     assert result.totals["brk"]["released"] == 96 * KiB
 
