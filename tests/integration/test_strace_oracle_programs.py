@@ -43,7 +43,7 @@ def test_mmap_ops(programs):
 def test_fail_shrink(programs):
     result = trace([str(programs["fail_shrink"])])
     assert {k: t["failed"] for k, t in result.totals.items()} == {
-        "brk": 1, "mmap": 1, "munmap": 1, "mremap": 2, "madvise": 0}
+        "brk": 1, "mmap": 1, "munmap": 1, "mremap": 2, "madvise": 0, "mprotect": 0}
     assert result.totals["brk"]["released"] == 96 * KiB
 
 
