@@ -37,6 +37,28 @@ class MemClass(Enum):
         self.label = label
         self.code = code
 
+    @classmethod
+    def from_code(cls, code: int) -> Optional[MemClass]:
+        return next((c for c in cls if c.code == code), None)
+
+
+# mmap flags and protection bits (Linux uapi mman.h; MAP_SHARED and MAP_PRIVATE are the
+# same on every system DTrace runs on, MAP_ANONYMOUS is not: there, fd -1 tells)
+MAP_SHARED, MAP_PRIVATE, MAP_TYPE, MAP_ANONYMOUS = 0x01, 0x02, 0x0F, 0x20
+PROT_ACCESS = 0x7  # PROT_READ | PROT_WRITE | PROT_EXEC
+
+
+def mmap_class(event: Event) -> MemClass:
+    """What an mmap mapped: the probe's class when it said, else from its flags."""
+    known = MemClass.from_code(event.mem_class) if event.mem_class else None
+    if known is not None:
+        return known
+    if not (event.flags & MAP_ANONYMOUS or event.fd == -1):
+        return MemClass.FILE
+    if event.flags & MAP_TYPE != MAP_PRIVATE:
+        return MemClass.SHARED
+    return MemClass.COMMITTED if event.prot & PROT_ACCESS else MemClass.RESERVED
+
 
 # madvise advice values that hand pages back while the mapping stays (Linux uapi mman-common.h).
 MADV_DONTNEED, MADV_FREE, MADV_REMOVE = 4, 8, 9
@@ -131,7 +153,12 @@ LEAF_PATTERNS = tuple((re.compile(s.leaf), s.name) for s in SPECS)
 
 
 def growth(event: Event) -> int:
-    """Bytes `event` took from the kernel (0 for the kinds that give back)."""
+    """Committed bytes `event` took from the kernel (0 for the kinds that give back, and for
+    mappings that are reserved, file or shared)."""
+    if event.kind == "mmap" and mmap_class(event) is not MemClass.COMMITTED:
+        return 0
+    if event.kind == "mremap" and event.mem_class not in (0, MemClass.COMMITTED.code):
+        return 0
     return SPEC[event.kind].growth(event.size)
 
 
@@ -173,6 +200,7 @@ class Event:
     calls: int = 1
     new_addr: int = 0
     new_length: int = 0
+    mem_class: int = 0  # MemClass.code the probe gave (mmap, mremap, mprotect); 0: not known
 
 
 @dataclass

@@ -39,7 +39,9 @@ CREATE TABLE events (
     id INTEGER PRIMARY KEY, kind TEXT NOT NULL, size INTEGER NOT NULL, ts_ns INTEGER,
     pid INTEGER, tid INTEGER, addr INTEGER, length INTEGER, prot INTEGER, flags INTEGER,
     fd INTEGER, ret INTEGER, stack_id INTEGER REFERENCES stacks(id), calls INTEGER NOT NULL,
-    new_addr INTEGER, new_length INTEGER
+    new_addr INTEGER, new_length INTEGER,
+    mem_class INTEGER -- events.MemClass code the probe gave: what an mmap mapped, an mremap
+                      -- moved, an mprotect committed or released; 0 or NULL: not known
 );
 CREATE TABLE totals (
     kind TEXT PRIMARY KEY, calls INTEGER NOT NULL, failed INTEGER NOT NULL,
@@ -61,6 +63,15 @@ CREATE TABLE samples (ts_ns INTEGER NOT NULL, pid INTEGER NOT NULL, rss INTEGER,
 """
 
 EVENT_COLUMNS = tuple(f.name for f in fields(Event))
+# An event's committed growth in SQL, as events.growth() says: positive sizes, but not of
+# mappings (or their mremap growth) that are reserved, file or shared; an mmap the probe did
+# not classify (an import, an older recording) by its flags.
+COMMITTED_SIZE = (
+    "CASE WHEN size <= 0 THEN 0 "
+    "WHEN kind IN ('mmap', 'mremap') AND COALESCE(mem_class, 0) NOT IN (0, 1) THEN 0 "
+    "WHEN kind = 'mmap' AND COALESCE(mem_class, 0) = 0 AND NOT ("
+    "((flags & 32) != 0 OR fd = -1) AND (flags & 15) = 2 AND (prot & 7) != 0) THEN 0 "
+    "ELSE size END")
 _event_row = operator.attrgetter(*EVENT_COLUMNS)  # dataclasses.astuple deep-copies: far slower
 _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
@@ -305,11 +316,24 @@ class Recording:
         return bool(self._query(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
 
+    def _committed_size(self) -> str:
+        if "mem_class" in self._columns("events"):
+            return COMMITTED_SIZE
+        return COMMITTED_SIZE.replace("COALESCE(mem_class, 0)", "0")
+
+    def _columns(self, table: str) -> set:
+        return {row[1] for row in self._query(f"PRAGMA table_info({table})")}
+
+    def _event_columns(self) -> str:
+        """The events' columns; a recording from before mem_class reads it as 0."""
+        have = self._columns("events")
+        return ", ".join(c if c in have else f"0 AS {c}" for c in EVENT_COLUMNS)
+
     def events(
         self, kinds: Optional[Sequence[str]] = None, pid: Optional[int] = None
     ) -> Iterator[Event]:
         """Events in time order, optionally only some kinds or one process."""
-        sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
+        sql = f"SELECT {self._event_columns()} FROM events"
         where: List[str] = []
         args: List[object] = []
         if kinds is not None:

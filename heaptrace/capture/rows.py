@@ -13,7 +13,7 @@ from heaptrace.backends.records import (
     StackCopy,
     WalkedStack,
 )
-from heaptrace.events import SPEC, Event
+from heaptrace.events import SPEC, Event, growth
 from heaptrace.recording import RecordingWriter
 from heaptrace.stacks.mappingtracker import MappingTracker
 from heaptrace.stacks.procmaps import ProcMaps
@@ -31,7 +31,7 @@ def call_to_event(call: Call, stack_id: Optional[int]) -> Event:
     ok = not (-4096 < call.ret < 0)
     return Event(call.kind, call.size, call.ts_ns, call.pid, call.tid, ret=call.ret,
                  stack_id=stack_id, new_addr=call.ret if ok and spec.returns_address else 0,
-                 **spec.fields_from_args(call.args))
+                 mem_class=call.cls, **spec.fields_from_args(call.args))
 
 
 class Recorder:
@@ -91,7 +91,7 @@ class Recorder:
         self.tracker.on_event(event)
         self.events += 1
         self.with_stack += stack_id is not None
-        self.growth += SPEC[call.kind].growth(call.size)
+        self.growth += growth(event)
         if len(self._pending) >= BATCH_EVENTS:
             self.flush()
 

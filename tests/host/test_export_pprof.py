@@ -13,13 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from heaptrace.events import GROWTH_KINDS
 from heaptrace.render.pprof import LocationField, ProfileField, SampleField
 from heaptrace.render.protobuf import delimited, integer, message, packed
 from tests.helpers import exportdata, pprof_oracle
 from tests.helpers.cli import heaptrace
 from tests.helpers.exportdata import flame
 
-GROWTH = ("brk", "mmap", "mremap")
+GROWTH = GROWTH_KINDS  # brk, mmap, mremap, mprotect
 
 
 @pytest.fixture(scope="module")
