@@ -59,7 +59,8 @@ def test_rss_was_sampled_and_follows_the_blocks(recording):
 def test_buckets_add_up_to_the_exact_totals(recording):
     data, hist = timeline(recording), histogram_json(recording)
     events = hist["events"]
-    grown = sum(events[k]["bytes"] for k in ("brk", "mmap", "mremap") if k in events)
+    grown = (events["brk"]["bytes"] + events["mmap"]["committed"]
+             + events["mremap"]["committed"] + events["mprotect"]["bytes"])
     shrunk = sum(events[k]["released"] for k in ("brk", "mremap") if k in events)
     assert sum(b["taken"] for b in data["buckets"]) == data["taken"] == grown
     assert data["given"] == shrunk + events.get("munmap", {}).get("bytes", 0)
