@@ -53,6 +53,8 @@ def mmap_class(event: Event) -> MemClass:
     known = MemClass.from_code(event.mem_class) if event.mem_class else None
     if known is not None:
         return known
+    if event.flags & MAP_TYPE == 0:  # flags not recorded (an import): counted as growth
+        return MemClass.COMMITTED
     if not (event.flags & MAP_ANONYMOUS or event.fd == -1):
         return MemClass.FILE
     if event.flags & MAP_TYPE != MAP_PRIVATE:

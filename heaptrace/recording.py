@@ -69,7 +69,7 @@ EVENT_COLUMNS = tuple(f.name for f in fields(Event))
 COMMITTED_SIZE = (
     "CASE WHEN size <= 0 THEN 0 "
     "WHEN kind IN ('mmap', 'mremap') AND COALESCE(mem_class, 0) NOT IN (0, 1) THEN 0 "
-    "WHEN kind = 'mmap' AND COALESCE(mem_class, 0) = 0 AND NOT ("
+    "WHEN kind = 'mmap' AND COALESCE(mem_class, 0) = 0 AND (flags & 15) != 0 AND NOT ("
     "((flags & 32) != 0 OR fd = -1) AND (flags & 15) = 2 AND (prot & 7) != 0) THEN 0 "
     "ELSE size END")
 _event_row = operator.attrgetter(*EVENT_COLUMNS)  # dataclasses.astuple deep-copies: far slower
