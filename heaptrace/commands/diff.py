@@ -17,14 +17,16 @@ from heaptrace.render.folded import write_diff
 @click.argument("before")
 @click.argument("after")
 @apply(SELECTION)
-@click.option("--negate", is_flag=True, help="Widths from BEFORE (shows what went away).")
+@click.option("--negate", is_flag=True,
+              help="Widths from BEFORE (flamegraph.pl's --negate) instead of the larger side.")
 @click.option("--folded", is_flag=True, help="Print `stack BEFORE AFTER` lines instead.")
 @apply(LOOK)
 def diff(before: str, after: str, kind: str, retained: bool, at: str, pid: int,
          start_s: float, end_s: float, process_names: bool, negate: bool, folded: bool,
          **look_opts: Any) -> None:
     """Compare two recordings (or folded files): red where bytes grew, blue where they
-    shrank; widths are AFTER's bytes (BEFORE's with --negate).
+    shrank. Each stack is as wide as the larger of its BEFORE and AFTER bytes, so what went
+    away shows too, in blue at its BEFORE width (--negate: BEFORE's widths).
 
     \b
       heaptrace diff before.db after.db > diff.svg

@@ -20,6 +20,7 @@ from heaptrace.render.palettes import background, frame_color
 Stack = Tuple[str, ...]
 FlameInput = Union[Mapping[Stack, Union[int, Tuple[int, int]]], Sequence[ChartRun]]
 Runs = List[Tuple[int, int]]  # [lo, hi) index ranges of the layout's stack list
+Item = Tuple[Stack, int, int, int]  # stack, width, before and after bytes (0, 0: one profile)
 Todo = Tuple[int, int, int, int]  # (lo, hi, depth, start) of a frame whose children are next
 XPAD = 10  # left and right margin, in pixels
 ROOT = "all"
@@ -42,7 +43,7 @@ class FlameOptions:
     inverted: bool = False
     reverse: bool = False
     hash: bool = False
-    negate: bool = False  # differential: widths from BEFORE instead of AFTER
+    negate: bool = False  # differential: widths from BEFORE instead of the larger side
     nametype: str = "Function:"  # what the names are, before them in the mouse-over line
     fonttype: str = "Verdana"
     bgcolors: str = ""  # yellow, blue, green, grey or #rrggbb; "" = the palette's default
@@ -56,9 +57,9 @@ class FlameOptions:
 @dataclass(frozen=True)
 class FrameRect:
     """One box: `value` bytes starting `start` bytes from the left, `depth` levels from the
-    root. `delta` (after - before) is set in differential graphs; `merged` > 0 when the box
-    stands for that many frames too narrow to draw; `when` (first, last seconds into the
-    run) in flame charts of recordings."""
+    root. `delta` (after - before) and `before` are set in differential graphs; `merged` > 0
+    when the box stands for that many frames too narrow to draw; `when` (first, last seconds
+    into the run) in flame charts of recordings."""
 
     name: str
     depth: int
@@ -67,6 +68,7 @@ class FrameRect:
     delta: Optional[int] = None
     merged: int = 0
     when: Optional[Tuple[float, float]] = None
+    before: Optional[int] = None
 
 
 @dataclass
@@ -100,27 +102,27 @@ class _Layout:
     and runs too narrow to draw are never looked into (that is what keeps 100k stacks fast).
     Siblings come in name order, as flamegraph.pl sorts them."""
 
-    def __init__(self, graph: FlameGraph, items: List[Tuple[Stack, int, int]],
-                 sign: Optional[int]) -> None:
+    def __init__(self, graph: FlameGraph, items: List[Item], differential: bool) -> None:
         self.graph = graph
-        self.stacks = [stack for stack, _, _ in items]
-        self.values = list(accumulate((v for _, v, _ in items), initial=0))
-        self.others = list(accumulate((o for _, _, o in items), initial=0))
-        self.sign = sign  # None: not differential; else delta = sign * (value - other)
+        self.stacks = [item[0] for item in items]
+        self.values = list(accumulate((item[1] for item in items), initial=0))
+        self.befores = list(accumulate((item[2] for item in items), initial=0))
+        self.afters = list(accumulate((item[3] for item in items), initial=0))
+        self.differential = differential
         self.threshold = 0.0
 
-    def span(self, lo: int, hi: int) -> Tuple[int, Optional[int]]:
-        """Bytes of stacks lo..hi, and their change in a differential graph."""
-        value = self.values[hi] - self.values[lo]
-        if self.sign is None:
-            return value, None
-        return value, self.sign * (value - (self.others[hi] - self.others[lo]))
+    def sums(self, runs: Runs) -> Tuple[int, int, int]:
+        """Width, before and after bytes of the stacks of `runs`."""
+        return (sum(self.values[b] - self.values[a] for a, b in runs),
+                sum(self.befores[b] - self.befores[a] for a, b in runs),
+                sum(self.afters[b] - self.afters[a] for a, b in runs))
 
     def rect(self, name: str, depth: int, start: int, runs: Runs, merged: int = 0) -> FrameRect:
         """The box for the stacks of `runs`."""
-        spans = [self.span(a, b) for a, b in runs]
-        delta = None if self.sign is None else sum(d for _, d in spans if d is not None)
-        return FrameRect(name, depth, start, sum(v for v, _ in spans), delta, merged)
+        value, before, after = self.sums(runs)
+        if not self.differential:
+            return FrameRect(name, depth, start, value, merged=merged)
+        return FrameRect(name, depth, start, value, after - before, merged, before=before)
 
     def run(self, opts: FlameOptions) -> None:
         root = self.rect(ROOT, 0, 0, [(0, len(self.stacks))])
@@ -180,7 +182,7 @@ class _ChartLayout(_Layout):
     before it. Narrow frames next to each other become one grey box where they are."""
 
     def __init__(self, graph: FlameGraph, runs: Sequence[ChartRun]) -> None:
-        super().__init__(graph, [(r.stack, r.value, 0) for r in runs], None)
+        super().__init__(graph, [(r.stack, r.value, 0, 0) for r in runs], False)
         self.times = [(r.first_s, r.last_s) for r in runs]
 
     def rect(self, name: str, depth: int, start: int, runs: Runs, merged: int = 0) -> FrameRect:
@@ -240,27 +242,30 @@ def chart_runs(profile: FlameInput, reverse: bool) -> List[ChartRun]:
     return [r._replace(stack=r.stack[::-1]) if reverse else r for r in profile if r.value > 0]
 
 
-def sorted_items(profile: FlameInput, opts: FlameOptions) -> Tuple[list, bool]:
-    """(stack, width bytes, other side's bytes) sorted by stack, and whether the profile
-    is differential ({stack: (before, after)})."""
+def sorted_items(profile: FlameInput, opts: FlameOptions) -> Tuple[List[Item], bool]:
+    """(stack, width, before, after bytes) sorted by stack, and whether the profile is
+    differential ({stack: (before, after)}). A differential stack is as wide as the larger
+    of its two sides, so what grew and what went away both show (a stack gone from AFTER
+    keeps its BEFORE width); with `negate`, as wide as BEFORE (flamegraph.pl's --negate)."""
     if not isinstance(profile, Mapping):
         profile = {r.stack: r.value for r in profile}
-    items = []
+    items: List[Item] = []
     for stack, count in profile.items():
         ordered = stack[::-1] if opts.reverse else stack
         if isinstance(count, tuple):
-            before, after = count
-            items.append((ordered, before, after) if opts.negate else (ordered, after, before))
-        else:
-            items.append((ordered, count, 0))
-    items = [(s, max(v, 0), max(o, 0)) for s, v, o in items if v > 0 or o > 0]
+            before, after = max(count[0], 0), max(count[1], 0)
+            width = before if opts.negate else max(before, after)
+            items.append((ordered, width, before, after))
+        elif count > 0:
+            items.append((ordered, count, 0, 0))
+    items = [item for item in items if item[1] > 0 or item[2] > 0 or item[3] > 0]
     items.sort(key=lambda item: item[0])
     return items, any(isinstance(c, tuple) for c in profile.values())
 
 
 def build(profile: FlameInput, opts: FlameOptions) -> FlameGraph:
     """Frame rectangles for a folded profile ({stack: bytes}), a differential one
-    ({stack: (before, after)}: widths from after, or before with `opts.negate`), or with
+    ({stack: (before, after)}: widths the larger side, or before with `opts.negate`), or with
     `opts.flamechart` a sequence of ChartRun in time order (a profile: in its own order)."""
     if opts.view not in VIEWS:
         raise UsageError(f"unknown view {opts.view!r} (choose from {', '.join(VIEWS)})")
@@ -269,8 +274,7 @@ def build(profile: FlameInput, opts: FlameOptions) -> FlameGraph:
         _ChartLayout(graph, chart_runs(profile, opts.reverse)).run(opts)
     else:
         items, graph.differential = sorted_items(profile, opts)
-        sign = (-1 if opts.negate else 1) if graph.differential else None
-        _Layout(graph, items, sign).run(opts)
+        _Layout(graph, items, graph.differential).run(opts)
     if graph.total <= 0:
         graph.frames = []
         graph.message = "No stacks to show: the selection holds no bytes"

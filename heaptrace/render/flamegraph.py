@@ -30,16 +30,15 @@ def amount(count: int, countname: str) -> str:
 
 def frame_info(frame: FrameRect, graph: FlameGraph) -> str:
     """The tooltip and mouse-over line: `name (1,234,567 bytes, 1.2 MiB, 12.34%)`; in a
-    differential graph also the other count and the change, in a flame chart when (in
+    differential graph also before, after and the change, in a flame chart when (in
     seconds into the run). Never contains " (" after the name: the page script cuts the
     name at the last " (" to search it."""
     opts, total = graph.options, graph.total
     info = f"{amount(frame.value, opts.countname)}, {100 * frame.value / total:.2f}%"
-    if frame.delta is not None:
-        was = "now" if opts.negate else "was"
-        other = frame.value + frame.delta if opts.negate else frame.value - frame.delta
-        info += (f"; {was} {other:,} {opts.countname}: {frame.delta:+,} {opts.countname},"
-                 f" {100 * frame.delta / total:+.2f}%")
+    if frame.delta is not None and frame.before is not None:
+        after = frame.before + frame.delta
+        info += (f"; before {frame.before:,}, after {after:,} {opts.countname}: "
+                 f"{frame.delta:+,} {opts.countname}, {100 * frame.delta / total:+.2f}%")
     if frame.when is not None:
         first, last = frame.when
         info += f", at {first:.3f} s" if first == last else f", {first:.3f}-{last:.3f} s"

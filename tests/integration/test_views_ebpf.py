@@ -59,8 +59,22 @@ def test_diff_shows_what_the_fix_removed(grow):
     assert proc.returncode == 0, proc.stderr
     gone = [line for line in proc.stdout.splitlines() if BUFFER in line]
     assert gone and all(line.endswith(" 0") for line in gone)
-    svg = heaptrace("diff", str(grow / "before.db"), str(grow / "after.db"))
-    ET.fromstring(svg.stdout)
+    before_bytes = sum(int(line.split()[-2]) for line in gone)
+    # The default picture shows what went away: the buffer, blue, at its before width.
+    for args in ((), ("--negate",)):
+        svg = heaptrace("diff", *args, str(grow / "before.db"), str(grow / "after.db"))
+        frames = diff_frames(ET.fromstring(svg.stdout))
+        buffer = [f for f in frames if f[0].split(".")[0] == BUFFER]
+        assert buffer, [f[0] for f in frames]
+        _, value, fill = buffer[0]
+        assert value == before_bytes and fill.endswith(",255)") and not fill.startswith("rgb(255")
+
+
+def diff_frames(svg: ET.Element) -> list:
+    """(name, bytes, fill) of each frame of a heaptrace flame graph SVG."""
+    ns = "{http://www.w3.org/2000/svg}"
+    return [(g.find(ns + "title").text.rsplit(" (", 1)[0], int(g.get("data-w")),
+             g.find(ns + "rect").get("fill")) for g in svg.iter(ns + "g") if g.get("data-w")]
 
 
 def test_flame_svg_is_well_formed_with_our_frames(grow):

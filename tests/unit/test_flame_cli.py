@@ -64,6 +64,8 @@ def test_diff_of_recordings_and_folded_files(recording, tmp_path):
              for g in doc.find(f"{SVG}g[@id='frames']")}
     assert fills["pkg_install"].startswith("rgb(") and fills["pkg_install"].endswith(",255)")
     assert fills["parse"].startswith("rgb(255,")
+    assert fills["gone"].endswith(",255)")  # went away: drawn in blue, at its before width
+    assert "gone (100 bytes" in heaptrace("diff", str(before), recording, check=True).stdout
     negated = heaptrace("diff", "--negate", str(before), recording, check=True).stdout
     assert "gone (100 bytes" in negated
 

@@ -94,13 +94,18 @@ def test_differential_deltas_colours_and_negate():
              ("main", "gone"): (50, 0)}
     graph = build(pairs, FlameOptions())
     by_name = {f.name: f for f in graph.frames}
+    # Both directions: each stack as wide as its larger side, what went away included.
     assert by_name["grew"].value == 300 and by_name["grew"].delta == 200
-    assert by_name["shrank"].delta == -300 and "gone" not in by_name
-    assert by_name["main"].delta == 400 - 550
+    assert by_name["shrank"].value == 400 and by_name["shrank"].delta == -300
+    assert by_name["gone"].value == 50 and by_name["gone"].delta == -50
+    assert by_name["main"].value == 750 and by_name["main"].delta == 400 - 550
+    assert graph.total == 750
     assert diff_color(200, 300).startswith("rgb(255,") and diff_color(-300, 300) == "rgb(0,0,255)"
     negated = {f.name: f for f in build(pairs, FlameOptions(negate=True)).frames}
     assert negated["gone"].value == 50 and negated["gone"].delta == -50
-    assert "was 100 bytes: +200 bytes" in frame_info(by_name["grew"], graph)
+    assert negated["grew"].value == 100 and negated["shrank"].value == 400
+    assert "before 100, after 300 bytes: +200 bytes" in frame_info(by_name["grew"], graph)
+    assert "before 50, after 0 bytes: -50 bytes" in frame_info(by_name["gone"], graph)
 
 
 def test_frame_info_has_exact_and_human_bytes_and_percent():
