@@ -10,6 +10,9 @@
  *	heaptrace import dtrace out.stacks -o run.db --event brk
  *	heaptrace flame run.db > brk.svg
  *
+ *	dtrace's -o appends to a file that exists: remove it before running
+ *	again, or an import adds up both runs.
+ *
  * (FlameGraph's stackcollapse.pl folds the same file; heaptrace folds it the
  * same way.) -x evaltime=exec makes tracing start right after exec so growth
  * before main() is seen; a #pragma would come too late with -c.

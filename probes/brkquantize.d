@@ -10,6 +10,9 @@
  *	dtrace -x evaltime=exec -qs brkquantize.d -c 'CMD ARGS' -o out.txt
  *	heaptrace import dtrace out.txt -o run.db && heaptrace histogram run.db
  *
+ *	dtrace's -o appends to a file that exists: remove it before running
+ *	again, or an import adds up both runs.
+ *
  * -x evaltime=exec starts tracing right after exec, so brk() calls made by
  * the runtime linker and initializers before main() are counted. It has to
  * be given on the command line: dtrace creates the -c process before it

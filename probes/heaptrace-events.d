@@ -5,8 +5,13 @@
  * and turns its output into a recording; you can also run it yourself:
  *
  *	dtrace -x evaltime=exec -qs heaptrace-events.d -c 'CMD ARGS' -o out.events
+ *	heaptrace import dtrace out.events -o run.db
  *
- * (as root; -c runs no shell: CMD is split on blanks, no quoting).
+ * (as root; -c runs no shell: CMD is split on blanks, no quoting). Note that
+ * dtrace's -o appends to a file that exists: remove it before running again
+ * (heaptrace import refuses a file that holds two runs). On illumos and macOS, add
+ * -s heaptrace-signals.d for the signal that killed the target (DTrace for
+ * Linux cannot enable proc:::signal-send without kprobes, so it is not here).
  * -x evaltime=exec: tracing starts right after exec, so calls made before
  * main() are seen; a #pragma would come too late, as dtrace creates the -c
  * process before it compiles this file. zdefs lets one script load on every
@@ -20,7 +25,7 @@
  *	proc fork CHILD PARENT TIMESTAMP
  *	proc exec PID TIMESTAMP EXECNAME
  *	proc exitcode PID CODE
- *	proc signal PID SIGNAL
+ *	proc signal PID SIGNAL              (from heaptrace-signals.d)
  *	proc exit PID TIMESTAMP WHY
  *	total calls|failed|bytes|released KIND VALUE
  *	quantize KIND
@@ -303,12 +308,6 @@ syscall::exit_group:entry
 /progenyof($target)/
 {
 	printf("proc exitcode %d %d\n", pid, (int)arg0);
-}
-
-proc:::signal-send
-/args[1]->pr_pid == $target/
-{
-	printf("proc signal %d %d\n", args[1]->pr_pid, args[2]);
 }
 
 proc:::exit

@@ -9,6 +9,9 @@
  *	dtrace -x evaltime=exec -qs mmapbytes.d -c 'CMD ARGS' -o out.stacks
  *	heaptrace import dtrace out.stacks -o run.db --event mmap
  *
+ *	dtrace's -o appends to a file that exists: remove it before running
+ *	again, or an import adds up both runs.
+ *
  * -x evaltime=exec: see brkquantize.d (calls before main() are counted).
  * Probes that do not exist on this OS (the mach_trap provider outside macOS,
  * mmap64 outside 32-bit illumos) are allowed by the zdefs option.

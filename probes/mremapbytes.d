@@ -9,8 +9,12 @@
  *	dtrace -x evaltime=exec -qs mremapbytes.d -c 'CMD ARGS' -o out.stacks
  *	heaptrace import dtrace out.stacks -o run.db --event mremap
  *
+ *	dtrace's -o appends to a file that exists: remove it before running
+ *	again, or an import adds up both runs.
+ *
  * -x evaltime=exec: see brkquantize.d. zdefs lets the script load where the
- * probe does not exist.
+ * probe does not exist. A program that never calls mremap() leaves an empty
+ * aggregation: the output file is empty and imports as zero calls and bytes.
  */
 
 #pragma D option quiet

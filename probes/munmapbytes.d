@@ -8,6 +8,9 @@
  *	dtrace -x evaltime=exec -qs munmapbytes.d -c 'CMD ARGS' -o out.stacks
  *	heaptrace import dtrace out.stacks -o run.db --event munmap
  *
+ *	dtrace's -o appends to a file that exists: remove it before running
+ *	again, or an import adds up both runs.
+ *
  * -x evaltime=exec: see brkquantize.d. zdefs: see mmapbytes.d.
  * Bytes = the length argument of a successful call.
  */

@@ -34,7 +34,10 @@ class StackCoverage:
 
 
 def is_whole(stack: Tuple[Frame, ...]) -> bool:
-    return bool(stack) and stack[-1].name in ENTRY_POINTS
+    """The stack reaches an entry point: its outermost frame, or the one under it when the
+    outermost names the process (the root frame of `perf script` and folded imports). An
+    imported DTrace frame carries its module (`pkgin`_start`)."""
+    return any(f.name.rsplit("`", 1)[-1] in ENTRY_POINTS for f in stack[-2:])
 
 
 def coverage(rec: Recording) -> StackCoverage:

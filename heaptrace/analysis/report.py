@@ -13,11 +13,10 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from heaptrace.analysis.coverage import ENTRY_POINTS, coverage
+from heaptrace.analysis.compact import compact_indices, compact_stack
+from heaptrace.analysis.coverage import coverage
 from heaptrace.analysis.retained import retained
 from heaptrace.analysis.stacks import (
-    NO_STACK,
-    UNKNOWN_FRAME,
     Folder,
     Owner,
     Selection,
@@ -30,9 +29,6 @@ from heaptrace.events import Frame, committed_growth
 from heaptrace.recording import Recording
 
 DEFAULT_TOP = 5
-OWN_FRAMES = 3  # how many of the program's own frames a compact stack names
-# GCC's names for clones of a function: download_package.constprop.0 is download_package.
-CLONE_KINDS = frozenset({"constprop", "isra", "part", "cold", "lto_priv", "llvm"})
 
 
 @dataclass
@@ -47,7 +43,8 @@ class RunInfo:
     exit_code: Optional[int] = None
     complete: Optional[bool] = None  # False: cut short (heaptrace did not finish)
     lost_events: int = 0
-    imported: bool = False
+    imported: bool = False  # from data without addresses: nothing to match frees to
+    imported_from: str = ""  # the file an import read
     pid: Optional[int] = None  # --pid: the report covers this process only
 
 
@@ -70,13 +67,14 @@ class ProcessRow:
     calls: int = 0
     taken: int = 0
     given: int = 0
-    held: int = 0  # still held when the process ended (or at the end of the recording)
+    held: Optional[int] = 0  # still held when it ended (None: the recording cannot tell)
 
 
 @dataclass
 class StackRow:
-    compact: str  # main > download_package > buffer_append > realloc > mremap
+    compact: str  # main > download_package > buffer_append > realloc > mremap (full names)
     stack: List[str]  # every frame, root first
+    shown: List[int]  # the frames the compact form names: indices into `stack`
     bytes: int
     share: float  # of the ranking's total
     calls: Optional[int]  # None: the source did not count calls
@@ -116,54 +114,6 @@ class Report:
     next_commands: List[str] = field(default_factory=list)
 
 
-# --- compact stacks ----------------------------------------------------------------------
-
-def short_name(frame: Frame) -> str:
-    """The function alone: no DTrace "module`" prefix, no GCC clone suffix."""
-    if not frame.name:
-        return UNKNOWN_FRAME
-    return without_clone_suffix(frame.name.rsplit("`", 1)[-1]) or frame.name
-
-
-def without_clone_suffix(name: str) -> str:
-    """`name` without trailing `.constprop.0`, `.isra.0`, `.cold`... (any number of them),
-    taken off part by part from the end: no regular expression to rescan long names."""
-    parts = name.split(".")
-    keep = len(parts)
-    while keep > 1:
-        if parts[keep - 1] in CLONE_KINDS:
-            keep -= 1
-        elif keep > 2 and parts[keep - 1].isdigit() and parts[keep - 2] in CLONE_KINDS:
-            keep -= 2
-        else:
-            break
-    return ".".join(parts[:keep])
-
-
-def is_own(frame: Frame) -> bool:
-    """A frame of the program itself: not a shared library, not the process entry."""
-    module = frame.module or ""
-    return bool(module) and ".so" not in module and frame.name not in ENTRY_POINTS
-
-
-def compact_stack(frames: Sequence[Frame], own: int = OWN_FRAMES) -> str:
-    """The leaf-most `own` frames of the program's code, root first, then the library
-    function it called (the allocator entry: malloc, realloc...) and the syscall frame.
-    A stack with no frame of the program's own shows its leaf-most frames instead."""
-    if not frames:
-        return NO_STACK
-    mine = [i for i, f in enumerate(frames) if is_own(f)]
-    if not mine:
-        return " > ".join(short_name(f) for f in reversed(frames[:own]))
-    picked = [frames[i] for i in reversed(mine[:own])]
-    below = mine[0]  # frames[:below] are library frames under the program's leaf-most one
-    if below > 0:
-        picked.append(frames[below - 1])
-    if below > 1:
-        picked.append(frames[0])
-    return " > ".join(short_name(f) for f in picked)
-
-
 # --- rankings ----------------------------------------------------------------------------
 
 class Tally:
@@ -193,7 +143,9 @@ class Tally:
 
     def _row(self, key: Tuple[str, ...], total: int, count_calls: bool) -> StackRow:
         calls = self.calls[key] if count_calls and self.calls[key] > 0 else None
-        return StackRow(compact_stack(self.sample[key]), list(key), self.bytes[key],
+        frames = self.sample[key]
+        shown = [len(key) - 1 - i for i in compact_indices(frames)] if frames else [0]
+        return StackRow(compact_stack(frames), list(key), shown, self.bytes[key],
                         share(self.bytes[key], total), calls)
 
 
@@ -230,7 +182,8 @@ def run_info(meta: dict, path: str, pid: Optional[int]) -> RunInfo:
         duration_s=meta.get("duration_s"), exit_code=meta.get("exit_code"),
         complete=complete if isinstance(complete, bool) else None,
         lost_events=int(meta.get("lost_events") or 0),
-        imported="imported_from" in meta, pid=pid)
+        imported="imported_from" in meta and meta.get("addresses") is not True,
+        imported_from=str(meta.get("imported_from") or ""), pid=pid)
 
 
 def kind_rows(rec: Recording, meta: dict) -> List[KindRow]:
@@ -316,9 +269,13 @@ def build_report(rec: Recording, top: int = DEFAULT_TOP, pid: Optional[int] = No
     totals = kind_rows(rec, meta)
     held = held_ranking(rec, kept.pieces, top, timed=not info.imported)
     held.known = not info.imported
+    processes = process_rows(rec, pid, kept.pieces)
+    if info.imported:  # as the held ranking says: no addresses to match frees to
+        for row in processes:
+            row.held = None
     report = Report(
         info, totals, committed_growth(rec.totals()),
-        process_rows(rec, pid, kept.pieces), growth_ranking(rec, sel, top), held,
+        processes, growth_ranking(rec, sel, top), held,
         quality(rec), meta.get("peak_rss"), rec.event_count())
     report.next_commands = next_commands(report)
     return report

@@ -136,11 +136,14 @@ class ProcessNames:
 
 
 class Folder:
-    """Accumulates bytes per root-first stack, naming each (pid, stack) once."""
+    """Accumulates bytes per root-first stack, naming each (pid, stack) once. A recording
+    without processes (an imported aggregation or perf script) gets no process root frame:
+    it has no names to give, and its stacks then fold as FlameGraph's collapsers fold them."""
 
     def __init__(self, rec: Recording, process_names: bool = True) -> None:
         self._stacks = {sid: frame_names(frames) for sid, frames in rec.stacks().items()}
-        self._procs = ProcessNames(rec.processes()) if process_names else None
+        rows = rec.processes() if process_names else []
+        self._procs = ProcessNames(rows) if rows else None
         self.folded: Folded = {}
 
     def key(self, pid: int, ts_ns: int, stack_id: Optional[int]) -> Stack:

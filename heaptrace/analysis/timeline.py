@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from heaptrace.analysis.compact import OWN_FRAMES, is_own
 from heaptrace.analysis.retained import Replay, page_size, steps
 from heaptrace.analysis.stacks import NO_STACK, UNKNOWN_FRAME, Selection, run_start_ns
 from heaptrace.errors import UsageError
@@ -29,7 +30,6 @@ NICE_STEPS = (1.0, 2.0, 2.5, 5.0)  # bucket widths read well as time labels: 0.2
 # Each sampling round reads every live pid within microseconds, 0.25 s after the last:
 # samples closer than this belong to one round (one instant of the summed RSS).
 ROUND_GAP_NS = 100_000_000
-OWN_FRAMES = 3  # how many of a stack's own frames the growth line names
 TOP_GROWERS = 3
 
 
@@ -52,6 +52,7 @@ class Grower:
 
     stack: str
     nbytes: int
+    parts: List[str] = field(default_factory=list)  # `stack` split: the names it joins
 
 
 @dataclass
@@ -176,13 +177,18 @@ def most_growth(buckets: Sequence[Bucket]) -> Tuple[Optional[int], int]:
 def own_frames(frames: Sequence[Frame]) -> str:
     """The leaf-most frames of the program itself (not of a shared library), root first,
     joined like folded names; ";..." marks library frames below them (malloc...)."""
+    return ";".join(own_frame_parts(frames))
+
+
+def own_frame_parts(frames: Sequence[Frame]) -> List[str]:
+    """own_frames() as a list of names ("..." last for the library frames below)."""
     if not frames:
-        return NO_STACK
-    own = [i for i, f in enumerate(frames) if f.module and ".so" not in f.module]
+        return [NO_STACK]
+    own = [i for i, f in enumerate(frames) if is_own(f)]
     if not own:
-        return ";".join(f.name or UNKNOWN_FRAME for f in reversed(frames[:OWN_FRAMES]))
+        return [f.name or UNKNOWN_FRAME for f in reversed(frames[:OWN_FRAMES])]
     picked = [frames[i].name or UNKNOWN_FRAME for i in own[:OWN_FRAMES]]
-    return ";".join(reversed(picked)) + (";..." if own[0] > 0 else "")
+    return list(reversed(picked)) + (["..."] if own[0] > 0 else [])
 
 
 def held_by_stack(replay: Replay, labels: Dict[Optional[int], str]) -> Dict[str, int]:
@@ -197,8 +203,9 @@ def held_by_stack(replay: Replay, labels: Dict[Optional[int], str]) -> Dict[str,
 def growers(rec: Recording, axis: Axis, index: int, pid: Optional[int]) -> List[Grower]:
     """The stacks whose held bytes grew most during bucket `index` (a second replay, up
     to its end, with a look at what is held at its start and at its end)."""
-    labels: Dict[Optional[int], str] = {
-        sid: own_frames(frames) for sid, frames in rec.stacks().items()}
+    named = {sid: own_frame_parts(frames) for sid, frames in rec.stacks().items()}
+    labels: Dict[Optional[int], str] = {sid: ";".join(p) for sid, p in named.items()}
+    parts = {";".join(p): p for p in named.values()}
     replay, before = Replay(page_size(rec)), None
     for ts, step in steps(rec, Selection(kind="all", pid=pid)):
         i = axis.index(ts)
@@ -208,7 +215,8 @@ def growers(rec: Recording, axis: Axis, index: int, pid: Optional[int]) -> List[
             before = held_by_stack(replay, labels)
         replay.step(step)
     before, after = before or {}, held_by_stack(replay, labels)
-    grown = [Grower(s, n - before.get(s, 0)) for s, n in after.items() if n > before.get(s, 0)]
+    grown = [Grower(s, n - before.get(s, 0), parts.get(s, [s])) for s, n in after.items()
+             if n > before.get(s, 0)]
     return sorted(grown, key=lambda g: (-g.nbytes, g.stack))[:TOP_GROWERS]
 
 

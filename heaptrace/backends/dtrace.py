@@ -1,6 +1,6 @@
 """The DTrace backend (illumos, macOS): runs probes/heaptrace-events.d against a command.
 
-    dtrace -x evaltime=exec -q -o EVENTS -s heaptrace-events.d -c 'CMD ARGS'
+    dtrace -x evaltime=exec -q -o EVENTS -s heaptrace-events.d -s heaptrace-signals.d -c 'CMD ARGS'
 
 dtrace is run from an argument list (no shell), and `-c` itself runs no shell either: dtrace
 splits its string on blanks, so an argument containing a blank cannot be passed and is refused.
@@ -27,6 +27,7 @@ from heaptrace.formats.imported import write_recording
 from heaptrace.formats.textinput import input_lines
 
 SCRIPT = "heaptrace-events.d"
+SIGNALS = "heaptrace-signals.d"  # proc:::signal-send: on illumos and macOS, where it exists
 SYSTEMS = ("SunOS", "Darwin")
 # dtrace's drop reports (libdtrace dt_handle.c), e.g. "dtrace: 12 drops on CPU 0".
 DROPS = [
@@ -49,7 +50,7 @@ def dtrace_argv(dtrace: str, cmd: Sequence[str], events_path: str) -> List[str]:
                 "put the command in a small shell script and trace that",
             )
     return [dtrace, "-x", "evaltime=exec", "-x", "bufsize=16m", "-q", "-o", events_path,
-            "-s", str(probe_path(SCRIPT)), "-c", " ".join(cmd)]
+            "-s", str(probe_path(SCRIPT)), "-s", str(probe_path(SIGNALS)), "-c", " ".join(cmd)]
 
 
 def find_dtrace() -> str:

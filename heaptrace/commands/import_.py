@@ -31,7 +31,9 @@ def import_(fmt: str, input_path: str, output: str, kind: Optional[str], counts:
       heaptrace import dtrace brkquantize.out -o pkgin.db     quantize() tables, totals
       heaptrace import dtrace brkbytes.out -o pkgin.db --event brk    ustack() sums
       perf script > out.perf; heaptrace import perf out.perf -o run.db
+      heaptrace import dtrace out.events -o run.db     heaptrace-events.d output
       heaptrace import folded out.folded -o run.db --event mmap
     """
-    import_file(fmt, input_path, output, kind, counts, column, force)
+    for note in import_file(fmt, input_path, output, kind, counts, column, force):
+        click.echo(f"heaptrace: note: {note}", err=True)
     click.echo(f"Wrote {output}", err=True)

@@ -73,6 +73,12 @@ class EventsOutput:
         return None
 
 
+def is_events_line(line: str) -> bool:
+    """The first line heaptrace-events.d prints (`target PID`) or, if dtrace started late,
+    a call or process line."""
+    return any(p.match(line) for p in (TARGET, CALL, FORK, EXEC))
+
+
 class _Parser:
     def __init__(self) -> None:
         self.out = EventsOutput()
@@ -127,6 +133,9 @@ class _Parser:
         self.out.calls.append(self.call)
 
     def _on_target(self, pid: str) -> None:
+        if self.out.target is not None:
+            raise LineError(self.number, "expected one run; a second `target` line starts "
+                            "another (dtrace -o appends: remove the file before each run)")
         self.out.target = self._int(pid)
 
     def _on_fork(self, child: str, parent: str, ts: str) -> None:
@@ -172,6 +181,7 @@ def to_imported(out: EventsOutput, kinds: Tuple[str, ...] = KINDS) -> Imported:
             imported.samples.append(Sample(_frames(call.frames), event))
     imported.totals = _totals(out, imported, kinds)
     imported.processes = _processes(out)
+    imported.meta["addresses"] = True  # each call's addresses: frees match allocations
     if out.target is not None:
         imported.meta["target_pid"] = out.target
     return imported

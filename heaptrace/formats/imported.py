@@ -38,6 +38,8 @@ class Imported:
     # (pid, ppid, comm, start_ns, end_ns, exit_code): only the DTrace backend knows these
     processes: List[Tuple[int, Optional[int], Optional[str], int, Optional[int],
                           Optional[int]]] = field(default_factory=list)
+    # What the user should know about this input (printed by `import`, not stored)
+    notes: List[str] = field(default_factory=list)
 
 
 def totals_from_samples(samples: Iterable[Sample], with_buckets: bool) -> Dict[str, KindTotals]:

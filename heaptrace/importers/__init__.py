@@ -3,7 +3,7 @@ the same recording format as `heaptrace run` writes."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 from heaptrace.errors import ImportFormatError
 from heaptrace.formats.imported import Imported, write_recording
@@ -14,8 +14,9 @@ FORMATS = ("dtrace", "perf", "folded")
 
 
 def import_file(fmt: str, path: str, output: str, kind: Optional[str] = None,
-                counts: str = "bytes", column: int = 2, force: bool = False) -> None:
-    """Parse `path` completely, then write the recording `output` (atomically)."""
+                counts: str = "bytes", column: int = 2, force: bool = False) -> List[str]:
+    """Parse `path` completely, then write the recording `output` (atomically); returns
+    notes for the user on what the input could not say."""
     common.check_kind(kind)
     if fmt == "dtrace":
         imported = dtrace.parse(path, kind, counts)
@@ -26,6 +27,7 @@ def import_file(fmt: str, path: str, output: str, kind: Optional[str] = None,
     imported.meta["imported_from"] = path
     check_fits(imported, path)
     write_recording(imported, output, force)
+    return imported.notes
 
 
 def check_fits(imported: Imported, path: str) -> None:

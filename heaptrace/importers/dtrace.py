@@ -1,5 +1,6 @@
 """`heaptrace import dtrace`: DTrace aggregation output (quantize() tables, printa() totals,
-ustack() aggregations) into a recording.
+ustack() aggregations) into a recording; heaptrace-events.d output goes to its own parser
+(formats/dtrace_events.py), which `heaptrace run` uses with DTrace.
 
 The layout DTrace prints at exit, and what becomes of each part:
 
@@ -19,13 +20,14 @@ kept in the recording's meta as "header".
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from heaptrace.errors import ImportFormatError
 from heaptrace.events import KINDS, Frame, KindTotals
-from heaptrace.formats import collapse
+from heaptrace.formats import collapse, dtrace_events
 from heaptrace.formats.dtrace_text import BLANK, QUANTIZE_HEADER, QUANTIZE_ROW
 from heaptrace.formats.imported import Imported, LineError, Sample
 from heaptrace.formats.textinput import checked_int, input_lines
@@ -90,12 +92,14 @@ class _Parser:
         else:
             self.pending.append((number, line))
 
-    def finish(self, number: int) -> _Parsed:
+    def finish(self, number: int, kind: Optional[str]) -> _Parsed:
         self.table = None
         self._flush(number)
-        if not (self.out.tables or self.out.totals or self.out.stacks or self.out.lost):
+        empty = not (self.out.tables or self.out.totals or self.out.stacks or self.out.lost)
+        if empty and kind is None:
             raise LineError(number, "expected DTrace aggregation output (quantize() tables, "
-                            "printa() totals or ustack() stacks with counts); found none")
+                            "printa() totals or ustack() stacks with counts); found none "
+                            "(an empty aggregation: give --event KIND to import zero calls)")
         return self.out
 
     def _has_output(self) -> bool:
@@ -206,13 +210,24 @@ def _label_field(label: str) -> Tuple[Optional[str], Optional[str]]:
 
 
 def parse(path: str, kind: Optional[str] = None, counts: str = "bytes") -> Imported:
-    """Parse DTrace aggregation output; `kind` is used where the data does not name one."""
+    """Parse DTrace aggregation output, or the per-call output of heaptrace-events.d (told
+    by its first line); `kind` is used where the data does not name one."""
+    lines = input_lines(path)
+    head: List[str] = []
+    for line in lines:
+        head.append(line)
+        if line.strip():
+            break
+    everything = itertools.chain(head, lines)
+    if head and dtrace_events.is_events_line(head[-1]):
+        return dtrace_events.to_imported(dtrace_events.parse_lines(path, everything),
+                                         KINDS if kind is None else (kind,))
     parser = _Parser()
     number = 0
     try:
-        for number, line in enumerate(input_lines(path), 1):
+        for number, line in enumerate(everything, 1):
             parser.feed(number, line)
-        parsed = parser.finish(number + 1)
+        parsed = parser.finish(number + 1, kind)
         return _build(parsed, kind, counts)
     except LineError as exc:
         raise ImportFormatError(path, exc.line, exc.expected) from None
@@ -220,12 +235,17 @@ def parse(path: str, kind: Optional[str] = None, counts: str = "bytes") -> Impor
 
 def _build(parsed: _Parsed, kind: Optional[str], counts: str) -> Imported:
     imported = Imported(meta={"source": "dtrace"})
+    empty = not (parsed.tables or parsed.totals or parsed.stacks)
+    if kind is not None and empty:
+        imported.totals[kind] = KindTotals()  # an empty aggregation: no calls, no bytes
     only = _only_kind(parsed, kind)
     titles = _add_tables(imported, parsed.tables, kind, only)
     stack_kinds = _add_stacks(imported, parsed.stacks, kind, counts)
     known = _add_totals(imported, parsed.totals, kind, only)
     _stack_totals(imported, stack_kinds, known, counts)
     _count_from_buckets(imported, known)
+    if kind is not None and empty:
+        known = {kind: {"calls", "bytes"}}
     _finish_meta(imported, parsed, titles, known)
     imported.totals = _in_file_order(imported.totals, parsed, kind, only)
     if stack_kinds:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Dict, Iterable, Mapping, Sequence, TextIO, Tuple
 
-from heaptrace.formats.folded import SPACE, Stack, is_count, last_token
+from heaptrace.formats.folded import Stack
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # incl. Unicode line breaks
 
@@ -29,11 +29,15 @@ def _joined_trailing_number(name: str) -> str:
     """flamegraph.pl reads the last number on a line as the count and, if the rest also ends
     in a number, takes that for the "before" column of a differential line: a frame that
     ends in blank + number would be misread, so the blanks before it become one "_".
-    Split with string methods (a regular expression would rescan long runs of blanks)."""
-    head, number = last_token(name)
-    if not head or not is_count(number):
+    Blanks and digits in Unicode's sense, so that no reader splits the line differently;
+    string methods, not a regular expression that would rescan long runs of blanks."""
+    start = len(name)
+    while start > 0 and not name[start - 1].isspace():
+        start -= 1
+    whole, _, fraction = name[start:].partition(".")
+    if start == 0 or not whole.isdecimal() or not (fraction == "" or fraction.isdecimal()):
         return name
-    return head.rstrip(SPACE) + "_" + number
+    return name[:start].rstrip() + "_" + name[start:]
 
 
 def stack_text(stack: Stack) -> str:

@@ -11,6 +11,8 @@ from dataclasses import asdict
 from typing import Iterable, List, Optional, TextIO
 
 from heaptrace.analysis.report import KindRow, ProcessRow, Ranking, Report, RunInfo, StackRow
+from heaptrace.events import GROWTH_KINDS
+from heaptrace.render.stackcolumn import stack_column
 from heaptrace.units import human
 
 WIDTH = 100
@@ -24,17 +26,6 @@ def one_line(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def fit_stack(compact: str, limit: int = STACK_WIDTH) -> str:
-    """Cut a compact stack from the root end, whole frames at a time: the leaf matters."""
-    if len(compact) <= limit:
-        return compact
-    frames = compact.split(" > ")
-    while len(frames) > 1 and len(" > ".join(["...", *frames])) > limit:
-        frames.pop(0)
-    text = " > ".join(["...", *frames])
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def number(value: Optional[int]) -> str:
     return "?" if value is None else f"{value:,}"
 
@@ -44,7 +35,9 @@ def run_lines(run: RunInfo) -> List[str]:
     head = f"heaptrace report:{where} {one_line(run.command, 70) or run.path}"
     facts = [f"source {run.source or 'unknown'}"]
     if run.imported:
-        facts.append("imported (totals and stacks only: no processes, times or addresses)")
+        facts.append("imported (totals and stacks, no addresses to match frees to)")
+    elif run.imported_from:
+        facts.append(f"imported from {one_line(run.imported_from, 40)}")
     if run.kernel:
         facts.append(f"kernel {run.kernel}")
     if run.duration_s is not None:
@@ -73,7 +66,10 @@ def totals_lines(report: Report) -> List[str]:
     lines = [f"  {'kind':<8} {'calls':>10} {'failed':>7} {'bytes':>16} {'released':>14}"]
     lines += [kind_line(r) for r in rows]
     extra = f"; peak RSS of a process {human(report.peak_rss)}" if report.peak_rss else ""
-    lines.append(f"  taken {human(report.growth_total)} (brk + mmap + mremap growth){extra}")
+    partial = [r.kind for r in rows if r.kind in GROWTH_KINDS and r.bytes is None]
+    taken = f"at least {human(report.growth_total)}" if partial else human(report.growth_total)
+    unknown = f"; {', '.join(partial)} bytes unknown" if partial else ""
+    lines.append(f"  taken {taken} (brk + mmap + mremap growth{unknown}){extra}")
     return lines
 
 
@@ -92,7 +88,7 @@ def process_lines(report: Report) -> List[str]:
 def process_line(p: ProcessRow) -> str:
     name = one_line(" > ".join(p.names) or p.name, NAME_WIDTH)
     return (f"  {p.pid:>8}  {name:<{NAME_WIDTH}} {p.calls:>9,} {human(p.taken):>11} "
-            f"{human(p.given):>11} {human(p.held):>13}")
+            f"{human(p.given):>11} {'?' if p.held is None else human(p.held):>13}")
 
 
 def ranking_lines(ranking: Ranking, empty: str) -> List[str]:
@@ -102,16 +98,22 @@ def ranking_lines(ranking: Ranking, empty: str) -> List[str]:
         return [f"  {empty}"]
     lines = [f"  {'bytes':>10} {'share':>6} {'calls':>7}  stack (leaf-most own frames > "
              "allocator > syscall)"]
-    lines += [stack_line(row) for row in ranking.rows]
+    columns = stack_column(ranking.rows, STACK_WIDTH)
+    for row, column in zip(ranking.rows, columns):
+        lines += stack_lines(row, column)
     if ranking.other_stacks:
         lines.append(f"  {human(ranking.other_bytes):>10} {ranking.other_share:>6.1%} "
                      f"{'':>7}  {ranking.other_stacks:,} other stacks")
     return lines
 
 
-def stack_line(row: StackRow) -> str:
+def stack_lines(row: StackRow, column: List[str]) -> List[str]:
+    """The row's numbers and its stack; a stack too long for one line goes on below."""
     calls = "?" if row.calls is None else f"{row.calls:,}"
-    return f"  {human(row.bytes):>10} {row.share:>6.1%} {calls:>7}  {fit_stack(row.compact)}"
+    first, *rest = column
+    indent = " " * len(f"  {'':>10} {'':>6} {'':>7}  ")
+    return ([f"  {human(row.bytes):>10} {row.share:>6.1%} {calls:>7}  {first}"]
+            + [indent + line for line in rest])
 
 
 def quality_lines(report: Report) -> List[str]:

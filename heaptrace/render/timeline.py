@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import asdict
 from typing import Dict, Iterable, List, Optional, TextIO, Tuple
 
 from heaptrace.analysis.timeline import Bucket, Timeline, nice_interval
+from heaptrace.render.stackcolumn import shortest_fit
 from heaptrace.render.svg import asset, escape, fill_template
 from heaptrace.units import UNITS, human
 
 EMPTY = "no memory calls and no RSS samples in this recording"
+TEXT_WIDTH = 100  # the text table's lines
 HEADER = ("time (s)", "taken", "given back", "held", "RSS", "calls")
 COLUMN = 11  # width of each number column
 
@@ -53,9 +56,9 @@ def summary(tl: Timeline) -> List[str]:
             f" peak RSS {rss_text(tl.peak_rss)}"]
 
 
-def growth_lines(tl: Timeline) -> List[str]:
+def growth_lines(tl: Timeline, width: int = TEXT_WIDTH) -> List[str]:
     """"most growth at 12.5-13.0 s: 48.0 MiB from main;download_package;..." and the next
-    stacks that grew the held bytes in that bucket."""
+    stacks that grew the held bytes in that bucket; C++ names as short as `width` needs."""
     if tl.growth_bucket is None:
         return ["held bytes never grew"]
     at = span(tl.buckets[tl.growth_bucket], decimals(tl.interval_s))
@@ -63,8 +66,12 @@ def growth_lines(tl: Timeline) -> List[str]:
     if not tl.growers:
         return [line]
     first, *rest = tl.growers
-    return ([f"{line}: {human(first.nbytes)} from {first.stack}"]
-            + [f"  also {human(g.nbytes)} from {g.stack}" for g in rest])
+    head = f"{line}: {human(first.nbytes)} from "
+    lines = [head + shortest_fit(first.parts or [first.stack], width - len(head))]
+    for g in rest:
+        also = f"  also {human(g.nbytes)} from "
+        lines.append(also + shortest_fit(g.parts or [g.stack], width - len(also)))
+    return lines
 
 
 def table_rows(tl: Timeline) -> Iterable[str]:
@@ -97,6 +104,8 @@ def render_json(tl: Timeline, out: TextIO) -> None:
 WIDTH, HEIGHT = 1200, 520
 LEFT, RIGHT, TOP, BOTTOM = 90, 20, 95, 60  # the plot area's margins
 KEY_Y = 68  # the legend's row, under the title lines
+TITLE_PX, NOTE_PX = 17, 12  # font sizes of the title and of the lines under it (timeline.css)
+CHAR_EM = 0.62  # Verdana's widest common average character width, in ems
 
 
 
@@ -208,13 +217,26 @@ def legend() -> str:
     return "".join(out) + "\n"
 
 
+def fitted(text: str, width: int, font_px: float) -> Tuple[str, str]:
+    """(what fits in `width` pixels at `font_px`, cut with "…"; the whole text for the
+    element's <title>), both escaped."""
+    chars = max(int((width - 2 * RIGHT) / (font_px * CHAR_EM)), 4)
+    shown = text if len(text) <= chars else text[: chars - 1] + "…"
+    return escape(shown), escape(text)
+
+
 def template_values(tl: Timeline, width: int, height: int) -> Dict[str, str]:
-    note = "" if tl.empty else " ".join(growth_lines(tl)[:1])
+    chars = int((width - 2 * RIGHT) / (NOTE_PX * CHAR_EM))
+    note = "" if tl.empty else growth_lines(tl, chars)[0]
+    title = fitted(f"Memory over time: {where(tl)}", width, TITLE_PX)
+    subtitle = fitted("" if tl.empty else "; ".join(summary(tl)), width, NOTE_PX)
+    notes = fitted(note, width, NOTE_PX)[0], escape(  # full names in the title
+        "" if tl.empty else growth_lines(tl, sys.maxsize)[0])
     return {
         "width": str(width), "height": str(height), "center": f"{width / 2:g}",
-        "title": escape(f"Memory over time: {where(tl)}"),
-        "subtitle": escape("" if tl.empty else "; ".join(summary(tl))), "note": escape(note),
-        "desc": escape("\n".join(growth_lines(tl)) if not tl.empty else EMPTY),
+        "title": title[0], "title_full": title[1], "subtitle": subtitle[0],
+        "subtitle_full": subtitle[1], "note": notes[0], "note_full": notes[1],
+        "desc": escape("\n".join(growth_lines(tl, sys.maxsize)) if not tl.empty else EMPTY),
         "css": asset("timeline.css"), "legend": "" if tl.empty else legend(),
         "chart": chart(tl, width, height),
     }

@@ -8,12 +8,14 @@ import re
 import subprocess
 
 import pytest
+import strace_oracle
 
 from heaptrace.importers import import_file
 from heaptrace.recording import Recording
 
 HERE = os.path.dirname(__file__)
-EVENTS = ["syscalls:sys_enter_mmap", "syscalls:sys_enter_munmap", "syscalls:sys_enter_brk"]
+EVENTS = ["syscalls:sys_enter_mmap", "syscalls:sys_enter_munmap", "syscalls:sys_enter_brk",
+          "syscalls:sys_exit_brk"]
 
 
 def _tracefs() -> None:
@@ -38,7 +40,7 @@ def perf_run(tmp_path_factory):
                             text=True).stdout
     stats = subprocess.run(["perf", "report", "-i", data, "--stats"], check=True,
                            capture_output=True, text=True).stdout
-    return script, _sample_counts(stats)
+    return script, _sample_counts(stats), program
 
 
 def _sample_counts(stats: str) -> dict:
@@ -51,7 +53,7 @@ def _sample_counts(stats: str) -> dict:
 
 
 def test_import_holds_every_sample_perf_counted(perf_run, tmp_path):
-    script, counts = perf_run
+    script, counts, _ = perf_run
     source = tmp_path / "out.perf"
     source.write_text(script)
     out = str(tmp_path / "run.db")
@@ -60,7 +62,7 @@ def test_import_holds_every_sample_perf_counted(perf_run, tmp_path):
         totals = rec.totals()
         events = list(rec.events())
         stacks = rec.stacks()
-    assert set(counts) == {"mmap", "munmap", "brk"}
+    assert set(counts) == {"mmap", "munmap", "brk"}  # sys_exit_brk: answers, not calls
     for kind, n in counts.items():
         assert totals[kind].calls == n
         assert sum(1 for e in events if e.kind == kind) == n
@@ -69,3 +71,19 @@ def test_import_holds_every_sample_perf_counted(perf_run, tmp_path):
     assert sorted(maps) == [8192 * (i + 1) for i in range(5)]
     root = {stacks[e.stack_id][-1].name for e in events}
     assert root == {"mapgrow"}  # stackcollapse-perf.pl's root frame: the command
+
+
+def test_brk_bytes_from_the_breaks_equal_straces(perf_run, tmp_path):
+    """With sys_exit_brk recorded, the import knows every call's new break: brk growth,
+    calls and failures are what strace counts on the same program."""
+    script, _, program = perf_run
+    source = tmp_path / "out.perf"
+    source.write_text(script)
+    out = str(tmp_path / "run.db")
+    assert import_file("perf", str(source), out) == []
+    with Recording(out) as rec:
+        brk = rec.totals()["brk"]
+    oracle = strace_oracle.trace([program]).totals["brk"]
+    assert (brk.calls, brk.failed, brk.bytes, brk.released) == (
+        oracle["calls"], oracle["failed"], oracle["bytes"], oracle["released"])
+    assert brk.bytes >= 65536 + 131072  # the program's two sbrk()s

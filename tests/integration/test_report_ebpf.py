@@ -67,3 +67,35 @@ def test_the_text_report(recording):
     assert "download_package > buffer_append > realloc > mremap" in out
     assert "examples/grow" in out and "exit code 0" in out
     assert f"heaptrace flame --retained {recording}" in out
+
+
+# --- a C++ program (tests/programs/templates.cpp) ------------------------------------------
+
+FULL_GROW = "heaptest::pools::Pool<heaptest::Block<4096ul>, 64ul>::grow()"
+
+
+@pytest.fixture(scope="module")
+def templates(programs, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cxx") / "templates.db"
+    proc = subprocess.run([*HEAPTRACE, "run", "-o", str(path), "--",
+                           str(programs["templates"])], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return path
+
+
+def test_cxx_report_keeps_the_programs_own_frames(templates):
+    """Template arguments and parameter lists are shortened, not the program's frames
+    dropped: the vector's owner and both Pool instances are named, each row its own."""
+    text = heaptrace("report", str(templates)).stdout
+    section = text.split("Top stacks by bytes taken")[1].split("Top stacks by bytes still")[0]
+    rows = [line for line in section.splitlines()[2:] if " > " in line]
+    assert all(len(line) <= 100 for line in section.splitlines())
+    assert not any(row.split("  ")[-1].startswith("...") for row in rows)
+    vector = [r for r in rows if "Buffer<" in r]
+    assert vector and "main > " in vector[0] and "reserve" in vector[0]
+    pools = [r for r in rows if "Pool<" in r]
+    assert len(pools) >= 2 and all("fill<" in r and "main > " in r for r in pools)
+    assert len(set(rows)) == len(rows)
+    doc = json.loads(heaptrace("report", str(templates), "--json").stdout)
+    assert any(FULL_GROW in row["stack"] for row in doc["growth"]["rows"])
+    assert any(FULL_GROW in row["compact"] for row in doc["growth"]["rows"])

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from heaptrace.backends.dtrace import SCRIPT, dtrace_argv, record_with_dtrace
+from heaptrace.backends.dtrace import SCRIPT, SIGNALS, dtrace_argv, record_with_dtrace
 from heaptrace.backends.probefiles import probe_path
 from heaptrace.errors import PrivilegeError, UsageError
 from heaptrace.recording import Recording
@@ -64,7 +64,8 @@ def test_dtrace_argv_runs_the_shipped_script_without_a_shell(tmp_path):
                        stderr=io.StringIO())
     argv = json.loads((tmp_path / "argv.json").read_text())
     assert argv[:4] == ["-x", "evaltime=exec", "-x", "bufsize=16m"]
-    assert argv[argv.index("-s") + 1] == str(probe_path(SCRIPT))
+    scripts = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-s"]
+    assert scripts == [str(probe_path(SCRIPT)), str(probe_path(SIGNALS))]
     assert argv[-2:] == ["-c", "true a b"]
     assert os.path.isfile(probe_path(SCRIPT))
 
@@ -87,8 +88,14 @@ def test_every_probe_has_a_run_line_and_uses_target():
     probes = os.path.dirname(probe_path(SCRIPT))
     names = sorted(n for n in os.listdir(probes) if n.endswith(".d"))
     assert {"brkquantize.d", "brkbytes.d", "mmapbytes.d", "munmapbytes.d", "mremapbytes.d",
-            SCRIPT} <= set(names)
+            SCRIPT, SIGNALS} <= set(names)
     for name in names:
         text = (probe_path(SCRIPT).parent / name).read_text()
-        assert f"dtrace -x evaltime=exec -qs {name} -c" in text
+        runs = [line for line in text.splitlines() if "dtrace -x evaltime=exec -qs" in line]
+        assert any(f"s {name} " in line and " -c " in line for line in runs), name
         assert "$target" in text
+        assert "-o appends" in text or name == SIGNALS, name
+    events = (probe_path(SCRIPT).parent / SCRIPT).read_text()
+    # DTrace for Linux cannot enable proc:::signal-send without kprobes and then refuses
+    # the whole script: heaptrace-events.d must not use it.
+    assert "signal-send" not in events.split("*/", 1)[1]

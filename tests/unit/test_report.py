@@ -14,7 +14,7 @@ from heaptrace.analysis.stacks import Selection, fold
 from heaptrace.errors import UsageError
 from heaptrace.events import Event, Frame, KindTotals
 from heaptrace.recording import Recording, RecordingWriter
-from heaptrace.render.report import WIDTH, fit_stack, render_json, render_text
+from heaptrace.render.report import WIDTH, render_json, render_text
 from tests.helpers.cli import heaptrace
 
 KIB = 1024
@@ -60,14 +60,6 @@ def test_compact_stack_drops_dtrace_module_prefixes():
     stack = (Frame("libc.so.1`_brk_unlocked", "libc.so.1"), Frame("libc.so.1`malloc", "libc.so.1"),
              Frame("pkgin`download_pkg", "pkgin"), Frame("pkgin`main", "pkgin"))
     assert compact_stack(stack) == "main > download_pkg > malloc > _brk_unlocked"
-
-
-def test_fit_stack_cuts_whole_frames_from_the_root_end():
-    long = " > ".join(f"function_number_{i}" for i in range(8))
-    cut = fit_stack(long, 60)
-    assert len(cut) <= 60 and cut.startswith("... > ")
-    assert cut.endswith("function_number_7") and long.endswith(cut[len("... > "):])
-    assert fit_stack("main > mmap", 60) == "main > mmap"
 
 
 # --- synthetic recordings ----------------------------------------------------------------

@@ -74,9 +74,16 @@ def test_exec_renames_the_root_frame_from_then_on(synth):
 
 
 def test_unknown_process_and_unnamed_frames(synth):
+    synth.process(7, "sh")
     synth.event("mmap", 1, pid=9, stack=["", "leaf"], size=10, length=10, ret=0x1000)
     folded = fold(synth.open(), Selection())
     assert folded == {("[pid 9]", "[unknown]", "leaf"): 10}
+
+
+def test_a_recording_without_processes_gets_no_process_root(synth):
+    """An import of stacks alone: folded as FlameGraph's collapsers fold them."""
+    synth.event("mmap", 1, pid=0, stack=["main", "leaf"], size=10, length=10, ret=0x1000)
+    assert fold(synth.open(), Selection()) == {("main", "leaf"): 10}
 
 
 def test_unknown_kind_is_a_usage_error():

@@ -193,7 +193,8 @@ def svg_of(tl) -> str:
 def test_svg_is_well_formed_with_a_hover_title_per_bucket(rec):
     tl = timeline(rec, 0.25)
     doc = ET.fromstring(svg_of(tl))
-    titles = [t.text for t in doc.iter(f"{SVG}title")]
+    titles = [r.find(f"{SVG}title").text for r in doc.iter(f"{SVG}rect")
+              if r.get("class") == "hover"]
     assert len(titles) == len(tl.buckets)
     assert titles[4].startswith("1.00-1.25 s: taken 0 B, given back 128.0 KiB")
     lines = {p.get("class"): p for p in doc.iter(f"{SVG}polyline")}
