@@ -1,10 +1,48 @@
 #!/usr/bin/env bash
-# Installs what heaptrace needs from the distribution (Debian/Ubuntu): bcc, kernel headers,
-# tracefs, and the tools the tests compare against. Idempotent; run as root.
+# Installs what heaptrace needs from the distribution (Debian/Ubuntu). Idempotent; run as root.
+#
+#   setup-system.sh run     what running heaptrace needs: bcc, kernel headers, tracefs, and a
+#                           compiler for the bundled example (`make demo`)
+#   setup-system.sh test    that, and the tools the tests compare against (`make test`)
+#   setup-system.sh --list run|test    print the packages of a set, install nothing
 set -euo pipefail
 
+# Running heaptrace: Debian's bcc module (never the unrelated PyPI "bcc"), a virtual
+# environment that can import it, and gcc/make/libc headers for examples/grow.c.
+RUN_PKGS=(python3-bpfcc python3-venv python3-pip gcc make libc6-dev
+          # the Venice story compares glibc with jemalloc (LD_PRELOAD: make example-venice)
+          libjemalloc2)
+# The tests: the references they compare against (strace, gdb, perf below, readelf),
+# the programs they trace (g++, sqlite3), libc's debug symbols, setarch/setpriv, the
+# browser the flame graph's script is tested in, what reads pprof profiles (protoc and
+# the published profile.proto, go tool pprof), GNU time (the Venice test's peak RSS).
+TEST_PKGS=(g++ strace sqlite3 libc6-dbg chromium gdb binutils util-linux
+           protobuf-compiler golang-github-google-pprof-dev golang-go time)
+
+usage() {
+    echo "usage: setup-system.sh run|test   (or --list run|test)" >&2
+    exit 2
+}
+
+packages() {
+    case "$1" in
+        run) echo "${RUN_PKGS[@]}" ;;
+        # npm installs the speedscope app the export tests load a file in (into tests/tools/);
+        # perf: linux-perf on Debian, linux-tools on Ubuntu
+        test) echo "${RUN_PKGS[@]} ${TEST_PKGS[@]} npm linux-perf" ;;
+        *) usage ;;
+    esac
+}
+
+if [ "${1:-}" = --list ]; then
+    packages "${2:-}"
+    exit 0
+fi
+mode=${1:-}
+[ "$mode" = run ] || [ "$mode" = test ] || usage
+
 if [ "$(id -u)" -ne 0 ]; then
-    echo "setup-system.sh: must run as root (sudo $0)" >&2
+    echo "setup-system.sh: must run as root (sudo $0 $mode)" >&2
     exit 1
 fi
 
@@ -16,19 +54,15 @@ apt_update_once() {
     if [ "$updated" = 0 ]; then apt-get update -qq; updated=1; fi
 }
 
-pkgs=(bpfcc-tools python3-bpfcc python3-venv python3-pip gcc g++ make strace sqlite3 libc6-dbg
-      chromium gdb binutils util-linux
-      # what the export tests read pprof profiles with: protoc and the published
-      # profile.proto, and go tool pprof
-      protobuf-compiler golang-github-google-pprof-dev golang-go
-      # the Venice example runs with jemalloc (LD_PRELOAD); its test reads peak RSS with GNU time
-      libjemalloc2 time)
+pkgs=("${RUN_PKGS[@]}")
+[ "$mode" = test ] && pkgs+=("${TEST_PKGS[@]}")
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
-# npm installs the speedscope app the export tests load a file in (into tests/tools/)
-command -v npm >/dev/null || missing+=(npm)
+if [ "$mode" = test ]; then
+    command -v npm >/dev/null || missing+=(npm)
+fi
 if [ ! -e "/lib/modules/$kver/build/include" ]; then
     apt_update_once
     if apt-cache show "linux-headers-$kver" >/dev/null 2>&1; then
@@ -41,7 +75,7 @@ if [ ! -e "/lib/modules/$kver/build/include" ]; then
 fi
 # perf is the reference the stack tests compare against: Debian calls it linux-perf,
 # Ubuntu ships it in linux-tools.
-if ! perf --version >/dev/null 2>&1; then
+if [ "$mode" = test ] && ! perf --version >/dev/null 2>&1; then
     apt_update_once
     if apt-cache show linux-perf >/dev/null 2>&1; then
         missing+=(linux-perf)
@@ -73,4 +107,4 @@ fi
 if [ ! -e /sys/kernel/tracing/events ] && ! mountpoint -q /sys/kernel/tracing; then
     mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || echo "note: could not mount tracefs (raw tracepoints do not need it)" >&2
 fi
-echo "system set-up done" >&2
+echo "system set-up done ($mode)" >&2
