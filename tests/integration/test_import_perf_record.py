@@ -8,10 +8,10 @@ import re
 import subprocess
 
 import pytest
-import strace_oracle
 
 from heaptrace.importers import import_file
 from heaptrace.recording import Recording
+from tests.helpers import strace_oracle
 
 HERE = os.path.dirname(__file__)
 EVENTS = ["syscalls:sys_enter_mmap", "syscalls:sys_enter_munmap", "syscalls:sys_enter_brk",

@@ -77,9 +77,7 @@ FULL_GROW = "heaptest::pools::Pool<heaptest::Block<4096ul>, 64ul>::grow()"
 @pytest.fixture(scope="module")
 def templates(programs, tmp_path_factory):
     path = tmp_path_factory.mktemp("cxx") / "templates.db"
-    proc = subprocess.run([*HEAPTRACE, "run", "-o", str(path), "--",
-                           str(programs["templates"])], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    heaptrace("run", "-o", str(path), "--", str(programs["templates"]), check=True)
     return path
 
 

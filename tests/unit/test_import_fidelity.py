@@ -13,7 +13,8 @@ from heaptrace.formats import dtrace_events
 from heaptrace.formats.textinput import input_lines
 from heaptrace.importers import import_file
 from heaptrace.recording import Recording
-from tests.unit.importhelp import data, read, run_cli, run_main
+from tests.helpers.cli import heaptrace
+from tests.helpers.importing import data, read
 
 # Real `perf record --call-graph dwarf` of examples/grow with sys_enter_brk and sys_exit_brk
 # (tests/data/README.md); strace counts 52 brk calls growing the heap by 6,758,400 bytes.
@@ -41,7 +42,7 @@ def test_perf_brk_bytes_come_from_the_breaks_and_equal_strace(tmp_path):
         meta = rec.meta()
     assert (brk.calls, brk.bytes, brk.failed) == (52, STRACE_BRK_BYTES, 0)
     assert "brk" not in meta.get("unknown_totals", {}) and meta["counts"]["brk"] == "bytes"
-    doc = json.loads(run_cli("histogram", out, "--json"))
+    doc = json.loads(heaptrace("histogram", out, "--json", check=True).stdout)
     assert doc["events"]["brk"]["bytes"] == STRACE_BRK_BYTES
 
 
@@ -67,7 +68,7 @@ def test_perf_brk_without_exits_knows_all_but_the_first_growth(tmp_path):
     source.write_text(perf_brk((100, 0, None), (100, base + 0x21000, None),
                                (100, base + 0x41000, None)))
     out = str(tmp_path / "enter.db")
-    result = run_main("import", "perf", str(source), "-o", out)
+    result = heaptrace("import", "perf", str(source), "-o", out)
     assert result.returncode == 0
     assert "sys_exit_brk" in result.stderr and "1 process" in result.stderr
     with Recording(out) as rec:
@@ -75,7 +76,7 @@ def test_perf_brk_without_exits_knows_all_but_the_first_growth(tmp_path):
         meta = rec.meta()
     assert sizes == [0, 0, 0x20000]  # the first growth's break before it is not in the data
     assert meta["unknown_totals"] == {"brk": ["bytes"]}
-    report = run_cli("report", out)
+    report = heaptrace("report", out, check=True).stdout
     assert "taken at least" in report and "brk bytes unknown" in report
 
 
@@ -91,7 +92,7 @@ def test_perf_import_report_names_own_frames_whole_stacks_and_no_held(tmp_path):
                            "__GI___mremap")
     assert report.quality is not None and report.quality.whole_share == 1.0
     assert not report.held.known and all(p.held is None for p in report.processes)
-    text = run_cli("report", out)
+    text = heaptrace("report", out, check=True).stdout
     held_column = [line.split()[-1] for line in text.splitlines() if "[pid " in line]
     assert held_column == ["?"] and "not known" in text
 
@@ -102,7 +103,7 @@ def test_flame_folded_of_a_dtrace_import_is_stackcollapse_pl(tmp_path):
     import_file("dtrace", data("dtrace", "pkgin-brkbytes.txt"), out)
     golden = [line for line in read(data("dtrace", "pkgin-brkbytes.stackcollapse.folded"))
               if line]
-    assert run_cli("flame", out, "--folded").splitlines() == golden
+    assert heaptrace("flame", out, "--folded", check=True).stdout.splitlines() == golden
     with Recording(out) as rec:
         assert build_report(rec).quality.whole_share == 1.0  # pkgin`_start
 
@@ -126,7 +127,7 @@ def test_two_appended_runs_are_refused(tmp_path):
     text = Path(data("dtrace", "events-illumos.txt")).read_text()
     source = tmp_path / "twice.events"
     source.write_text(text + text)
-    result = run_main("import", "dtrace", str(source), "-o", str(tmp_path / "t.db"))
+    result = heaptrace("import", "dtrace", str(source), "-o", str(tmp_path / "t.db"))
     second = text.count("\n") + 1
     assert result.returncode == 1 and f"twice.events:{second}:" in result.stderr
     assert "-o appends" in result.stderr
@@ -136,8 +137,8 @@ def test_an_empty_aggregation_is_zero_calls_and_bytes(tmp_path):
     source = tmp_path / "mremap.stacks"
     source.write_text("\n\n")  # mremapbytes.d on a program that never calls mremap
     out = str(tmp_path / "empty.db")
-    result = run_main("import", "dtrace", str(source), "-o", out)
+    result = heaptrace("import", "dtrace", str(source), "-o", out)
     assert result.returncode == 1 and "--event" in result.stderr
     import_file("dtrace", str(source), out, kind="mremap")
-    doc = json.loads(run_cli("histogram", out, "--json"))
+    doc = json.loads(heaptrace("histogram", out, "--json", check=True).stdout)
     assert doc["events"]["mremap"]["calls"] == 0 and doc["events"]["mremap"]["bytes"] == 0

@@ -18,7 +18,7 @@ from heaptrace.render.report import STACK_WIDTH, WIDTH, render_text
 from heaptrace.render.stackcolumn import stack_column, wrap
 from heaptrace.render.timeline import render_svg
 from heaptrace.render.timeline import render_text as timeline_text
-from tests.unit.synth import Synth
+from tests.helpers.synth import Synth
 
 SVG = "{http://www.w3.org/2000/svg}"
 PROG, LIBC = "/usr/bin/app", "/usr/lib/x86_64-linux-gnu/libc.so.6"

@@ -32,7 +32,7 @@ def test_demo_installs_only_what_running_heaptrace_needs():
 
 
 def dry_run(target: str) -> str:
-    return subprocess.run(["make", "-n", "-C", str(ROOT), target, "BINDIR=/nonexistent/bin"],
+    return subprocess.run(["make", "-n", "-B", "-C", str(ROOT), target, "BINDIR=/nonexistent/bin"],
                           capture_output=True, text=True, check=True).stdout
 
 
