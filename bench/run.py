@@ -20,8 +20,9 @@ per kind the calls each tracer saw against the calls the program made. "Made" is
 the program's own counts of that run plus the start-up calls (loader, libc) that strace's
 log shows on top of the program's counts in its own run. heaptrace also reports the events
 its per-event stream lost (recording meta `lost_events`; its totals must stay exact anyway).
-Reference figures measured on this machine: perf 2.4x with about a third of the events
-lost; strace almost 10x. Timings live here, never in tests.
+Reference figures (docs/run.md, two runs on the shared 2-core VM): heaptrace 1.3-2.4x with
+nothing lost, perf about 2x with 5% of the events lost, strace 7-8x. Timings live here, never
+in tests.
 """
 
 from __future__ import annotations
@@ -292,7 +293,8 @@ def report_lines(summary: dict, args: argparse.Namespace) -> List[str]:
     if not summary["exact_reference"]:
         lines.append("(no strace run: 'made' counts only the program's loops, not start-up)")
     lines.append("start s: from launching the command to the program's main (tracer set-up)")
-    lines.append("reference on this machine: perf ~2.4x, ~1/3 of events lost; strace ~10x")
+    lines.append("reference (docs/run.md): heaptrace 1.3-2.4x, nothing lost; perf ~2x, ~5% lost; "
+                 "strace 7-8x")
     return lines
 
 
