@@ -224,6 +224,17 @@ def stories(build: Path) -> dict[str, Story]:
                     ],
                 ),
                 View(
+                    "liquidsoap-mmap.svg",
+                    [
+                        "flame",
+                        d("liquidsoap"),
+                        "--event",
+                        "mmap",
+                        "--title",
+                        "every mapping (file, shared and heap), by stack",
+                    ],
+                ),
+                View(
                     "liquidsoap-held.svg",
                     ["flame", d("liquidsoap"), "--retained", "--title", "held at exit, by stack"],
                 ),

@@ -22,6 +22,14 @@ from heaptrace.events import Event, Frame, KindTotals
 APPLICATION_ID = 0x48545243  # "HTRC": tells a heaptrace recording from any other SQLite file
 FORMAT_VERSION = 1
 DEFAULT_PATH = "heaptrace.db"
+# The events whose positive size is committed growth: events.growth() in SQL (mmap_class:
+# the probe's class, else from the flags; mremap growth of a committed or unknown mapping).
+_CLASS = "COALESCE(mem_class, 0)"
+COMMITTED_SQL = (
+    f"(size <= 0 OR kind NOT IN ('mmap', 'mremap') OR (kind = 'mremap' AND {_CLASS} IN (0, 1)) OR "
+    f"(kind = 'mmap' AND ({_CLASS} = 1 OR ({_CLASS} NOT IN (2, 3, 4) AND ("
+    "(flags & 15) = 0 OR ((flags & 32 != 0 OR fd = -1) AND (flags & 15) = 2 "
+    "AND (prot & 7) != 0))))))")
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -349,11 +357,14 @@ class Recording:
 
     def calls_by_stack(
         self, kinds: Sequence[str], pid: Optional[int] = None,
-        lo_ns: Optional[int] = None, hi_ns: Optional[int] = None,
+        lo_ns: Optional[int] = None, hi_ns: Optional[int] = None, committed: bool = False,
     ) -> List[Tuple[int, Optional[int], str, int, int, int, int]]:
         """(pid, stack_id, kind, first ts_ns, last ts_ns, calls, sum of positive sizes) per
-        process, stack and kind, of some kinds, one process and a time window."""
+        process, stack and kind, of some kinds, one process and a time window; `committed`:
+        only the events whose bytes are growth (events.growth)."""
         where, args = self._window(kinds, pid, lo_ns, hi_ns)
+        if committed:
+            where += f" AND {COMMITTED_SQL}"
         return self._query(
             "SELECT pid, stack_id, kind, MIN(ts_ns), MAX(ts_ns), SUM(calls), "
             "SUM(CASE WHEN size > 0 THEN size ELSE 0 END) FROM events "

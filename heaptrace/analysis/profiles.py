@@ -28,7 +28,8 @@ from heaptrace.recording import Recording
 from heaptrace.units import human
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-KIND_LABELS = {"growth": "growth (brk+mmap+mremap)", "all": "brk+mmap+munmap+mremap"}
+KIND_LABELS = {"growth": "committed growth (brk+mmap+mremap+mprotect)",
+               "all": "every call (brk+mmap+munmap+mremap+madvise+mprotect)"}
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Profile:
     folded: Folded
     description: str  # for the subtitle: what was selected, how much
     chart: Optional[Chart] = None  # the same bytes in time order, when asked for
+    held_when: Optional[str] = None  # held bytes: "at exit", "at peak", "at the end of tracing"
 
 
 
@@ -65,7 +67,7 @@ def load_profile(path: str, sel: Selection, at: Optional[str] = None,
         result = retained(rec, sel, at)
         runs = held_chart(rec, result, sel.process_names) if in_time_order else None
         return Profile(result.folded, describe_held(rec, sel, result, result.folded.values()),
-                       runs)
+                       runs, result.when)
 
 
 def folded_file(path: str) -> Profile:
@@ -81,7 +83,7 @@ def folded_file(path: str) -> Profile:
 def describe_held(rec: Recording, sel: Selection, result: Retained,
                   counts: Collection[int]) -> str:
     """describe() for retained bytes, with when the peak was and what matched nothing."""
-    parts = [describe(rec, sel, counts, f"held at {result.at}")]
+    parts = [describe(rec, sel, counts, f"held {result.when}")]
     if result.moment_ns is not None:
         parts.append(f"peak {(result.moment_ns - run_start_ns(rec)) / 1e9:.3f} s into the run")
     if result.unmatched:

@@ -25,7 +25,7 @@ from heaptrace.analysis.stacks import (
 )
 from heaptrace.analysis.timeline import Bucket, add_call
 from heaptrace.errors import UsageError
-from heaptrace.events import Frame, committed_growth
+from heaptrace.events import Event, Frame, MemClass, committed_growth, mmap_class
 from heaptrace.recording import Recording
 
 DEFAULT_TOP = 5
@@ -46,6 +46,7 @@ class RunInfo:
     imported: bool = False  # from data without addresses: nothing to match frees to
     imported_from: str = ""  # the file an import read
     pid: Optional[int] = None  # --pid: the report covers this process only
+    attached: bool = False  # -p: processes did not exit, held is at the end of tracing
 
 
 @dataclass
@@ -68,6 +69,8 @@ class ProcessRow:
     taken: int = 0
     given: int = 0
     held: Optional[int] = 0  # still held when it ended (None: the recording cannot tell)
+    # mapped, not growth (ARCHITECTURE.md): reserved, file and shared bytes mmap'ed or grown
+    apart: Dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -157,7 +160,7 @@ def growth_ranking(rec: Recording, sel: Selection, top: int) -> Ranking:
     """Stacks by bytes taken (brk, mmap and mremap growth), as `heaptrace flame` sums them."""
     tally = Tally(rec)
     for e in select_events(rec, sel):
-        tally.add(e.stack_id, counted_bytes(e), e.calls)
+        tally.add(e.stack_id, counted_bytes(e, sel.kind), e.calls)
     return tally.ranking(top)
 
 
@@ -183,7 +186,8 @@ def run_info(meta: dict, path: str, pid: Optional[int]) -> RunInfo:
         complete=complete if isinstance(complete, bool) else None,
         lost_events=int(meta.get("lost_events") or 0),
         imported="imported_from" in meta and meta.get("addresses") is not True,
-        imported_from=str(meta.get("imported_from") or ""), pid=pid)
+        imported_from=str(meta.get("imported_from") or ""), pid=pid,
+        attached=bool(meta.get("attached")))
 
 
 def kind_rows(rec: Recording, meta: dict) -> List[KindRow]:
@@ -196,28 +200,47 @@ def kind_rows(rec: Recording, meta: dict) -> List[KindRow]:
     return rows
 
 
-def process_rows(rec: Recording, pid: Optional[int],
-                 pieces: Iterable[Tuple[Owner, int]]) -> List[ProcessRow]:
+def process_rows(rec: Recording, pid: Optional[int], pieces: Iterable[Tuple[Owner, int]],
+                 given: Dict[int, int]) -> List[ProcessRow]:
     """One row per traced pid: calls, taken and given back (as the timeline counts them)
-    and what the retained replay says it still held when it ended."""
+    and what the retained replay says it gave back and still held when it ended."""
     names: Dict[int, List[str]] = {}
     for row_pid, _ppid, comm, *_rest in rec.processes():
         if comm and comm not in names.setdefault(row_pid, []):
             names[row_pid].append(comm)
     counts: Dict[int, Bucket] = {}
+    apart: Dict[int, Dict[str, int]] = {}
     for e in select_events(rec, Selection(kind="all", pid=pid)):
-        add_call(counts.setdefault(e.pid, Bucket(0, 0)), e)
+        add_call(counts.setdefault(e.pid, Bucket(0, 0)), e, 0)
+        cls = mapped_class(e)
+        if cls is not None and cls is not MemClass.COMMITTED:
+            by_class = apart.setdefault(e.pid, {})
+            by_class[cls.label] = by_class.get(cls.label, 0) + e.size
+    for row_pid, nbytes in given.items():
+        counts.setdefault(row_pid, Bucket(0, 0)).given += nbytes
     held: Dict[int, int] = {}
     for owner, nbytes in pieces:
         held[owner[0]] = held.get(owner[0], 0) + nbytes
     pids = [p for p in {*names, *counts} if (pid is None or p == pid) and (p or p in names)]
-    return [process_row(p, names.get(p, []), counts.get(p, Bucket(0, 0)), held.get(p, 0))
-            for p in sorted(pids)]
+    return [process_row(p, names.get(p, []), counts.get(p, Bucket(0, 0)), held.get(p, 0),
+                        apart.get(p, {})) for p in sorted(pids)]
 
 
-def process_row(pid: int, names: List[str], counts: Bucket, held: int) -> ProcessRow:
+def mapped_class(e: Event) -> Optional[MemClass]:
+    """The class of what a successful mmap mapped or an mremap grew (None for the rest)."""
+    if e.size <= 0 or e.ret < 0:
+        return None
+    if e.kind == "mmap":
+        return mmap_class(e)
+    return MemClass.from_code(e.mem_class) if e.kind == "mremap" and e.mem_class else None
+
+
+def process_row(pid: int, names: List[str], counts: Bucket, held: int,
+                apart: Dict[str, int]) -> ProcessRow:
     label = names[-1] if names else f"[pid {pid}]"
-    return ProcessRow(pid, label, names, counts.calls, counts.taken, counts.given, held)
+    return ProcessRow(pid, label, names, counts.calls, counts.taken, counts.given, held,
+                      {c.label: apart.get(c.label, 0) for c in MemClass
+                       if c is not MemClass.COMMITTED})
 
 
 def quality(rec: Recording) -> Optional[Quality]:
@@ -269,7 +292,7 @@ def build_report(rec: Recording, top: int = DEFAULT_TOP, pid: Optional[int] = No
     totals = kind_rows(rec, meta)
     held = held_ranking(rec, kept.pieces, top, timed=not info.imported)
     held.known = not info.imported
-    processes = process_rows(rec, pid, kept.pieces)
+    processes = process_rows(rec, pid, kept.pieces, kept.given_by_pid)
     if info.imported:  # as the held ranking says: no addresses to match frees to
         for row in processes:
             row.held = None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from heaptrace.errors import UsageError
-from heaptrace.events import GROWTH_KINDS, KINDS, Event, Frame
+from heaptrace.events import GROWTH_KINDS, KINDS, Event, Frame, growth
 from heaptrace.recording import Recording
 
 Stack = Tuple[str, ...]
@@ -61,9 +61,13 @@ def kinds_for(kind: str) -> Tuple[str, ...]:
     raise UsageError(f"unknown event kind {kind!r} (choose from {', '.join(EVENT_CHOICES)})")
 
 
-def counted_bytes(event: Event) -> int:
-    """Bytes an event adds to a flame graph: its size when positive. Shrinks (brk going
-    down, mremap to a smaller size) and failed calls have no positive width to draw."""
+def counted_bytes(event: Event, kind: str = "all") -> int:
+    """Bytes an event adds to a flame graph of an --event choice: its size when positive
+    (shrinks, brk going down, mremap to a smaller size, and failed calls have no positive
+    width to draw); for "growth", committed growth only (events.growth: reserved, file and
+    shared mappings are not growth)."""
+    if kind == "growth":
+        return growth(event)
     return event.size if event.size > 0 else 0
 
 
@@ -93,10 +97,12 @@ def in_window(ts_ns: int, lo: Optional[int], hi: Optional[int]) -> bool:
 
 
 def select_events(rec: Recording, sel: Selection) -> Iterator[Event]:
-    """Events of the selected kinds, process and time window, in time order."""
+    """Events of the selected kinds, process and time window, in time order ("growth": not
+    the mappings that are reserved, file or shared, as in Recording.calls_by_stack)."""
     lo, hi = time_window(rec, sel)
     for event in rec.events(kinds_for(sel.kind), sel.pid):
-        if in_window(event.ts_ns, lo, hi):
+        if in_window(event.ts_ns, lo, hi) and not (
+                sel.kind == "growth" and event.size > 0 and not growth(event)):
             yield event
 
 
@@ -178,7 +184,7 @@ def tally(rec: Recording, sel: Selection) -> Dict[TallyKey, Tally]:
     sums: Dict[TallyKey, Tally] = {}
     spanning = set()
     for pid, stack_id, kind, first, last, calls, nbytes in rec.calls_by_stack(
-            kinds_for(sel.kind), sel.pid, lo, hi):
+            kinds_for(sel.kind), sel.pid, lo, hi, committed=sel.kind == "growth"):
         image = procs.image(pid, first)
         if image == procs.image(pid, last):
             sums[(pid, image, stack_id, kind)] = Tally(first, calls, nbytes)
@@ -190,7 +196,7 @@ def tally(rec: Recording, sel: Selection) -> Dict[TallyKey, Tally]:
                 key = (e.pid, procs.image(e.pid, e.ts_ns), e.stack_id, e.kind)
                 old = sums.get(key, Tally(e.ts_ns, 0, 0))
                 sums[key] = Tally(old.first_ns, old.calls + e.calls,
-                                  old.nbytes + counted_bytes(e))
+                                  old.nbytes + counted_bytes(e, sel.kind))
     return sums
 
 
@@ -221,7 +227,7 @@ def chart(rec: Recording, sel: Selection) -> Chart:
     runs: Chart = []
     for e in select_events(rec, sel):
         key = folder.key(e.pid, e.ts_ns, e.stack_id)
-        append_run(runs, key, counted_bytes(e), (e.ts_ns - origin) / 1e9)
+        append_run(runs, key, counted_bytes(e, sel.kind), (e.ts_ns - origin) / 1e9)
     return runs
 
 

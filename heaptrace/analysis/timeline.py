@@ -1,14 +1,17 @@
 """Memory over time: per time bucket, bytes taken and given back, bytes held, RSS.
 
-"Held" comes from the replay `flame --retained` uses (analysis/retained.py): address
-intervals, partial munmaps, mremap moves, brk shrinks. It is what the live process images
+"Held" comes from the replay `flame --retained` uses (analysis/retained.py): committed
+pages taken by traced calls and not given back (munmap, brk and mremap shrinks, madvise,
+mprotect PROT_NONE), page by page. It is what the live process images
 hold at the end of a bucket, so it drops when an image execs or exits (the kernel takes
 its memory back); `held_at_exit` is the other reading, what every image still held when
 it ended, which is the total `flame --retained` shows.
 
-"Taken" and "given back" are the calls themselves: brk/mmap/mremap growth, munmap lengths
-and brk/mremap shrinks. A munmap of memory no traced call mapped is given back but was
-never held, so held does not always move by taken - given.
+"Taken" is the calls' committed growth (events.growth); "given back" is what the replay
+saw each call give back: held pages unmapped, shrunk, replaced, advised away (madvise
+DONTNEED/FREE/REMOVE) or made PROT_NONE, page by page; file, shared and reserved pages are
+neither. A release of memory no traced call took (mapped before an attach) is given back
+but was never held, so held does not always move by taken - given.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from heaptrace.analysis.compact import OWN_FRAMES, is_own
 from heaptrace.analysis.retained import Replay, page_size, steps
 from heaptrace.analysis.stacks import NO_STACK, UNKNOWN_FRAME, Selection, run_start_ns
 from heaptrace.errors import UsageError
-from heaptrace.events import Event, Frame, given_back, growth
+from heaptrace.events import Event, Frame, growth
 from heaptrace.recording import Recording
 
 DEFAULT_BUCKETS = 40
@@ -65,6 +68,7 @@ class Timeline:
     given: int = 0
     calls: int = 0
     held_at_exit: int = 0  # what `flame --retained` totals
+    attached: bool = False  # -p: held_at_exit is what was held at the end of tracing
     peak_rss: Optional[int] = None
     growth_bucket: Optional[int] = None  # index of the bucket where held grew most
     growth: int = 0  # how much held grew in it
@@ -136,10 +140,12 @@ def rss_rounds(rows: Iterable[Tuple[int, int, int]]) -> Iterator[Tuple[int, int]
         yield start, total
 
 
-def add_call(bucket: Bucket, event: Event) -> None:
+def add_call(bucket: Bucket, event: Event, given: int) -> None:
+    """Count a call: its committed growth taken, and `given`, what the replay says it gave
+    back (Replay.given: held pages, page-granular)."""
     bucket.calls += event.calls
     bucket.taken += growth(event)
-    bucket.given += given_back(event)
+    bucket.given += given
 
 
 def replay_buckets(rec: Recording, axis: Axis, buckets: List[Bucket], pid: Optional[int]) -> Replay:
@@ -152,7 +158,7 @@ def replay_buckets(rec: Recording, axis: Axis, buckets: List[Bucket], pid: Optio
         current = i
         replay.step(step)
         if isinstance(step, Event):
-            add_call(buckets[i], step)
+            add_call(buckets[i], step, replay.given)
     for j in range(current, len(buckets)):
         buckets[j].held = replay.total
     return replay
@@ -239,4 +245,5 @@ def timeline(rec: Recording, interval_s: Optional[float] = None,
         held_at_exit=replay.total + sum(space.total for space in replay.ended),
         peak_rss=max((rss for _, rss in rounds), default=None),
         growth_bucket=index, growth=grew,
-        growers=growers(rec, axis, index, pid) if index is not None else [])
+        growers=growers(rec, axis, index, pid) if index is not None else [],
+        attached=bool(rec.meta().get("attached")))

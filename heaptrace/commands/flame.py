@@ -47,4 +47,4 @@ def flame(file: str, kind: str, retained: bool, at: str, pid: int, start_s: floa
         write_folded(profile.folded, sys.stdout)
     else:
         draw(shown, profile.description, moment(retained, at), flamechart=flamechart,
-             **look_opts)
+             held_when=profile.held_when, **look_opts)

@@ -49,6 +49,7 @@ class FlameOptions:
     bgcolors: str = ""  # yellow, blue, green, grey or #rrggbb; "" = the palette's default
     flamechart: bool = False  # x is time order, not stacks merged in name order
     view: str = "growth"  # what the counts are: growth, or bytes held at "exit" / "peak"
+    held_when: Optional[str] = None  # the held view's moment in words (Profile.held_when)
     random_seed: Optional[int] = None  # set: colours drawn at random from this seed
     palette_map: Optional[Dict[str, str]] = None  # colours pinned by name (--cp)
     notes: str = ""  # kept in the SVG's <desc>

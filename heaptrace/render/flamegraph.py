@@ -109,6 +109,8 @@ def default_title(graph: FlameGraph) -> str:
     """What is shown: growth or bytes held, a graph or a chart, one profile or a change."""
     opts = graph.options
     held = HELD_TITLES.get(opts.view)
+    if held and opts.held_when:
+        held = f"Bytes held {opts.held_when}"
     if graph.differential:
         what = f"{held}, before vs after" if held else "Differential Memory Flame Graph"
         return f"{what}: red grew, blue shrank" + (" (widths: before)" if opts.negate else "")

@@ -69,7 +69,7 @@ def totals_lines(report: Report) -> List[str]:
     partial = [r.kind for r in rows if r.kind in GROWTH_KINDS and r.bytes is None]
     taken = f"at least {human(report.growth_total)}" if partial else human(report.growth_total)
     unknown = f"; {', '.join(partial)} bytes unknown" if partial else ""
-    lines.append(f"  taken {taken} (brk + mmap + mremap growth{unknown}){extra}")
+    lines.append(f"  taken {taken} (committed growth{unknown}){extra}")
     return lines
 
 
@@ -78,17 +78,27 @@ def kind_line(r: KindRow) -> str:
             f"{r.released:>14,}")
 
 
+def held_when(run: RunInfo) -> str:
+    return "at the end of tracing" if run.attached else "at exit"
+
+
 def process_lines(report: Report) -> List[str]:
     if not report.processes:
         return ["  no processes in this recording"]
-    head = f"  {'pid':>8}  {'name':<{NAME_WIDTH}} {'calls':>9} {'taken':>11} {'given back':>11}"
-    return [head + f" {'held at exit':>13}", *(process_line(p) for p in report.processes)]
+    head = f"  {'pid':>8}  {'name':<{NAME_WIDTH}} {'calls':>9} {'taken':>10} {'given back':>10}"
+    held = "held at end" if report.run.attached else "held at exit"
+    lines = [head + f" {held:>12} {'reserved':>10} {'file/shared':>11}",
+             *(process_line(p) for p in report.processes)]
+    return lines + ["  taken, given back, held: committed memory; reserved, file, shared: "
+                    "mapped apart, never growth"]
 
 
 def process_line(p: ProcessRow) -> str:
     name = one_line(" > ".join(p.names) or p.name, NAME_WIDTH)
-    return (f"  {p.pid:>8}  {name:<{NAME_WIDTH}} {p.calls:>9,} {human(p.taken):>11} "
-            f"{human(p.given):>11} {'?' if p.held is None else human(p.held):>13}")
+    mapped = p.apart.get("file", 0) + p.apart.get("shared", 0)
+    apart = f"{human(p.apart.get('reserved', 0)):>10} {human(mapped):>11}"
+    return (f"  {p.pid:>8}  {name:<{NAME_WIDTH}} {p.calls:>9,} {human(p.taken):>10} "
+            f"{human(p.given):>10} {'?' if p.held is None else human(p.held):>12} {apart}")
 
 
 def ranking_lines(ranking: Ranking, empty: str) -> List[str]:
@@ -133,8 +143,9 @@ def sections(report: Report) -> Iterable[List[str]]:
     yield [f"Top stacks by bytes taken ({human(g.total)} in all, from the per-call events)",
            *ranking_lines(g, "no per-call events with bytes taken")]
     held = f" ({human(h.total)} in all)" if h.known else ""
-    yield [f"Top stacks by bytes still held at exit{held}",
-           *ranking_lines(h, "nothing was still held at exit")]
+    when = held_when(report.run)
+    yield [f"Top stacks by bytes still held {when}{held}",
+           *ranking_lines(h, f"nothing was still held {when}")]
     yield ["Stack quality", *quality_lines(report)]
     yield ["Next", *(f"  {cmd}" for cmd in report.next_commands)]
 

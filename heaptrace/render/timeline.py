@@ -52,7 +52,8 @@ def where(tl: Timeline) -> str:
 def summary(tl: Timeline) -> List[str]:
     calls = f"{tl.calls:,} call" + ("" if tl.calls == 1 else "s")
     return [f"taken {human(tl.taken)}, given back {human(tl.given)} in {calls}",
-            f"held at exit {human(tl.held_at_exit)} (what flame --retained shows);"
+            f"held {'at the end of tracing' if tl.attached else 'at exit'} "
+            f"{human(tl.held_at_exit)} (what flame --retained shows);"
             f" peak RSS {rss_text(tl.peak_rss)}"]
 
 

@@ -29,7 +29,8 @@ def test_speedscope_shows_our_frames(recording, tmp_path, browser, app):
     doc = speedscope(recording, out, "--event", "all")
     viewer = speedscope_app.Viewer(browser, app, out, tmp_path)
     try:
-        assert viewer.title().startswith("rec.db: brk+mmap+munmap+mremap")
+        assert viewer.title().startswith(
+            "rec.db: every call (brk+mmap+munmap+mremap+madvise+mprotect)")
         shown = viewer.profile_name()
         assert shown == doc["profiles"][doc["activeProfileIndex"]]["name"] == "prog (pid 1)"
         table = viewer.sandwich()

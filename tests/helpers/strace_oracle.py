@@ -115,6 +115,7 @@ class OracleResult:
     calls: List[Call]
     pids: List[int] = field(default_factory=list)
     exit_code: Optional[int] = None
+    held: int = 0  # committed bytes still held when each image ended (flame --retained)
 
     def sizes(self, kind: str) -> List[int]:
         """Byte sizes of the successful calls of one kind that moved memory (size != 0)."""
@@ -233,28 +234,43 @@ def parse_log(text: str) -> List[Syscall]:
 # ---------------------------------------------------------------- accounting
 
 
+def _pages(addr: int, length: int) -> range:
+    return range(addr // PAGE, (addr + length + PAGE - 1) // PAGE)
+
+
 class _Space:
-    """One address space: its break, and the class of each page mapped by a traced call."""
+    """One address space: its break, the class of each page mapped by a traced call, and the
+    pages *held*: committed by this image's own traced calls (brk growth, committed mmaps,
+    mremap growth of committed or unknown mappings, mprotect commits) and not given back
+    (munmap, brk shrink, madvise DONTNEED/FREE/REMOVE, mprotect PROT_NONE). A forked child
+    inherits its parent's classes but holds nothing it did not take itself."""
 
     def __init__(self, brk: Optional[int] = None, pages: Optional[Dict[int, str]] = None) -> None:
         self.brk = brk
         self.pages: Dict[int, str] = dict(pages or {})
+        self.held: set = set()
 
     def take(self, addr: int, length: int, remove: bool = True) -> Dict[str, int]:
-        """Bytes of [addr, addr + length) by class (page-rounded); removed unless told not."""
+        """Bytes of [addr, addr + length) by class (page-rounded); removed unless told not
+        (held pages go either way: a kept range has given its pages away)."""
         counts: Dict[str, int] = {}
-        for page in range(addr // PAGE, (addr + length + PAGE - 1) // PAGE):
+        for page in _pages(addr, length):
+            self.held.discard(page)
             cls = self.pages.pop(page, None) if remove else self.pages.get(page)
             if cls is not None:
                 counts[cls] = counts.get(cls, 0) + PAGE
         return counts
 
-    def put(self, addr: int, length: int, cls: Optional[str]) -> None:
-        for page in range(addr // PAGE, (addr + length + PAGE - 1) // PAGE):
+    def put(self, addr: int, length: int, cls: Optional[str], held: bool = False) -> None:
+        for page in _pages(addr, length):
             if cls is None:
                 self.pages.pop(page, None)
             else:
                 self.pages[page] = cls
+            if held:
+                self.held.add(page)
+            else:
+                self.held.discard(page)
 
 
 def _order(call: Syscall) -> Tuple[int, int]:
@@ -282,6 +298,12 @@ class _Accountant:
         self.space: Dict[int, _Space] = {}  # tid -> its address space
         self.tgid: Dict[int, int] = {}  # tid -> process id
         self.calls: List[Call] = []
+        self.ended_held = 0  # bytes held by images that exec'ed
+
+    def held(self) -> int:
+        """Bytes held by every image when it ended (exec, or the end of the trace)."""
+        spaces = {id(space): space for space in self.space.values()}
+        return self.ended_held + sum(len(s.held) * PAGE for s in spaces.values())
 
     def _task(self, tid: int) -> _Space:
         if tid not in self.space:
@@ -294,6 +316,9 @@ class _Accountant:
             self._clone(syscall, space)
         elif syscall.name == "execve":
             if syscall.ret == 0:
+                if not any(other is space for tid, other in self.space.items()
+                           if tid != syscall.tid):
+                    self.ended_held += len(space.held) * PAGE
                 self.space[syscall.tid] = _Space()
         elif syscall.name in KINDS:
             self.calls.append(self._memory(syscall, space))
@@ -320,6 +345,10 @@ def _brk(call: Syscall, space: _Space) -> Tuple[bool, int]:
     asked = parse_int(call.args[0]) if call.args else 0
     previous, space.brk = space.brk, call.ret
     delta = 0 if previous is None else call.ret - previous
+    if delta > 0:
+        space.held.update(_pages(call.ret - delta, delta))
+    elif delta < 0:
+        space.held.difference_update(_pages(call.ret, -delta))
     return asked != 0 and call.ret != asked, delta
 
 
@@ -347,7 +376,7 @@ def _mmap(call: Syscall, space: _Space) -> Tuple[bool, int]:
     failed = _failed(call)
     if not failed and call.ret is not None:
         call.cls = mmap_class(call.args[2], call.args[3])
-        space.put(call.ret, parse_int(call.args[1]), call.cls)
+        space.put(call.ret, parse_int(call.args[1]), call.cls, call.cls == "committed")
     return failed, parse_int(call.args[1])
 
 
@@ -363,10 +392,15 @@ def _mremap(call: Syscall, space: _Space) -> Tuple[bool, int]:
     old, old_len, new_len = (parse_int(a) for a in call.args[:3])
     if not failed and call.ret is not None:
         keep = "MREMAP_DONTUNMAP" in _names(call.args[3])
+        moved = [page - old // PAGE for page in _pages(old, min(old_len, new_len))
+                 if page in space.held]
         counts = space.take(old, old_len, remove=not keep)
         best = max(CLASSES, key=lambda c: counts.get(c, 0))  # the first of the most bytes
         call.cls = best if counts.get(best) else None
         space.put(call.ret, new_len, call.cls)
+        space.held.update(call.ret // PAGE + i for i in moved)
+        if new_len > old_len and call.cls in ("committed", None):
+            space.held.update(_pages(call.ret + old_len, new_len - old_len))
     return failed, new_len - old_len
 
 
@@ -385,6 +419,10 @@ def _mprotect(call: Syscall, space: _Space) -> Tuple[bool, int]:
         if cls in ("committed", "reserved"):
             changed += PAGE if cls == counted else 0
             space.pages[page] = new
+            if not access:
+                space.held.discard(page)
+            elif cls == "reserved":
+                space.held.add(page)
     call.cls = (new if changed else None)
     return False, changed if access else -changed
 
@@ -392,7 +430,11 @@ def _mprotect(call: Syscall, space: _Space) -> Tuple[bool, int]:
 def _madvise(call: Syscall, space: _Space) -> Tuple[bool, int]:
     """Only advice that hands pages back counts bytes (the length)."""
     advice = call.args[2].strip() if len(call.args) > 2 else ""
-    return _failed(call), parse_int(call.args[1]) if advice in GIVE_BACK_ADVICE else 0
+    if advice not in GIVE_BACK_ADVICE:
+        return _failed(call), 0
+    if not _failed(call) and call.ret is not None:
+        space.held.difference_update(_pages(parse_int(call.args[0]), parse_int(call.args[1])))
+    return _failed(call), parse_int(call.args[1])
 
 
 _MEANING = {"brk": _brk, "mmap": _mmap, "munmap": _munmap, "mremap": _mremap,
@@ -424,7 +466,8 @@ def account(syscalls: Sequence[Syscall]) -> OracleResult:
     for syscall in sorted(syscalls, key=_order):
         accountant.replay(syscall)
     pids = sorted(set(accountant.tgid.values()))
-    return OracleResult(totals(accountant.calls), accountant.calls, pids)
+    return OracleResult(totals(accountant.calls), accountant.calls, pids,
+                        held=accountant.held())
 
 
 def parse(text: str) -> OracleResult:

@@ -131,7 +131,8 @@ def test_wall_clock_and_comment(recording, tmp_path):
     profile = export(recording, tmp_path, "--pid", "2")
     assert profile["time_nanos"] == 1_700_000_000_500_000_000
     assert profile["duration_nanos"] == 100_000_000
-    assert profile["comment"] == ["growth (brk+mmap+mremap) of pid 2: 16.0 KiB in 1 stacks"]
+    assert profile["comment"] == [
+        "committed growth (brk+mmap+mremap+mprotect) of pid 2: 16.0 KiB in 1 stacks"]
 
 
 def test_stdout_when_piped_and_the_same_bytes_each_time(recording, tmp_path):

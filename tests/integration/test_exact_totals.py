@@ -1,6 +1,7 @@
-"""heaptrace's calls, failures, bytes and released bytes per kind, and the bytes of each class
-(committed, reserved, file, shared) of mmap and mremap, equal exactly what strace logs for the
-same program (both under `setarch -R`, so the break starts in the same place)."""
+"""heaptrace's calls, failures, bytes and released bytes per kind, the bytes of each class
+(committed, reserved, file, shared) of mmap and mremap, and the bytes still held at exit
+(committed and not given back by munmap, brk, madvise or mprotect) equal exactly what strace
+logs for the same program (both under `setarch -R`, so the break starts in the same place)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ def compare(tmp_path: Path, cmd, **kwargs) -> dict:
     assert doc["recording"]["lost_events"] == 0
     counters = doc["recording"]["probe_counters"]
     assert counters["ranges_full"] == counters["ranges_busy"] == 0
+    report = json.loads(heaptrace("report", str(tmp_path / "r.db"), "--json").stdout)
+    assert report["held"]["total"] == oracle.held  # committed, not given back, page by page
     return doc
 
 
@@ -102,6 +105,12 @@ def test_arena_threads_grow_by_what_they_commit(tmp_path, programs):
     committed = (events["brk"]["bytes"] + events["mmap"]["committed"]
                  + events["mremap"]["committed"] + events["mprotect"]["bytes"])
     assert report["growth_total"] == committed
+    # the flame graph draws the same growth: the threads' commits, not the reservations
+    folded = heaptrace("flame", str(tmp_path / "r.db"), "--folded").stdout.splitlines()
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in folded) == committed
+    on_mprotect = sum(int(line.rsplit(" ", 1)[1]) for line in folded
+                      if line.rsplit(" ", 1)[0].endswith("mprotect"))
+    assert on_mprotect == events["mprotect"]["bytes"]
 
 
 def test_every_class_and_change_of_class_matches_strace(tmp_path, programs):

@@ -63,7 +63,11 @@ def test_buckets_add_up_to_the_exact_totals(recording):
              + events["mremap"]["committed"] + events["mprotect"]["bytes"])
     shrunk = sum(events[k]["released"] for k in ("brk", "mremap") if k in events)
     assert sum(b["taken"] for b in data["buckets"]) == data["taken"] == grown
-    assert data["given"] == shrunk + events.get("munmap", {}).get("bytes", 0)
+    # given back: committed pages only, page by page (unmapping the loader's file pages or
+    # Python's reserved ones gives nothing back), the freed 20 MiB block among them
+    assert sum(b["given"] for b in data["buckets"]) == data["given"] >= 20 * MIB
+    assert data["given"] <= (shrunk + events["munmap"]["bytes"] + events["madvise"]["bytes"]
+                             + events["mprotect"]["released"])
 
 
 def test_held_at_exit_is_the_flame_retained_total(recording):

@@ -30,7 +30,8 @@ def test_flame_writes_an_svg_to_stdout(recording):
     assert doc.find(f"{SVG}text[@id='title']").text == "T <1>"
     titles = [t.text for t in doc.iter(f"{SVG}title")]
     assert any(t.startswith("Foo<int>::grow& (4,096 bytes, 4.0 KiB, ") for t in titles)
-    assert "growth (brk+mmap+mremap)" in doc.find(f"{SVG}text[@id='subtitle']").text
+    subtitle = doc.find(f"{SVG}text[@id='subtitle']").text
+    assert "committed growth (brk+mmap+mremap+mprotect)" in subtitle
 
 
 def test_folded_retained_and_peak(recording):

@@ -7,9 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from heaptrace.errors import RecordingError
-from heaptrace.events import Event, Frame, KindTotals
+from heaptrace.events import KINDS, Event, Frame, KindTotals, growth
 from heaptrace.recording import FORMAT_VERSION, Recording, RecordingWriter
 from tests.helpers.cli import heaptrace
 
@@ -113,3 +115,26 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert proc.stderr == f"heaptrace: error: not a heaptrace recording: {junk}\n"
+
+
+mapping_events = st.lists(st.builds(
+    Event, kind=st.sampled_from(["mmap", "mremap", "brk", "mprotect"]),
+    size=st.integers(-3, 5).map(lambda n: n * 4096),
+    flags=st.sampled_from([0, 0x01, 0x02, 0x22, 0x21, 0x03, 0x4022]),
+    prot=st.sampled_from([0, 1, 3, 4]), fd=st.sampled_from([-1, 3]),
+    mem_class=st.sampled_from([0, 1, 2, 3, 4]), stack_id=st.none(),
+    ts_ns=st.integers(0, 10**6)), max_size=30)
+
+
+@settings(max_examples=100, deadline=None)
+@given(mapping_events)
+def test_committed_sql_selects_what_growth_counts(tmp_path_factory, events):
+    # flame and report sum growth in SQLite; the replay and the summary use events.growth()
+    path = str(tmp_path_factory.mktemp("rec") / "r.db")
+    writer = RecordingWriter(path)
+    writer.add_events(events)
+    writer.close()
+    with Recording(path) as rec:
+        rows = rec.calls_by_stack(KINDS, committed=True)
+    assert sum(row[6] for row in rows) == sum(growth(e) for e in events)
+    assert sum(row[5] for row in rows) == sum(1 for e in events if e.size <= 0 or growth(e))
