@@ -87,6 +87,7 @@ typecheck: venv
 
 bench: setup-test
 	$(PY) bench/run.py
+	$(PY) bench/faults.py
 
 clean:
 	BINDIR=$(BINDIR) bash scripts/link-command.sh remove $(abspath $(HEAPTRACE))

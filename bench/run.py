@@ -69,19 +69,25 @@ class Run:
     totals: Optional[Dict[str, Dict[str, int]]] = None  # strace: the oracle's exact totals
     bytes_seen: Optional[Dict[str, int]] = None
     notes: List[str] = field(default_factory=list)
+    extra: Dict[str, int] = field(default_factory=dict)  # what another benchmark measures
 
 
 # ---------------------------------------------------------------- running
 
 
-def build_heavy() -> Path:
-    """Compile bench/heavy.c into build/bench/heavy when the source is newer."""
-    source, binary = ROOT / "bench" / "heavy.c", ROOT / "build" / "bench" / "heavy"
+def build_program(name: str, *flags: str) -> Path:
+    """Compile bench/NAME.c into build/bench/NAME when the source is newer."""
+    source, binary = ROOT / "bench" / f"{name}.c", ROOT / "build" / "bench" / name
     if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
         return binary
     binary.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["gcc", "-O2", "-g", "-Wall", "-o", str(binary), str(source)], check=True)
+    subprocess.run(["gcc", "-O2", "-g", "-Wall", *flags, "-o", str(binary), str(source)],
+                   check=True)
     return binary
+
+
+def build_heavy() -> Path:
+    return build_program("heavy")
 
 
 def execute(argv: Sequence[str]) -> tuple:
@@ -122,16 +128,27 @@ def _untraced(heavy: Sequence[str], tmp: str, tools: Dict[str, str]) -> tuple:
     return [*NO_ASLR, *heavy], lambda run, proc: None
 
 
+def fresh(tmp: str, name: str) -> str:
+    """A path in tmp with nothing there yet."""
+    path = os.path.join(tmp, name)
+    if os.path.exists(path):
+        os.unlink(path)
+    return path
+
+
+def histogram_of(tools: Dict[str, str], recording: str) -> dict:
+    """`heaptrace histogram --json` of a recording: totals per kind and the run's meta."""
+    hist, _, _ = execute([tools["heaptrace"], "histogram", recording, "--json"])
+    if hist.returncode != 0:
+        raise Unavailable(f"heaptrace histogram failed: {first_line(hist.stderr)}")
+    return json.loads(hist.stdout)
+
+
 def _heaptrace(heavy: Sequence[str], tmp: str, tools: Dict[str, str]) -> tuple:
-    recording = os.path.join(tmp, "heavy.db")
-    if os.path.exists(recording):
-        os.unlink(recording)
+    recording = fresh(tmp, "heavy.db")
 
     def after(run: Run, proc: subprocess.CompletedProcess) -> None:
-        hist, _, _ = execute([tools["heaptrace"], "histogram", recording, "--json"])
-        if hist.returncode != 0:
-            raise Unavailable(f"heaptrace histogram failed: {first_line(hist.stderr)}")
-        doc = json.loads(hist.stdout)
+        doc = histogram_of(tools, recording)
         events = doc.get("events", {})
         run.seen = {k: events.get(k, {}).get("calls", 0) for k in KINDS}
         run.bytes_seen = {k: events.get(k, {}).get("bytes", 0) for k in KINDS}
@@ -196,8 +213,10 @@ def find_tools(heaptrace: Optional[str]) -> Dict[str, str]:
 
 
 def repetitions(modes: Sequence[str], reps: int, heavy: Sequence[str],
-                tools: Dict[str, str]) -> tuple:
-    """Every mode once per repetition, rotating the order: (runs, {mode: why unavailable})."""
+                tools: Dict[str, str], run_one: Optional[Callable] = None) -> tuple:
+    """Every mode once per repetition, rotating the order: (runs, {mode: why unavailable}).
+    `run_one(mode, argv, tmp, tools)` runs one (default: run_mode) and returns a Run."""
+    run_one = run_one or run_mode
     runs: Dict[str, List[Run]] = {m: [] for m in modes}
     unavailable: Dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="heaptrace-bench-") as tmp:
@@ -205,11 +224,11 @@ def repetitions(modes: Sequence[str], reps: int, heavy: Sequence[str],
             order = list(modes[rep % len(modes):]) + list(modes[:rep % len(modes)])
             for mode in (m for m in order if m not in unavailable):
                 try:
-                    runs[mode].append(run_mode(mode, heavy, tmp, tools))
+                    runs[mode].append(run_one(mode, heavy, tmp, tools))
                     done = f"{runs[mode][-1].work_s:.3f} s"
                 except Unavailable as e:
                     unavailable[mode], done = str(e), "unavailable"
-                print(f"  rep {rep + 1}/{reps} {mode:<10} {done}", file=sys.stderr)
+                print(f"  rep {rep + 1}/{reps} {mode:<14} {done}", file=sys.stderr)
     return runs, unavailable
 
 
@@ -298,33 +317,50 @@ def report_lines(summary: dict, args: argparse.Namespace) -> List[str]:
     return lines
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def common_args(parser: argparse.ArgumentParser, modes: Sequence[str]) -> None:
+    """The options every benchmark here takes."""
     parser.add_argument("--reps", type=int, default=5, help="repetitions per mode (5)")
-    parser.add_argument("--pairs", type=int, default=50000, help="mmap/munmap pairs (50000)")
-    parser.add_argument("--growths", type=int, default=20000, help="malloc growths (20000)")
-    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset")
+    parser.add_argument("--modes", default=",".join(modes), help="comma-separated subset")
     parser.add_argument("--heaptrace", help="heaptrace executable (default: the venv's)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    common_args(parser, MODES)
+    parser.add_argument("--pairs", type=int, default=50000, help="mmap/munmap pairs (50000)")
+    parser.add_argument("--growths", type=int, default=20000, help="malloc growths (20000)")
     return parser.parse_args(argv)
+
+
+def chosen_modes(text: str, known: Sequence[str]) -> Optional[List[str]]:
+    """The --modes list, or None (said on stderr) when it names an unknown mode."""
+    modes = [m for m in text.split(",") if m]
+    unknown = set(modes) - set(known)
+    if unknown:
+        print(f"unknown modes: {', '.join(sorted(unknown))} (known: {', '.join(known)})",
+              file=sys.stderr)
+        return None
+    return modes
+
+
+def show(summary: dict, as_json: bool, lines: Callable[[], List[str]]) -> None:
+    if as_json:
+        json.dump(summary, sys.stdout, indent=2)
+        print()
+    else:
+        print("\n".join(lines()))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    modes = [m for m in args.modes.split(",") if m]
-    unknown = set(modes) - set(MODES)
-    if unknown:
-        print(f"unknown modes: {', '.join(sorted(unknown))} (known: {', '.join(MODES)})",
-              file=sys.stderr)
+    modes = chosen_modes(args.modes, MODES)
+    if modes is None:
         return 2
     heavy = [str(build_heavy()), str(args.pairs), str(args.growths)]
     runs, unavailable = repetitions(modes, args.reps, heavy, find_tools(args.heaptrace))
     summary = summarize(runs, unavailable)
-    if args.json:
-        json.dump(summary, sys.stdout, indent=2)
-        print()
-    else:
-        print("\n".join(report_lines(summary, args)))
+    show(summary, args.json, lambda: report_lines(summary, args))
     return 0
 
 

@@ -2,8 +2,9 @@
 traced call.
 
 A kind is a row of `SPECS`: everything a consumer needs to know about it (its index in the
-probe, whether its bytes are growth or given back, its titles, how its event is built from the
-syscall's arguments, the libc wrappers a stack ends in, perf's tracepoint) is said there once.
+probe, where the probe sees it, whether its bytes are growth or given back, its titles, how its
+event is built from the syscall's arguments, the libc wrappers a stack ends in, perf's
+tracepoint) is said there once.
 Adding a kind is one row here plus the probe (probes/heaptrace.h, probes/heaptrace.bpf.c);
 tests/unit/test_kinds.py walks every consumer for every row.
 """
@@ -22,6 +23,14 @@ class Effect(Enum):
     GROWS = "grows"  # size > 0 is taken from the kernel, size < 0 given back (brk, mremap)
     MAPS = "maps"  # size is the length taken (mmap)
     GIVES_BACK = "gives back"  # size is the length given back (munmap, madvise DONTNEED/FREE)
+    RESIDENT = "resident"  # size is bytes that became resident: pages, not address space
+
+
+class Source(Enum):
+    """Where the probe sees a kind."""
+
+    SYSCALL = "syscall"  # one event per call, at its exit, built from its arguments
+    RSS = "kmem:rss_stat"  # the kernel's RSS counters: summed per stack in the probe
 
 
 class MemClass(Enum):
@@ -81,10 +90,15 @@ class KindSpec:
     leaf: str  # regex: libc wrapper names a stack of this kind ends in (importers)
     perf_tracepoint: str  # perf's tracepoint for the call (its entry: the arguments)
     perf_args: Tuple[str, ...]  # that tracepoint's names for `args`, in the same order
+    source: Source = Source.SYSCALL
+
+    @property
+    def is_syscall(self) -> bool:
+        return self.source is Source.SYSCALL
 
     def growth(self, size: int) -> int:
         """Bytes an event of this kind takes from the kernel."""
-        if self.effect is Effect.GIVES_BACK:
+        if self.effect in (Effect.GIVES_BACK, Effect.RESIDENT):
             return 0
         return max(size, 0)
 
@@ -92,14 +106,17 @@ class KindSpec:
         """Bytes an event of this kind gives back to the kernel."""
         if self.effect is Effect.GIVES_BACK:
             return max(size, 0)
+        if self.effect is Effect.RESIDENT:
+            return 0
         return max(-size, 0)
 
     def size_of(self, fields: Mapping[str, int]) -> Optional[int]:
         """The byte delta of a successful call from its argument fields (see ARCHITECTURE.md);
         None for brk, whose growth depends on the previous break, for mprotect, whose bytes
-        depend on what the pages were, or when a field is missing."""
+        depend on what the pages were, for a kind that is not a syscall, or when a field is
+        missing."""
         try:
-            if self.name in ("brk", "mprotect"):  # the previous break; what the pages were
+            if self.name in ("brk", "mprotect") or not self.is_syscall:
                 return None
             if self.name == "mremap":
                 return fields["new_length"] - fields["length"]
@@ -139,6 +156,9 @@ SPECS: Tuple[KindSpec, ...] = (
     KindSpec("mprotect", 5, Effect.GROWS, "mprotect() sizes committed (reserved made accessible)",
              "Total bytes committed", ("addr", "length", "prot"), False, r"^_*mprotect$",
              "syscalls:sys_enter_mprotect", ("start", "len", "prot")),
+    # Not a syscall: pages becoming resident (first touch), from the kernel's RSS counters.
+    KindSpec("resident", 6, Effect.RESIDENT, "Resident growth sizes (pages made resident)",
+             "Total bytes made resident", (), False, r"(?!)", "", (), Source.RSS),
 )
 # Kinds whose totals say what class of memory their bytes were (KindTotals.classes).
 CLASSED_KINDS = ("mmap", "mremap")
@@ -147,7 +167,8 @@ SPEC: Dict[str, KindSpec] = {s.name: s for s in SPECS}
 # Order matters: it is the kind index used by the BPF program (probes/heaptrace.h).
 KINDS: Tuple[str, ...] = tuple(s.name for s in sorted(SPECS, key=lambda s: s.index))
 KIND_INDEX = {s.name: s.index for s in SPECS}
-GROWTH_KINDS = tuple(s.name for s in SPECS if s.effect is not Effect.GIVES_BACK)
+SYSCALL_KINDS = tuple(s.name for s in SPECS if s.is_syscall)
+GROWTH_KINDS = tuple(s.name for s in SPECS if s.effect in (Effect.GROWS, Effect.MAPS))
 # Kinds whose bytes are given back: unmapped, or (madvise DONTNEED, FREE, REMOVE) left mapped
 # but handed back to the kernel page by page, as jemalloc and glibc's trimming do.
 RELEASE_KINDS = tuple(s.name for s in SPECS if s.effect is Effect.GIVES_BACK)
@@ -205,6 +226,31 @@ class Event:
     mem_class: int = 0  # MemClass.code the probe gave (mmap, mremap, mprotect); 0: not known
 
 
+# RSS by memory class, as the kernel counts it (kmem:rss_stat): the RSS is anon + file + shmem;
+# swap is apart. A resident event's `flags` is its class, `prot` its cause.
+RSS_CLASSES = ("anon", "file", "shmem")
+RSS_CLASS = {"anon": 1, "file": 2, "shmem": 3}
+CAUSES = {1: "fault", 2: "syscall", 3: "context", 4: "user"}
+
+
+@dataclass(frozen=True)
+class Rss:
+    """Bytes resident in one address space (or summed over several), by class, and in swap."""
+
+    anon: int = 0
+    file: int = 0
+    shmem: int = 0
+    swap: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.anon + self.file + self.shmem
+
+    def __add__(self, other: Rss) -> Rss:
+        return Rss(self.anon + other.anon, self.file + other.file, self.shmem + other.shmem,
+                   self.swap + other.swap)
+
+
 @dataclass
 class KindTotals:
     """Exact per-kind counters. `bytes` is growth (brk, mmap, mremap) or length given back
@@ -252,4 +298,9 @@ def mapped_apart(totals: Mapping[str, KindTotals]) -> Dict[str, int]:
 #           size = new_length - length
 #   madvise addr, length, flags = advice; size = length for MADV_DONTNEED, MADV_FREE and
 #           MADV_REMOVE (pages given back), else 0
+#   resident  one sum of pages that became resident in one process, time slot, memory class
+#           and stack: size = bytes, calls = increments (pages, or huge pages), flags = the
+#           class (RSS_CLASS: anon, file, shmem), prot = the cause (CAUSES: a user page fault,
+#           a syscall, another task's context), fd = the syscall's number for a syscall,
+#           addr = the first faulting address, tid = the first thread
 # A failed call has ret < 0 (-errno) and size 0.

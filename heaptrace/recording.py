@@ -14,10 +14,10 @@ import os
 import sqlite3
 import struct
 from dataclasses import fields
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from heaptrace.errors import RecordingError
-from heaptrace.events import Event, Frame, KindTotals
+from heaptrace.events import Event, Frame, KindTotals, Rss
 
 APPLICATION_ID = 0x48545243  # "HTRC": tells a heaptrace recording from any other SQLite file
 FORMAT_VERSION = 1
@@ -67,7 +67,14 @@ CREATE TABLE mappings (
     pid INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, offset INTEGER,
     path TEXT, build_id TEXT, first_ns INTEGER, last_ns INTEGER
 );
+-- RSS sampled every 0.25 s by earlier versions; written no more (rss holds the exact counters)
 CREATE TABLE samples (ts_ns INTEGER NOT NULL, pid INTEGER NOT NULL, rss INTEGER, vms INTEGER);
+CREATE TABLE rss (
+    ts_ns INTEGER NOT NULL, pid INTEGER NOT NULL,
+    space INTEGER,  -- the address space (the kernel's mm_id): a pid has one per image
+    why TEXT,       -- start, change, now, peak (that space's exact peak) or end (emptied)
+    anon INTEGER NOT NULL, file INTEGER NOT NULL, shmem INTEGER NOT NULL, swap INTEGER NOT NULL
+);
 """
 
 EVENT_COLUMNS = tuple(f.name for f in fields(Event))
@@ -85,6 +92,16 @@ _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 )
+
+
+class RecordedRss(NamedTuple):
+    """The RSS of one address space of a process at one moment, from the kernel's counters."""
+
+    ts_ns: int
+    pid: int
+    space: Optional[int]
+    why: str
+    rss: Rss
 
 
 def pack_ips(ips: Sequence[int]) -> bytes:
@@ -230,10 +247,12 @@ class RecordingWriter:
     def delete_mappings(self, pid: int) -> None:
         self._db.execute("DELETE FROM mappings WHERE pid = ?", (pid,))
 
-    def add_sample(self, ts_ns: int, pid: int, rss: int, vms: int) -> None:
-        self._db.execute(
-            "INSERT INTO samples (ts_ns, pid, rss, vms) VALUES (?, ?, ?, ?)", (ts_ns, pid, rss, vms)
-        )
+    def add_rss(self, rows: Iterable[RecordedRss]) -> None:
+        self._db.executemany(
+            "INSERT INTO rss (ts_ns, pid, space, why, anon, file, shmem, swap) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(r.ts_ns, r.pid, r.space, r.why, r.rss.anon, r.rss.file, r.rss.shmem, r.rss.swap)
+             for r in rows])
 
     def set_totals(self, totals: Dict[str, KindTotals]) -> None:
         """Replace the exact per-kind counters and their power-of-two buckets."""
@@ -381,23 +400,37 @@ class Recording:
                 args.append(value)
         return " AND ".join(where), args
 
-    def bytes_by_stack(self) -> Dict[Optional[int], Tuple[int, int]]:
-        """stack_id (None: no stack) -> (events, sum of |size|), computed in SQLite."""
+    def bytes_by_stack(
+        self, kinds: Optional[Sequence[str]] = None,
+    ) -> Dict[Optional[int], Tuple[int, int]]:
+        """stack_id (None: no stack) -> (events, sum of |size|) of some kinds (or every event),
+        computed in SQLite."""
+        where = ""
+        args: Tuple[str, ...] = ()
+        if kinds is not None:
+            where = f" WHERE kind IN ({', '.join('?' * len(kinds))})"
+            args = tuple(kinds)
         rows = self._query(
-            "SELECT stack_id, COUNT(*), COALESCE(SUM(ABS(size)), 0) FROM events GROUP BY stack_id")
+            "SELECT stack_id, COUNT(*), COALESCE(SUM(ABS(size)), 0) FROM events"
+            f"{where} GROUP BY stack_id", args)
         return {sid: (n, total) for sid, n, total in rows}
 
     def last_event_ns(self, pid: Optional[int] = None) -> Optional[int]:
         sql = "SELECT MAX(ts_ns) FROM events" + (" WHERE pid = ?" if pid is not None else "")
         return self._query(sql, () if pid is None else (pid,))[0][0]
 
-    def samples(self, pid: Optional[int] = None) -> List[Tuple[int, int, int]]:
-        """(ts_ns, pid, rss) memory samples in time order, optionally of one process."""
-        sql = "SELECT ts_ns, pid, rss FROM samples WHERE rss IS NOT NULL"
+    def rss(self, pid: Optional[int] = None) -> List[RecordedRss]:
+        """The RSS of every followed address space over time, in time order (empty for a
+        recording made without it)."""
+        if not self._query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'rss'"):
+            return []
+        sql = "SELECT ts_ns, pid, space, why, anon, file, shmem, swap FROM rss"
         args: Tuple[int, ...] = ()
         if pid is not None:
-            sql, args = sql + " AND pid = ?", (pid,)
-        return self._query(sql + " ORDER BY ts_ns, rowid", args)
+            sql, args = sql + " WHERE pid = ?", (pid,)
+        return [RecordedRss(ts, p, space, why, Rss(anon, file, shmem, swap))
+                for ts, p, space, why, anon, file, shmem, swap
+                in self._query(sql + " ORDER BY ts_ns, rowid", args)]
 
     def event_count(self) -> int:
         return self._query("SELECT COUNT(*) FROM events")[0][0]

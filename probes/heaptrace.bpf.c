@@ -53,7 +53,7 @@
 #define PROT_EXEC 0x4
 #endif
 #ifndef KIND_MASK            /* bit i set: trace kind i (KIND_* in heaptrace.h) */
-#define KIND_MASK 0x3f
+#define KIND_MASK 0x7f
 #endif
 #ifndef LOCK_TRIES           /* attempts at taking an address space's ranges before giving up */
 #define LOCK_TRIES 200
@@ -81,6 +81,8 @@
 #define NR_OPEN_PATH 2
 #define NR_OPENAT 257
 #define NR_OPENAT2 437
+#define NR_EXECVE 59
+#define NR_EXECVEAT 322
 #define REG_IP(r) ((r)->ip)
 #define REG_SP(r) ((r)->sp)
 #define REG_FP(r) ((r)->bp)
@@ -104,6 +106,8 @@
 #define NR_OPEN_PATH 0xffffffff /* aarch64 has only openat */
 #define NR_OPENAT 56
 #define NR_OPENAT2 437
+#define NR_EXECVE 221
+#define NR_EXECVEAT 281
 #define REG_IP(r) ((r)->pc)
 #define REG_SP(r) ((r)->sp)
 #define REG_FP(r) ((r)->regs[29])
@@ -151,6 +155,14 @@ struct call_job {
 #define STAGE_RANGES 0
 #define STAGE_CALL 1
 
+#ifndef PAGE_BYTES           /* the user stack's page size (a stack-growing fault's copy skips one) */
+#define PAGE_BYTES 4096
+#endif
+
+struct zero_page {
+    u8 b[PAGE_BYTES];
+};
+
 /* The maps: key -> value; who writes; who reads. */
 /* tgid -> STATE_*; user space (arm, attach) and the fork/exec/exit tracepoints; every probe */
 BPF_HASH(traced, u32, u8, MAX_PROCS);
@@ -179,6 +191,8 @@ BPF_PERCPU_ARRAY(totals, struct kind_totals, NKINDS);
 BPF_PERCPU_ARRAY(buckets, u64, NKINDS * NBUCKETS);
 /* CTR_* -> count (per CPU); the probe; user space (drops, stack quality) */
 BPF_PERCPU_ARRAY(counters, u64, NCOUNTERS);
+/* 0 -> a page of zeros (never written); copy_stack */
+BPF_ARRAY(zero_pages, struct zero_page, 1);
 /* cpu -> scratch copy_rec: too big for a per-CPU map value (32 KiB limit); copy_rest */
 BPF_ARRAY(copies, struct copy_rec, NCPUS);
 /* 0 -> the CPU's batch of calls being filled; emit_call; user space drains partial ones */
@@ -301,7 +315,10 @@ static __always_inline void add_totals(int kind, s64 size, u64 failed)
 }
 
 /* Copy the top of the user stack. A read running past the top of the stack mapping fails whole,
- * so when the full copy fails, copy the largest readable prefix in decreasing power-of-two pieces. */
+ * so when the full copy fails, copy the largest readable prefix in decreasing power-of-two pieces.
+ * When nothing at sp can be read (a page fault growing the stack: sp's page is the one being
+ * faulted in), the copy says zeros up to the next page and goes on from there, in one piece: the
+ * frames unwinding needs (the faulting function's return address, its callers') are above. */
 static __always_inline u32 copy_stack(struct copy_rec *rec, u64 sp)
 {
 #if STACK_BYTES > 0
@@ -315,6 +332,21 @@ static __always_inline u32 copy_stack(struct copy_rec *rec, u64 sp)
             bpf_probe_read_user(&rec->stack[off & (STACK_BYTES - 1)], piece, (void *)(sp + off)) == 0)
             off += piece;
     }
+#if STACK_BYTES > 2 * PAGE_BYTES
+    u32 gap = (u32)(0 - sp) & (PAGE_BYTES - 1), zero = 0;
+    struct zero_page *zeros = zero_pages.lookup(&zero);
+    if (off == 0 && gap && zeros && bpf_probe_read_kernel(rec->stack, gap, zeros->b) == 0) {
+#pragma unroll
+        for (int shift = 13; shift >= 10; shift--) {
+            u32 piece = 1u << shift;
+            if (piece <= STACK_BYTES / 2 && bpf_probe_read_user(&rec->stack[gap], piece,
+                                                                (void *)(sp + gap)) == 0) {
+                off = gap + piece;
+                break;
+            }
+        }
+    }
+#endif
     count(off ? CTR_STACK_SHORT : CTR_STACK_FAIL);
     return off;
 #else
@@ -457,31 +489,33 @@ static __always_inline u64 copy_rest(struct frame_regs *at, struct pt_regs *regs
 #endif
 }
 
-/* References to the call's user stack: the frames walked in BPF, and a copy of the rest when
- * the walk met a PC without a rule. */
-static __always_inline void stack_refs(struct call_rec *rec, struct pt_regs *regs, u32 tgid,
-                                       u32 tid)
+/* References to a user stack: the frames walked in BPF (returned), and in *rest a copy of the
+ * rest when the walk met a PC without a rule (0 when the walk was whole, or cut). */
+static __always_inline u64 user_stack(struct pt_regs *regs, u32 tgid, u32 tid, u64 *rest)
 {
-    rec->stack_ref = rec->rest_ref = 0;
+    *rest = 0;
 #if STACK_BYTES > 0
     u32 zero = 0;
     struct stack_rec *w = walks.lookup(&zero);
     if (!w)
-        return;
+        return 0;
     struct frame_regs at = {};
     int walk = walk_stack(tgid, regs, w, &at);
-    rec->stack_ref = send_walked(w, tgid, walk == WALK_WHOLE);
+    u64 ref = send_walked(w, tgid, walk == WALK_WHOLE);
     if (walk == WALK_WHOLE) {
         count(CTR_WALKED);
-        return;
+        return ref;
     }
     if (walk == WALK_CUT) { /* nothing left to copy: say so rather than call it whole */
         count(CTR_WALK_CUT);
-        return;
+        return ref;
     }
-    rec->rest_ref = copy_rest(&at, regs, tgid, tid);
-    if (!rec->rest_ref)
+    *rest = copy_rest(&at, regs, tgid, tid);
+    if (!*rest)
         count(CTR_NO_STACK);
+    return ref;
+#else
+    return 0;
 #endif
 }
 
@@ -517,7 +551,9 @@ static __always_inline void emit_call(void *ctx, struct pt_regs *regs, int kind,
 #else
     rec->stack_id = -1;
 #endif
-    stack_refs(rec, regs, tgid, (u32)pid_tgid);
+    u64 rest = 0;
+    rec->stack_ref = user_stack(regs, tgid, (u32)pid_tgid, &rest);
+    rec->rest_ref = rest;
     b->n = i + 1;
     if (b->n < BATCH && now - b->first_ts < FLUSH_NS)
         return;
@@ -532,6 +568,8 @@ static __always_inline void emit_call(void *ctx, struct pt_regs *regs, int kind,
     }
     b->n = 0;
 }
+
+#include "resident.h" /* RSS and resident growth, from the kernel's own counters */
 
 static __always_inline int is_open(u64 nr)
 {
@@ -864,6 +902,19 @@ static __always_inline void emit_proc(struct proc_rec *rec)
         count(CTR_LOST);
 }
 
+/* Every change of any mm's counters (the tracepoint's layout read by bcc from tracefs). */
+TRACEPOINT_PROBE(kmem, rss_stat)
+{
+    return on_rss_stat(args, args->mm_id, args->curr, args->member, args->size);
+}
+
+#if HAVE_FAULT_TP && ((KIND_MASK >> KIND_RESIDENT) & 1) /* only to tell faults from syscalls */
+RAW_TRACEPOINT_PROBE(page_fault_user)
+{
+    return on_user_fault(ctx->args[0], (struct pt_regs *)ctx->args[1]);
+}
+#endif
+
 /* Runs in the parent before the child is first scheduled, so the child misses nothing. */
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
@@ -945,6 +996,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     breaks.delete(&tgid);
     ranges.delete(&tgid);
     gens.delete(&tgid);
+    space_exited(tgid);
     struct proc_rec *rec = proc_record(REC_EXIT, tgid);
     if (!rec)
         return 0;

@@ -26,6 +26,9 @@
 #ifndef PATH_BYTES           /* longest file path kept for executable mappings */
 #define PATH_BYTES 256
 #endif
+#ifndef SLOT_SHIFT           /* resident growth is summed per stack in slots of 2^SLOT_SHIFT ns */
+#define SLOT_SHIFT 27
+#endif
 
 /* Kinds: the index of each kind's totals slot and mask bit (heaptrace/events.py SPECS). */
 #define KIND_BRK 0
@@ -34,7 +37,8 @@
 #define KIND_MREMAP 3
 #define KIND_MADVISE 4
 #define KIND_MPROTECT 5
-#define NKINDS 6
+#define KIND_RESIDENT 6 /* not a syscall: pages becoming resident (kmem:rss_stat) */
+#define NKINDS 7
 #define NBUCKETS 64
 
 #define REC_BATCH 1
@@ -44,6 +48,7 @@
 #define REC_STACK 5
 #define REC_COPY 6
 #define REC_MAPFILE 7
+#define REC_RSS 8
 
 #define STACK_WALKED (1ULL << 63)
 #define STACK_COPIED (1ULL << 62)
@@ -61,7 +66,9 @@
 #define CTR_WALK_CUT 7      /* stacks the BPF walk could not finish (a read failed) */
 #define CTR_RANGES_FULL 8   /* mapping changes not followed: the address space had MAX_RANGES */
 #define CTR_RANGES_BUSY 9   /* mapping changes not followed: another CPU held the ranges too long */
-#define NCOUNTERS 10
+#define CTR_RESIDENT_LOST 10 /* resident increments summed without a stack: the per-stack map was full */
+#define CTR_SPACES_FULL 11   /* address spaces not followed: the map of spaces was full */
+#define NCOUNTERS 12
 
 /* madvise advice that hands pages back while the mapping stays (uapi mman-common.h). */
 #define MADV_DONTNEED 4
@@ -166,6 +173,98 @@ struct mapfile_rec {
     u64 len;
     u64 pgoff;
     char path[PATH_BYTES];
+};
+
+/* The kernel's RSS counters of an address space (kmem:rss_stat's `member`): the values come
+ * from the tracepoint's print format in tracefs (-D flags); these are Linux 5.5 to 6.18's. */
+#ifndef MM_FILEPAGES
+#define MM_FILEPAGES 0
+#endif
+#ifndef MM_ANONPAGES
+#define MM_ANONPAGES 1
+#endif
+#ifndef MM_SWAPENTS
+#define MM_SWAPENTS 2
+#endif
+#ifndef MM_SHMEMPAGES
+#define MM_SHMEMPAGES 3
+#endif
+#define NMEMBERS 4
+
+/* Why an rss_rec was sent. */
+#define RSS_START 1   /* a traced process's address space is followed from here (its counters now) */
+#define RSS_CHANGE 2  /* its RSS moved by a step since the last record */
+#define RSS_END 3     /* it was emptied (exit, exec): the last record of that space */
+
+/* In whose context resident growth happened. */
+#define CAUSE_FAULT 1   /* a user page fault of the thread (the first touch of a page) */
+#define CAUSE_SYSCALL 2 /* the thread was in a syscall (the kernel wrote into fresh pages) */
+#define CAUSE_CONTEXT 3 /* another task: a kernel thread (khugepaged), another process */
+#define CAUSE_USER 4    /* the thread itself, entry unknown (no page-fault tracepoint here) */
+
+/* One traced address space (mm), as the probe follows it: bytes by member (MM_*), as the
+ * kernel counts them, and the peak of file + anon + shmem. */
+struct rss_space {
+    u32 tgid;      /* the process it belongs to; 0 while not known yet (a fork's copy, an exec) */
+    u32 exiting;   /* its process exited or exec'd: forgotten when emptied */
+    u64 bytes[NMEMBERS];
+    s64 rss;       /* file + anon + shmem */
+    s64 sent;      /* rss in the last rss_rec sent */
+    u64 peak;
+    u64 peak_ts;
+    u64 peak_bytes[NMEMBERS];
+};
+
+/* The RSS of one address space at one moment, with its peak so far. */
+struct rss_rec {
+    u32 type;
+    u32 pid;
+    u32 space;     /* the kernel's mm_id */
+    u32 why;       /* RSS_* */
+    u64 ts;
+    u64 bytes[NMEMBERS];
+    u64 peak;
+    u64 peak_ts;
+    u64 peak_bytes[NMEMBERS];
+};
+
+/* The summed RSS of every traced address space, and its peak. */
+struct rss_total {
+    s64 rss;
+    u64 peak;
+    u64 peak_ts;
+    s64 bytes[NMEMBERS];
+    u64 peak_bytes[NMEMBERS];
+};
+
+/* Resident growth summed per process, image, time slot, member, cause and stack. */
+struct resident_key {
+    u32 pid;       /* the process whose address space grew */
+    u32 gen;       /* its exec generation: which image the stack belongs to */
+    u32 slot;      /* ts >> SLOT_SHIFT */
+    u32 member;    /* MM_ANONPAGES, MM_FILEPAGES or MM_SHMEMPAGES */
+    u32 cause;     /* CAUSE_* */
+    s32 nr;        /* CAUSE_SYSCALL: the syscall's number */
+    s32 stack_id;  /* as in call_rec: the kernel's frame-pointer stack (--unwind fp), or -1 */
+    u32 pad;
+    u64 stack_ref; /* as in call_rec: the frames walked in BPF */
+    u64 rest_ref;  /* and a copy of the rest */
+    char comm[TASK_COMM_LEN]; /* CAUSE_CONTEXT: the task in whose context it grew */
+};
+
+struct resident_val {
+    u64 bytes;
+    u64 count;     /* increments */
+    u64 first_ts;
+    u64 addr;      /* CAUSE_FAULT: the first faulting address */
+    u32 tid;       /* the first thread */
+    u32 pad;
+};
+
+/* RSS by member of a process at attach (from /proc/PID/status), so that its first counter
+ * changes are not taken for growth. */
+struct rss_bytes {
+    u64 bytes[NMEMBERS];
 };
 
 #endif /* HEAPTRACE_H */

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
-from heaptrace.events import Frame
+from heaptrace.events import SYSCALL_KINDS, Frame
 from heaptrace.recording import Recording
 from heaptrace.stacks.symbols import is_symbolized
 
@@ -41,9 +41,10 @@ def is_whole(stack: Tuple[Frame, ...]) -> bool:
 
 
 def coverage(rec: Recording) -> StackCoverage:
-    """Bytes are the |size| of every event; frames are counted once per distinct stack."""
+    """Bytes are the |size| of every syscall event (resident growth, pages rather than calls,
+    would outweigh them); frames are counted once per distinct stack."""
     stacks: Dict[int, Tuple[Frame, ...]] = rec.stacks()
-    per_stack = rec.bytes_by_stack()
+    per_stack = rec.bytes_by_stack(SYSCALL_KINDS)
     events = sum(n for n, _ in per_stack.values())
     total = sum(b for _, b in per_stack.values())
     whole = sum(b for sid, (_, b) in per_stack.items() if sid in stacks and is_whole(stacks[sid]))

@@ -16,6 +16,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from heaptrace.analysis.compact import compact_indices, compact_stack
 from heaptrace.analysis.coverage import coverage
 from heaptrace.analysis.retained import retained
+from heaptrace.analysis.rss import Peak, process_peaks, resident_by_process, run_peak
 from heaptrace.analysis.stacks import (
     Folder,
     Owner,
@@ -25,7 +26,7 @@ from heaptrace.analysis.stacks import (
 )
 from heaptrace.analysis.timeline import Bucket, add_call
 from heaptrace.errors import UsageError
-from heaptrace.events import Event, Frame, MemClass, committed_growth, mmap_class
+from heaptrace.events import Event, Frame, MemClass, Rss, committed_growth, mmap_class
 from heaptrace.recording import Recording
 
 DEFAULT_TOP = 5
@@ -71,6 +72,10 @@ class ProcessRow:
     held: Optional[int] = 0  # still held when it ended (None: the recording cannot tell)
     # mapped, not growth (ARCHITECTURE.md): reserved, file and shared bytes mmap'ed or grown
     apart: Dict[str, int] = field(default_factory=dict)
+    peak_rss: Optional[int] = None  # exact, from the kernel's counters (None: not recorded)
+    peak_rss_split: Optional[Rss] = None
+    resident: int = 0  # bytes that became resident in it (first touch)
+    resident_split: Rss = field(default_factory=Rss)
 
 
 @dataclass
@@ -112,9 +117,11 @@ class Report:
     growth: Ranking
     held: Ranking
     quality: Optional[Quality]  # None: no per-call events
-    peak_rss: Optional[int]
+    peak_rss: Optional[int]  # exact: the summed RSS of the traced processes (or of --pid)
     events: int  # per-call events in the recording
     next_commands: List[str] = field(default_factory=list)
+    peak_rss_split: Optional[Rss] = None
+    resident: Ranking = field(default_factory=Ranking)  # stacks by bytes made resident
 
 
 # --- rankings ----------------------------------------------------------------------------
@@ -157,7 +164,8 @@ def share(part: int, total: int) -> float:
 
 
 def growth_ranking(rec: Recording, sel: Selection, top: int) -> Ranking:
-    """Stacks by bytes taken (brk, mmap and mremap growth), as `heaptrace flame` sums them."""
+    """Stacks by bytes taken (brk, mmap and mremap growth), as `heaptrace flame` sums them;
+    or by bytes made resident (--event resident)."""
     tally = Tally(rec)
     for e in select_events(rec, sel):
         tally.add(e.stack_id, counted_bytes(e, sel.kind), e.calls)
@@ -243,6 +251,17 @@ def process_row(pid: int, names: List[str], counts: Bucket, held: int,
                        if c is not MemClass.COMMITTED})
 
 
+def add_resident(rows: List[ProcessRow], peaks: Dict[int, Peak],
+                 resident: Dict[int, Rss]) -> None:
+    """Each process's exact peak RSS and the bytes that became resident in it."""
+    for row in rows:
+        peak = peaks.get(row.pid)
+        if peak is not None:
+            row.peak_rss, row.peak_rss_split = peak.total, peak.rss
+        row.resident_split = resident.get(row.pid, Rss())
+        row.resident = row.resident_split.total
+
+
 def quality(rec: Recording) -> Optional[Quality]:
     cov = coverage(rec)
     if not cov.events_total:
@@ -260,6 +279,8 @@ def next_commands(report: Report) -> List[str]:
         hints.append(f"heaptrace flame {path}{pid} > flame.svg")
     if report.held.known and report.held.total:
         hints.append(f"heaptrace flame --retained {path}{pid} > held.svg")
+    if report.resident.rows:
+        hints.append(f"heaptrace flame --event resident {path}{pid} > resident.svg")
     if report.processes and not report.run.imported:
         hints.append(f"heaptrace timeline {path}{pid}")
     if report.run.pid is None and len(report.processes) > 1:
@@ -292,13 +313,19 @@ def build_report(rec: Recording, top: int = DEFAULT_TOP, pid: Optional[int] = No
     totals = kind_rows(rec, meta)
     held = held_ranking(rec, kept.pieces, top, timed=not info.imported)
     held.known = not info.imported
+    rss_rows = rec.rss(pid)
+    peak = run_peak(rec, rss_rows, pid)
     processes = process_rows(rec, pid, kept.pieces, kept.given_by_pid)
+    add_resident(processes, process_peaks(rss_rows), resident_by_process(rec, pid))
     if info.imported:  # as the held ranking says: no addresses to match frees to
         for row in processes:
             row.held = None
     report = Report(
         info, totals, committed_growth(rec.totals()),
         processes, growth_ranking(rec, sel, top), held,
-        quality(rec), meta.get("peak_rss"), rec.event_count())
+        quality(rec), peak.total if peak else None, rec.event_count(),
+        peak_rss_split=peak.rss if peak else None,
+        resident=growth_ranking(rec, Selection(kind="resident", pid=pid, process_names=False),
+                                top))
     report.next_commands = next_commands(report)
     return report

@@ -44,9 +44,10 @@ from heaptrace.analysis.stacks import (
 from heaptrace.errors import UsageError
 from heaptrace.events import (
     GIVE_BACK_ADVICE,
-    KINDS,
     PROT_ACCESS,
     RELEASE_KINDS,
+    SPEC,
+    SYSCALL_KINDS,
     Event,
     MemClass,
     mmap_class,
@@ -363,7 +364,7 @@ def steps(rec: Recording, sel: Selection) -> Iterator[Tuple[int, Step]]:
     _, hi = time_window(rec, sel)
     marks = image_ends(rec, sel.pid)
     i = 0
-    for event in rec.events(KINDS, sel.pid):
+    for event in rec.events(SYSCALL_KINDS, sel.pid):
         if hi is not None and event.ts_ns > hi:
             break
         while i < len(marks) and marks[i][0] <= event.ts_ns:
@@ -410,7 +411,7 @@ def find_peak(rec: Recording, sel: Selection) -> Tuple[int, Optional[int]]:
 def retained(rec: Recording, sel: Selection, at: str = "exit") -> Retained:
     """Bytes held at exit (or at peak) by the stacks that allocated them. Only allocations
     of the selected kinds made inside the time window are shown."""
-    if sel.kind in RELEASE_KINDS:
+    if sel.kind in RELEASE_KINDS or (sel.kind in SPEC and not SPEC[sel.kind].is_syscall):
         raise UsageError("--retained shows allocations: "
                          "use --event growth, brk, mmap, mremap or mprotect")
     if at not in ("exit", "peak"):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from heaptrace.errors import UsageError
-from heaptrace.events import GROWTH_KINDS, KINDS, Event, Frame, growth
+from heaptrace.events import GROWTH_KINDS, KINDS, SYSCALL_KINDS, Event, Frame, growth
 from heaptrace.recording import Recording
 
 Stack = Tuple[str, ...]
@@ -51,11 +51,12 @@ class Selection:
 
 
 def kinds_for(kind: str) -> Tuple[str, ...]:
-    """The syscall kinds an --event choice stands for."""
+    """The kinds an --event choice stands for ("all": every memory syscall; `resident`,
+    pages rather than calls, only by its name)."""
     if kind == "growth":
         return GROWTH_KINDS
     if kind == "all":
-        return KINDS
+        return SYSCALL_KINDS
     if kind in KINDS:
         return (kind,)
     raise UsageError(f"unknown event kind {kind!r} (choose from {', '.join(EVENT_CHOICES)})")

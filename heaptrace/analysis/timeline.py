@@ -12,27 +12,29 @@ saw each call give back: held pages unmapped, shrunk, replaced, advised away (ma
 DONTNEED/FREE/REMOVE) or made PROT_NONE, page by page; file, shared and reserved pages are
 neither. A release of memory no traced call took (mapped before an attach) is given back
 but was never held, so held does not always move by taken - given.
+
+RSS is the kernel's own (analysis/rss.py): per bucket the largest summed RSS in it, with its
+anon/file/shmem split, exact at each recorded point (and at the run's peak, which the probe
+keeps itself); "resident" is the bytes that became resident in the bucket (first touch).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from heaptrace.analysis.compact import OWN_FRAMES, is_own
 from heaptrace.analysis.retained import Replay, page_size, steps
+from heaptrace.analysis.rss import CLASS_NAME, Peak, Point, run_peak, summed
 from heaptrace.analysis.stacks import NO_STACK, UNKNOWN_FRAME, Selection, run_start_ns
 from heaptrace.errors import UsageError
-from heaptrace.events import Event, Frame, growth
+from heaptrace.events import Event, Frame, Rss, growth
 from heaptrace.recording import Recording
 
 DEFAULT_BUCKETS = 40
 MAX_BUCKETS = 10_000
 NICE_STEPS = (1.0, 2.0, 2.5, 5.0)  # bucket widths read well as time labels: 0.25 s, 5 s...
-# Each sampling round reads every live pid within microseconds, 0.25 s after the last:
-# samples closer than this belong to one round (one instant of the summed RSS).
-ROUND_GAP_NS = 100_000_000
 TOP_GROWERS = 3
 
 
@@ -45,7 +47,10 @@ class Bucket:
     taken: int = 0  # brk growth + mmap + mremap growth
     given: int = 0  # munmap + brk shrink + mremap shrink
     held: int = 0  # held by the live images at the end of the bucket
-    rss: Optional[int] = None  # largest summed RSS sample in the bucket
+    rss: Optional[int] = None  # the largest summed RSS in the bucket (None before any)
+    rss_split: Optional[Rss] = None  # that RSS by class
+    resident: int = 0  # bytes that became resident in the bucket
+    resident_split: Rss = field(default_factory=Rss)
     calls: int = 0
 
 
@@ -69,14 +74,18 @@ class Timeline:
     calls: int = 0
     held_at_exit: int = 0  # what `flame --retained` totals
     attached: bool = False  # -p: held_at_exit is what was held at the end of tracing
-    peak_rss: Optional[int] = None
+    peak_rss: Optional[int] = None  # exact
+    peak_rss_split: Optional[Rss] = None
+    peak_rss_s: Optional[float] = None  # when, in seconds into the run
+    resident: int = 0  # bytes made resident over the run
+    resident_split: Rss = field(default_factory=Rss)
     growth_bucket: Optional[int] = None  # index of the bucket where held grew most
     growth: int = 0  # how much held grew in it
     growers: List[Grower] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return self.calls == 0 and self.peak_rss is None
+        return self.calls == 0 and self.peak_rss is None and self.resident == 0
 
 
 class Axis:
@@ -105,7 +114,7 @@ def nice_interval(duration_s: float, buckets: int = DEFAULT_BUCKETS) -> float:
 
 
 def run_end_ns(rec: Recording, times: Iterable[int], origin: int) -> int:
-    """The end of the run: meta end_ns, or the last event or sample if later."""
+    """The end of the run: meta end_ns, or the last event or RSS record if later."""
     end = rec.meta().get("end_ns")
     last = max(times, default=origin)
     return max(int(end), last) if isinstance(end, (int, float)) else last
@@ -122,22 +131,6 @@ def make_axis(rec: Recording, interval_s: Optional[float], times: Sequence[int])
         raise UsageError(f"--interval {interval_s:g} makes {count:,} buckets of a "
                          f"{duration_ns / 1e9:.1f} s run; the most is {MAX_BUCKETS:,}")
     return Axis(origin, width, count)
-
-
-def rss_rounds(rows: Iterable[Tuple[int, int, int]]) -> Iterator[Tuple[int, int]]:
-    """(ts_ns, summed rss) per sampling round: a round ends when a pid comes again or
-    the samples are more than ROUND_GAP_NS apart."""
-    start, pids, total = None, set(), 0
-    for ts, pid, rss in rows:
-        if start is not None and (pid in pids or ts - start > ROUND_GAP_NS):
-            yield start, total
-            start, pids, total = None, set(), 0
-        if start is None:
-            start = ts
-        pids.add(pid)
-        total += rss
-    if start is not None:
-        yield start, total
 
 
 def add_call(bucket: Bucket, event: Event, given: int) -> None:
@@ -164,10 +157,34 @@ def replay_buckets(rec: Recording, axis: Axis, buckets: List[Bucket], pid: Optio
     return replay
 
 
-def add_rss(buckets: List[Bucket], axis: Axis, rounds: Iterable[Tuple[int, int]]) -> None:
-    for ts, rss in rounds:
-        b = buckets[axis.index(ts)]
-        b.rss = rss if b.rss is None else max(b.rss, rss)
+def add_rss(buckets: List[Bucket], axis: Axis, points: Sequence[Point],
+            peak: Optional[Peak]) -> None:
+    """Each bucket's largest RSS: the value it starts with (the last before it) or a point
+    in it, and the exact peak in its bucket."""
+    current: Optional[Rss] = None
+    i = 0
+    for index, b in enumerate(buckets):
+        best = current
+        while i < len(points) and axis.index(points[i][0]) <= index:
+            current = points[i][1]
+            best = current if best is None or current.total > best.total else best
+            i += 1
+        if best is not None:
+            b.rss, b.rss_split = best.total, best
+    if peak is not None and peak.ts_ns is not None:
+        b = buckets[axis.index(peak.ts_ns)]
+        if b.rss is None or peak.total >= b.rss:
+            b.rss, b.rss_split = peak.total, peak.rss
+
+
+def add_resident(buckets: List[Bucket], axis: Axis, events: Iterable[Event]) -> None:
+    for e in events:
+        b = buckets[axis.index(e.ts_ns)]
+        name = CLASS_NAME.get(e.flags)
+        if name is None or e.size <= 0:
+            continue
+        b.resident += e.size
+        b.resident_split = b.resident_split + Rss(**{name: e.size})
 
 
 def most_growth(buckets: Sequence[Bucket]) -> Tuple[Optional[int], int]:
@@ -229,21 +246,26 @@ def growers(rec: Recording, axis: Axis, index: int, pid: Optional[int]) -> List[
 def timeline(rec: Recording, interval_s: Optional[float] = None,
              pid: Optional[int] = None) -> Timeline:
     """The recording (or one pid of it) in time buckets."""
-    rows = rec.samples(pid)
+    rows = rec.rss(pid)
+    resident = list(rec.events(["resident"], pid))
     last_event = rec.last_event_ns(pid)
-    times = [t for t in (last_event, rows[-1][0] if rows else None) if t is not None]
+    times = [t for t in (last_event, rows[-1].ts_ns if rows else None) if t is not None]
     axis = make_axis(rec, interval_s, times)
     buckets = axis.buckets()
     replay = replay_buckets(rec, axis, buckets, pid)
-    rounds = list(rss_rounds(rows))
-    add_rss(buckets, axis, rounds)
+    peak = run_peak(rec, rows, pid)
+    add_rss(buckets, axis, list(summed(rows)), peak)
+    add_resident(buckets, axis, resident)
     index, grew = most_growth(buckets)
     return Timeline(
         buckets, axis.width / 1e9, pid, str(rec.meta().get("command_line") or ""),
         taken=sum(b.taken for b in buckets), given=sum(b.given for b in buckets),
         calls=sum(b.calls for b in buckets),
         held_at_exit=replay.total + sum(space.total for space in replay.ended),
-        peak_rss=max((rss for _, rss in rounds), default=None),
+        peak_rss=peak.total if peak else None, peak_rss_split=peak.rss if peak else None,
+        peak_rss_s=(peak.ts_ns - axis.origin) / 1e9 if peak and peak.ts_ns else None,
+        resident=sum(b.resident for b in buckets),
+        resident_split=sum((b.resident_split for b in buckets), Rss()),
         growth_bucket=index, growth=grew,
         growers=growers(rec, axis, index, pid) if index is not None else [],
         attached=bool(rec.meta().get("attached")))

@@ -8,7 +8,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Callable, List
 
-from heaptrace.backends.ebpf import has_bpf_privileges, import_bcc
+from heaptrace.backends.ebpf import has_bpf_privileges, import_bcc, tracefs_format
 from heaptrace.errors import HeaptraceError
 
 
@@ -72,6 +72,19 @@ def _tracefs() -> Check:
                  "mount -t tracefs nodev /sys/kernel/tracing")
 
 
+def _rss_tracepoints() -> Check:
+    """kmem:rss_stat gives the exact RSS; page_fault_user (x86) tells faults from syscalls."""
+    if tracefs_format("kmem/rss_stat") is None:
+        return Check("RSS tracepoints", False,
+                     "no kmem:rss_stat (Linux 5.5 or later, with tracefs mounted): no RSS and "
+                     "no resident growth")
+    faults = tracefs_format("exceptions/page_fault_user") is not None
+    detail = "kmem:rss_stat" + (", exceptions:page_fault_user" if faults else
+                                " (no page_fault_user: resident growth is not split into "
+                                "faults and syscalls)")
+    return Check("RSS tracepoints", True, detail)
+
+
 def _tools() -> Check:
     missing = [t for t in ("strace", "perf", "gcc") if shutil.which(t) is None]
     if missing:
@@ -79,7 +92,8 @@ def _tools() -> Check:
     return Check("test tools", True, "strace, perf, gcc")
 
 
-CHECKS: List[Callable[[], Check]] = [_kernel_bpf, _privileges, _bcc, _headers, _tracefs, _tools]
+CHECKS: List[Callable[[], Check]] = [_kernel_bpf, _privileges, _bcc, _headers, _tracefs,
+                                     _rss_tracepoints, _tools]
 
 
 def run_checks() -> List[Check]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import re
 import struct
-from typing import TYPE_CHECKING, Callable, Dict, List, Sequence, Tuple
+import time
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from heaptrace.backends import probe_layout as layout
 from heaptrace.backends.probe_layout import (
@@ -24,7 +26,11 @@ from heaptrace.backends.probe_layout import (
     REC_EXIT,
     REC_FORK,
     REC_MAPFILE,
+    REC_RSS,
     REC_STACK,
+    RSS_CHANGE,
+    RSS_END,
+    RSS_START,
     STAGES,
     STATE_ACTIVE,
     STATE_ARMED,
@@ -36,11 +42,13 @@ from heaptrace.backends.records import (
     MappedFile,
     ProcessChange,
     Record,
+    ResidentSum,
+    RssSample,
     StackCopy,
     WalkedStack,
 )
 from heaptrace.errors import BackendUnavailable, HeaptraceError, PrivilegeError, UsageError
-from heaptrace.events import CLASSED_KINDS, KIND_INDEX, KINDS, KindTotals, MemClass
+from heaptrace.events import CLASSED_KINDS, KIND_INDEX, KINDS, KindTotals, MemClass, Rss
 
 if TYPE_CHECKING:
     from heaptrace.stacks.unwind.bpf_rules import StepRule
@@ -52,8 +60,18 @@ STACK_REC = layout.STACK_REC.struct
 COPY_HEADER = layout.COPY_HEADER.struct
 PROC_REC = layout.PROC_REC.struct
 MAPFILE_REC = layout.MAPFILE_REC.struct
-EXIT_FORMATS = ("/sys/kernel/tracing/events/sched/sched_process_exit/format",
-                "/sys/kernel/debug/tracing/events/sched/sched_process_exit/format")
+RSS_REC = layout.RSS_REC.struct
+RESIDENT_KEY = layout.RESIDENT_KEY.struct
+RESIDENT_VAL = layout.RESIDENT_VAL.struct
+RSS_SPACE = layout.RSS_SPACE.struct
+RSS_TOTAL = layout.RSS_TOTAL.struct
+TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+# The kernel's RSS counters (kmem:rss_stat's member) by their names in its print format, and
+# the values Linux 5.5 to 6.18 give them.
+MM_NAMES = {"MM_FILEPAGES": "file", "MM_ANONPAGES": "anon", "MM_SWAPENTS": "swap",
+            "MM_SHMEMPAGES": "shmem"}
+DEFAULT_MEMBERS = {0: "file", 1: "anon", 2: "swap", 3: "shmem"}
+RSS_WHY = {RSS_START: "start", RSS_CHANGE: "change", RSS_END: "end"}
 
 
 def has_bpf_privileges() -> bool:
@@ -104,15 +122,38 @@ def _possible_cpus() -> int:
         return os.cpu_count() or 256
 
 
-def _has_group_dead() -> bool:
-    """Linux 6.16 and later say in sched_process_exit whether the whole process ended."""
-    for path in EXIT_FORMATS:
+def tracefs_format(event: str) -> Optional[str]:
+    """The format file of a tracepoint ("sched/sched_process_exit"), None if there is none."""
+    for root in TRACEFS:
         try:
-            with open(path) as f:
-                return "group_dead" in f.read()
+            with open(f"{root}/events/{event}/format") as f:
+                return f.read()
         except OSError:
             continue
-    return False
+    return None
+
+
+def _has_group_dead() -> bool:
+    """Linux 6.16 and later say in sched_process_exit whether the whole process ended."""
+    return "group_dead" in (tracefs_format("sched/sched_process_exit") or "")
+
+
+def rss_members(format_text: Optional[str]) -> Dict[int, str]:
+    """kmem:rss_stat's member values by class ("anon", "file", "shmem", "swap"), read from its
+    print format (`{ 1, "MM_ANONPAGES" }`); Linux 5.5 to 6.18's when it does not say."""
+    found = {int(v): MM_NAMES[n] for v, n in
+             re.findall(r'\{\s*(\d+),\s*"(MM_\w+)"\s*\}', format_text or "") if n in MM_NAMES}
+    if sorted(found.values()) != sorted(MM_NAMES.values()) or max(found) >= layout.NMEMBERS:
+        return dict(DEFAULT_MEMBERS)
+    return found
+
+
+def _rss_defines(members: Mapping[int, str]) -> List[str]:
+    names = {v: k for k, v in MM_NAMES.items()}
+    has_fault_tp = platform.machine() == "x86_64" and tracefs_format(
+        "exceptions/page_fault_user") is not None
+    return [f"-D{names[name]}={value}" for value, name in sorted(members.items())] + [
+        f"-DHAVE_FAULT_TP={int(has_fault_tp)}"]
 
 
 def build_cflags(
@@ -131,8 +172,10 @@ def build_cflags(
         f"-DSTACK_BYTES={stack_bytes}",
         f"-DUSER_STACK_MAP={int(fp_stacks)}",
         f"-DRINGBUF_PAGES={ringbuf_pages}",
+        f"-DPAGE_BYTES={os.sysconf('SC_PAGE_SIZE')}",
         f"-DNCPUS={_possible_cpus()}",
         f"-DHAVE_GROUP_DEAD={int(_has_group_dead())}",
+        *_rss_defines(rss_members(tracefs_format("kmem/rss_stat"))),
         f"-I{probe_dir()}",  # heaptrace.h
         "-Wno-unused-function",
         "-Werror=implicit-function-declaration",
@@ -145,13 +188,29 @@ def _call(fields: tuple) -> Call:
                 stack_id, cls)
 
 
+LOCAL_INCLUDE = re.compile(r'^#include "([\w.-]+)"[^\n]*$', re.M)
+
+
+def probe_text(name: str = "heaptrace.bpf.c") -> str:
+    """A probe file with the probe's own headers (`#include "x.h"`) inlined, each once: bcc
+    rewrites map calls (`spaces.lookup(...)`) and tracepoint arguments in its main file only."""
+    seen: set = set()
+
+    def inline(match: re.Match) -> str:
+        header = match.group(1)
+        if header in seen:
+            return f"/* {header}: above */"
+        seen.add(header)
+        return LOCAL_INCLUDE.sub(inline, probe_path(header).read_text())
+
+    return LOCAL_INCLUDE.sub(inline, probe_path(name).read_text())
+
+
 def probe_source(cflags: Sequence[str]) -> str:
     """The BPF program as it is compiled: the settings as #defines, then the probe file."""
     defines = [f"#define {flag[2:].replace('=', ' ', 1)}" for flag in cflags
                if flag.startswith("-D")]
-    header = probe_path("heaptrace.h").read_text()
-    probe = probe_path("heaptrace.bpf.c").read_text().replace('#include "heaptrace.h"', header, 1)
-    return "\n".join(["/* heaptrace run settings */", *defines, ""]) + probe
+    return "\n".join(["/* heaptrace run settings */", *defines, ""]) + probe_text()
 
 
 def batch_calls(data: bytes) -> List[Call]:
@@ -162,11 +221,27 @@ def batch_calls(data: bytes) -> List[Call]:
     return [_call(fields) for fields in CALL_REC.iter_unpack(body)]
 
 
-def parse_record(data: bytes) -> Sequence[Record]:
+def rss_of(values: Sequence[int], members: Mapping[int, str]) -> Rss:
+    """Bytes by member (the probe's order) as an Rss."""
+    return Rss(**{members[i]: max(int(v), 0) for i, v in enumerate(values) if i in members})
+
+
+def rss_sample(data: bytes, members: Mapping[int, str], offset: int = 0) -> RssSample:
+    n = layout.NMEMBERS
+    _, pid, space, why, ts, *rest = RSS_REC.unpack_from(data, offset)
+    now, peak, peak_ts, at_peak = rest[:n], rest[n], rest[n + 1], rest[n + 2:]
+    return RssSample(pid, space, RSS_WHY.get(why, "change"), ts, rss_of(now, members), peak,
+                     peak_ts, rss_of(at_peak, members))
+
+
+def parse_record(data: bytes,
+                 members: Mapping[int, str] = DEFAULT_MEMBERS) -> Sequence[Record]:
     """Decode one ring-buffer record (a batch of calls decodes to several)."""
     rec_type = struct.unpack_from("<I", data)[0]
     if rec_type == REC_BATCH:
         return batch_calls(data)
+    if rec_type == REC_RSS:
+        return [rss_sample(data, members)]
     if rec_type == REC_STACK:
         _, pid, n, _complete, h, *ips = STACK_REC.unpack_from(data)
         return [WalkedStack(STACK_WALKED | (h >> 1), pid, tuple(ips[:n]))]
@@ -202,6 +277,23 @@ def merged_ranges(mapped: Mapped) -> List[Tuple[int, int, MemClass]]:
     return out
 
 
+def resident_sum(key: bytes, value: bytes, members: Mapping[int, str]) -> ResidentSum:
+    """One entry of the probe's per-stack sums of resident growth."""
+    pid, gen, _slot, member, cause, nr, stack_id, _, ref, rest, comm = RESIDENT_KEY.unpack(key)
+    nbytes, count, first_ts, addr, tid, _pad = RESIDENT_VAL.unpack(value)
+    return ResidentSum(pid, gen, first_ts, members.get(member, "anon"), cause, nr, ref, rest,
+                       _cstr(comm), nbytes, count, addr, tid, stack_id)
+
+
+def space_sample(mm: int, value: bytes, members: Mapping[int, str], ts_ns: int) -> RssSample:
+    """An entry of the probe's map of spaces, as a sample read at ts_ns."""
+    n = layout.NMEMBERS
+    tgid, _exiting, *rest = RSS_SPACE.unpack(value)
+    now, peak, peak_ts, at_peak = rest[:n], rest[n + 2], rest[n + 3], rest[n + 4:]
+    return RssSample(tgid, mm, "now", ts_ns, rss_of(now, members), peak, peak_ts,
+                     rss_of(at_peak, members))
+
+
 class EbpfTracer:
     """Compiles and attaches the probes; `poll()` delivers records to `on_record`."""
 
@@ -211,9 +303,8 @@ class EbpfTracer:
         """`cflags` from build_cflags(): the probe's settings."""
         check_privileges()
         bcc = import_bcc()
-        self.source_path = str(probe_path("heaptrace.bpf.c"))
         try:
-            self._bpf = bcc.BPF(src_file=self.source_path.encode(), cflags=list(cflags))
+            self._bpf = bcc.BPF(text=probe_text(), cflags=list(cflags))
         except Exception as exc:  # bcc raises bare Exception on compile/load failures
             raise HeaptraceError(
                 f"could not load the eBPF program: {exc}",
@@ -226,10 +317,11 @@ class EbpfTracer:
                 self._bpf.load_func(name.encode(), bcc.BPF.RAW_TRACEPOINT).fd)
         self._on_record = on_record
         self._fp_stacks = fp_stacks
+        self.members = rss_members(tracefs_format("kmem/rss_stat"))
         self._bpf["events"].open_ring_buffer(self._callback)
 
     def _callback(self, _ctx: object, data: int, size: int) -> None:
-        for record in parse_record(ctypes.string_at(data, size)):
+        for record in parse_record(ctypes.string_at(data, size), self.members):
             self._on_record(record)
 
     def arm(self, pid: int) -> None:
@@ -248,6 +340,51 @@ class EbpfTracer:
         value.n = len(kept)
         table[ctypes.c_uint32(pid)] = value
         self._bpf["traced"][ctypes.c_uint32(pid)] = ctypes.c_uint8(STATE_ACTIVE)
+
+    def seed_rss(self, pid: int, rss: Rss) -> None:
+        """The RSS of `pid` now (before `attach`): its first counter changes are measured
+        from it, not taken for growth."""
+        table = self._bpf["attach_rss"]
+        by_name = {"anon": rss.anon, "file": rss.file, "shmem": rss.shmem, "swap": rss.swap}
+        values = [by_name[self.members[i]] for i in range(layout.NMEMBERS)]
+        table[ctypes.c_uint32(pid)] = table.Leaf((ctypes.c_uint64 * layout.NMEMBERS)(*values))
+
+    def drain_resident(self, final: bool = False) -> None:
+        """Deliver the probe's sums of resident growth of the finished time slots (all of them
+        when `final`), after every stack they name (the ring buffer first)."""
+        self._bpf.ring_buffer_consume()
+        table = self._bpf["resident"]
+        current = time.monotonic_ns() >> layout.SLOT_SHIFT  # bpf_ktime_get_ns's clock
+        for key, value in list(table.items()):
+            if not final and key.slot + 1 >= current:
+                continue  # still being summed
+            self._on_record(resident_sum(_raw(key), _raw(value), self.members))
+            del table[key]
+
+    def rss_now(self) -> Iterator[RssSample]:
+        """Every followed address space's RSS as the probe holds it now."""
+        now = time.monotonic_ns()
+        for key, value in self._bpf["spaces"].items():
+            if value.tgid:
+                yield space_sample(key.value, _raw(value), self.members, now)
+
+    def rss_peak(self) -> Tuple[int, int, Rss]:
+        """(peak, when, RSS by class then) of the summed RSS of every traced process."""
+        total = self._bpf["rss_sum"][ctypes.c_int(0)]
+        n = layout.NMEMBERS
+        _, peak, ts, *rest = RSS_TOTAL.unpack(_raw(total))
+        return peak, ts, rss_of(rest[n:], self.members)
+
+    def rss_classes(self) -> Dict[str, KindTotals]:
+        """Exact resident growth and shrinking by class (anon, file, shmem, swap)."""
+        table = self._bpf["rss_members"]
+        result = {}
+        for i, name in sorted(self.members.items()):
+            per_cpu = table.getvalue(ctypes.c_int(i))
+            result[name] = KindTotals(calls=sum(v.calls for v in per_cpu),
+                                      bytes=sum(v.bytes for v in per_cpu),
+                                      released=sum(v.released for v in per_cpu))
+        return result
 
     def teach(self, pid: int, gen: int, rules: Sequence[Tuple[int, StepRule]]) -> None:
         """Hand per-PC unwinding rules to the probe (see heaptrace/unwind/bpf_rules.py)."""
@@ -307,6 +444,11 @@ class EbpfTracer:
 
     def close(self) -> None:
         self._bpf.cleanup()
+
+
+def _raw(value: object) -> bytes:
+    """The bytes of a ctypes value bcc returned (a map key or value)."""
+    return ctypes.string_at(ctypes.addressof(value), ctypes.sizeof(value))  # type: ignore
 
 
 def kernel_release() -> str:

@@ -16,19 +16,23 @@ from typing import Callable, Dict, List, Optional, Tuple
 from heaptrace.errors import HeaptraceError
 
 # Constants of probes/heaptrace.h.
-REC_BATCH, REC_FORK, REC_EXEC, REC_EXIT, REC_STACK, REC_COPY, REC_MAPFILE = 1, 2, 3, 4, 5, 6, 7
+REC_BATCH, REC_FORK, REC_EXEC, REC_EXIT, REC_STACK, REC_COPY, REC_MAPFILE, REC_RSS = range(1, 9)
 STATE_ACTIVE, STATE_ARMED = 1, 2
 NBUCKETS = 64
 MAX_FRAMES = 64
 BATCH = 32
 TASK_COMM_LEN = 16
 PATH_BYTES = 256
+SLOT_SHIFT = 27  # resident growth is summed per stack in slots of 2^SLOT_SHIFT ns
+NMEMBERS = 4
+RSS_START, RSS_CHANGE, RSS_END = 1, 2, 3
+CAUSE_FAULT, CAUSE_SYSCALL, CAUSE_CONTEXT, CAUSE_USER = 1, 2, 3, 4
 MAX_RANGES = 512  # ranges.h: what each page of an address space is, in at most this many ranges
 CLASS_SLOTS = 8  # ranges.h CLASS_MASK + 1: class_bytes slots per kind
 STAGES = ("range_stage", "call_stage")  # STAGE_* in index order: the programs of `stages`
 # CTR_* in index order: the names the run summary and the recording's counters use.
 COUNTERS = ("lost", "stack_short", "stack_fail", "procs_full", "stacks_walked", "stacks_copied",
-            "no_stack", "stacks_cut", "ranges_full", "ranges_busy")
+            "no_stack", "stacks_cut", "ranges_full", "ranges_busy", "resident_lost", "spaces_full")
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,25 @@ MAPFILE_REC = Layout("mapfile_rec", (("type", "I"), ("pid", "I"), ("ts", "Q"), (
 RULE_KEY = Layout("rule_key", (("tgid", "I"), ("gen", "I"), ("pc", "Q")))
 RULE = Layout("rule", (("cfa_off", "i"), ("fp_off", "i"), ("cfa_reg", "B"), ("fp_saved", "B"),
                        ("end", "B"), ("pad", "5s")))
+RSS_SPACE = Layout("rss_space", (
+    ("tgid", "I"), ("exiting", "I"), ("bytes", f"{NMEMBERS}Q"), ("rss", "q"), ("sent", "q"),
+    ("peak", "Q"), ("peak_ts", "Q"), ("peak_bytes", f"{NMEMBERS}Q")))
+RSS_REC = Layout("rss_rec", (
+    ("type", "I"), ("pid", "I"), ("space", "I"), ("why", "I"), ("ts", "Q"),
+    ("bytes", f"{NMEMBERS}Q"), ("peak", "Q"), ("peak_ts", "Q"), ("peak_bytes", f"{NMEMBERS}Q")))
+RSS_TOTAL = Layout("rss_total", (
+    ("rss", "q"), ("peak", "Q"), ("peak_ts", "Q"), ("bytes", f"{NMEMBERS}q"),
+    ("peak_bytes", f"{NMEMBERS}Q")))
+RESIDENT_KEY = Layout("resident_key", (
+    ("pid", "I"), ("gen", "I"), ("slot", "I"), ("member", "I"), ("cause", "I"), ("nr", "i"),
+    ("stack_id", "i"), ("pad", "I"), ("stack_ref", "Q"), ("rest_ref", "Q"),
+    ("comm", f"{TASK_COMM_LEN}s")))
+RESIDENT_VAL = Layout("resident_val", (
+    ("bytes", "Q"), ("count", "Q"), ("first_ts", "Q"), ("addr", "Q"), ("tid", "I"),
+    ("pad", "I")))
+RSS_BYTES = Layout("rss_bytes", (("bytes", f"{NMEMBERS}Q"),))
 LAYOUTS = (KIND_TOTALS, CALL_REC, BATCH_HEADER, STACK_REC, COPY_HEADER, PROC_REC, MAPFILE_REC,
-           RULE_KEY, RULE)
+           RULE_KEY, RULE, RSS_SPACE, RSS_REC, RSS_TOTAL, RESIDENT_KEY, RESIDENT_VAL, RSS_BYTES)
 
 # Which map's key or value type is each layout (map name, "Key" or "Leaf", array field to enter).
 IN_MAPS: Tuple[Tuple[Layout, str, str, Optional[str]], ...] = (
@@ -91,6 +112,13 @@ IN_MAPS: Tuple[Tuple[Layout, str, str, Optional[str]], ...] = (
     (MAPFILE_REC, "mapfile_scratch", "Leaf", None),
     (RULE_KEY, "rules", "Key", None),
     (RULE, "rules", "Leaf", None),
+    (RSS_SPACE, "spaces", "Leaf", None),
+    (RSS_REC, "rss_scratch", "Leaf", None),
+    (RSS_TOTAL, "rss_sum", "Leaf", None),
+    (RESIDENT_KEY, "resident", "Key", None),
+    (RESIDENT_VAL, "resident", "Leaf", None),
+    (RSS_BYTES, "attach_rss", "Leaf", None),
+    (KIND_TOTALS, "rss_members", "Leaf", None),
 )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple, Tuple, Union
 
+from heaptrace.events import Rss
+
 STACK_WALKED = 1 << 63
 STACK_COPIED = 1 << 62
 
@@ -78,4 +80,42 @@ class ProcessChange:
     filename: str
 
 
-Record = Union[Call, WalkedStack, StackCopy, MappedFile, ProcessChange]
+@dataclass(frozen=True)
+class RssSample:
+    """The RSS of one traced address space at one moment, from the kernel's own counters, and
+    its peak so far. `why`: "start" (followed from here: its counters after a fork, an exec or
+    at attach), "change" (moved by a step), "now" (read at a tick or at the end) or "end"
+    (emptied: exit, or the image an exec replaced)."""
+
+    pid: int
+    space: int  # the kernel's id of the address space (mm_id)
+    why: str
+    ts_ns: int
+    rss: Rss
+    peak: int
+    peak_ts_ns: int
+    peak_rss: Rss
+
+
+class ResidentSum(NamedTuple):
+    """Bytes that became resident in process `pid` (image `gen`), in one time slot, one class
+    and one context, summed by the probe: the user stack (stack_ref/rest_ref, as in Call) of
+    the thread that faulted or was in syscall `nr`, or the name `comm` of another task."""
+
+    pid: int
+    gen: int
+    ts_ns: int  # the first increment
+    member: str  # "anon", "file" or "shmem"
+    cause: int  # CAUSE_* of probes/heaptrace.h (events.CAUSES)
+    nr: int
+    stack_ref: int
+    rest_ref: int
+    comm: str
+    bytes: int
+    increments: int
+    addr: int
+    tid: int
+    stack_id: int = -1  # the kernel's frame-pointer stack (--unwind fp)
+
+
+Record = Union[Call, WalkedStack, StackCopy, MappedFile, ProcessChange, RssSample, ResidentSum]

@@ -5,16 +5,19 @@ from __future__ import annotations
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+from heaptrace.backends.probe_layout import CAUSE_CONTEXT, CAUSE_SYSCALL
 from heaptrace.backends.records import (
     Call,
     MappedFile,
     ProcessChange,
     Record,
+    ResidentSum,
+    RssSample,
     StackCopy,
     WalkedStack,
 )
-from heaptrace.events import SPEC, Event, growth
-from heaptrace.recording import RecordingWriter
+from heaptrace.events import RSS_CLASS, SPEC, Event, Frame, Rss, growth
+from heaptrace.recording import RecordedRss, RecordingWriter
 from heaptrace.stacks.mappingtracker import MappingTracker
 from heaptrace.stacks.procmaps import ProcMaps
 
@@ -23,6 +26,19 @@ BATCH_SECONDS = 0.5
 
 CopyUnwinder = Callable[[StackCopy], Sequence[int]]
 FpStacks = Callable[[int], Sequence[int]]
+
+
+def resident_event(rs: ResidentSum, stack_id: Optional[int]) -> Event:
+    """A probe's sum of resident growth as a `resident` event (fields: events.py)."""
+    return Event("resident", rs.bytes, rs.ts_ns, rs.pid, rs.tid, addr=rs.addr,
+                 flags=RSS_CLASS[rs.member], prot=rs.cause,
+                 fd=rs.nr if rs.cause == CAUSE_SYSCALL else -1, stack_id=stack_id,
+                 calls=rs.increments)
+
+
+def context_frame(comm: str) -> Frame:
+    """The one frame of growth in another task's context: no user stack of the process's."""
+    return Frame(f"[kernel: {comm or 'unknown task'}]")
 
 
 def call_to_event(call: Call, stack_id: Optional[int]) -> Event:
@@ -54,6 +70,10 @@ class Recorder:
         self.with_stack = 0
         self._ppid: Dict[int, int] = {}
         self.live_pids: Set[int] = set()  # traced processes not seen to exit yet
+        self.resident_sums = 0
+        self._rss_rows: List[RecordedRss] = []
+        self._rss_last: Dict[Tuple[int, int], Rss] = {}  # (pid, space) -> last RSS written
+        self._rss_peaks: Dict[Tuple[int, int], RssSample] = {}  # the latest, with its peak
 
     def __call__(self, record: Record) -> None:
         if isinstance(record, Call):
@@ -65,23 +85,33 @@ class Recorder:
             self._parts[record.ref] = tuple(self.unwind_copy(record))
         elif isinstance(record, MappedFile):
             self.tracker.on_mapped_file(record)
+        elif isinstance(record, RssSample):
+            self._add_rss(record)
+        elif isinstance(record, ResidentSum):
+            self._add_resident(record)
         else:
             self._add_process_change(record)
 
     def _stack_of(self, call: Call) -> Optional[int]:
-        """The recording's id of the call's stack: the frames the probe walked, then those
-        unwound from the copy of the rest (or the kernel's frame-pointer stack)."""
+        """The recording's id of the call's stack."""
         image = self.tracker.images.get(call.pid, 0)
-        key = (call.pid, image, call.stack_ref, call.rest_ref, call.stack_id)
+        return self._stack_id(call.pid, image, call.stack_ref, call.rest_ref, call.stack_id,
+                              call.ts_ns)
+
+    def _stack_id(self, pid: int, image: int, stack_ref: int, rest_ref: int, fp_id: int,
+                  ts_ns: int) -> Optional[int]:
+        """The frames the probe walked, then those unwound from the copy of the rest (or the
+        kernel's frame-pointer stack), stored once per process image."""
+        key = (pid, image, stack_ref, rest_ref, fp_id)
         stack_id = self._stack_ids.get(key)
         if stack_id is None:
-            ips = self._parts.get(call.stack_ref, ()) + self._parts.get(call.rest_ref, ())
-            if not ips and self.fp_stack is not None and call.stack_id >= 0:
-                ips = tuple(self.fp_stack(call.stack_id))
+            ips = self._parts.get(stack_ref, ()) + self._parts.get(rest_ref, ())
+            if not ips and self.fp_stack is not None and fp_id >= 0:
+                ips = tuple(self.fp_stack(fp_id))
             if not ips:
                 return None
             stack_id = self._stack_ids[key] = self.writer.add_stack(
-                ips=ips, pid=call.pid, image=image, ts_ns=call.ts_ns)
+                ips=ips, pid=pid, image=image, ts_ns=ts_ns)
         return stack_id
 
     def _add_call(self, call: Call) -> None:
@@ -94,6 +124,45 @@ class Recorder:
         self.growth += growth(event)
         if len(self._pending) >= BATCH_EVENTS:
             self.flush()
+
+    def _add_resident(self, rs: ResidentSum) -> None:
+        if rs.cause == CAUSE_CONTEXT:
+            stack_id: Optional[int] = self.writer.add_stack(
+                frames=(context_frame(rs.comm),), pid=rs.pid, ts_ns=rs.ts_ns)
+        else:
+            stack_id = self._stack_id(rs.pid, rs.gen, rs.stack_ref, rs.rest_ref, rs.stack_id,
+                                      rs.ts_ns)
+        self._pending.append(resident_event(rs, stack_id))
+        self.resident_sums += 1
+        if len(self._pending) >= BATCH_EVENTS:
+            self.flush()
+
+    def _add_rss(self, sample: RssSample) -> None:
+        """A space's RSS, written when it changed; its peak (exact) when it ends."""
+        key = (sample.pid, sample.space)
+        if sample.why == "now" and self._rss_last.get(key) == sample.rss:
+            return
+        self._rss_last[key] = sample.rss
+        self._rss_rows.append(RecordedRss(sample.ts_ns, sample.pid, sample.space, sample.why,
+                                          sample.rss))
+        self._rss_peaks[key] = sample
+        if sample.why == "end":
+            self._add_peak(self._rss_peaks.pop(key))
+
+    def _add_peak(self, sample: RssSample) -> None:
+        if sample.peak > 0:
+            self._rss_rows.append(RecordedRss(sample.peak_ts_ns, sample.pid, sample.space, "peak",
+                                              sample.peak_rss))
+
+    def add_rss_start(self, pid: int, ts_ns: int, rss: Rss) -> None:
+        """A process's RSS when it was attached (its space is not known yet)."""
+        self._rss_rows.append(RecordedRss(ts_ns, pid, None, "start", rss))
+
+    def finish_rss(self) -> None:
+        """The exact peak of every space still followed."""
+        for sample in self._rss_peaks.values():
+            self._add_peak(sample)
+        self._rss_peaks.clear()
 
     def _add_process_change(self, change: ProcessChange) -> None:
         if change.what == "fork":
@@ -113,15 +182,13 @@ class Recorder:
         self._ppid[pid] = ppid
         self.live_pids.add(pid)
 
-    def flush_if_due(self) -> bool:
-        """Commit the pending batch if it is old enough; True if it did."""
-        if time.monotonic() - self._last_flush < BATCH_SECONDS:
-            return False
-        self.flush()
-        return True
+    def due(self) -> bool:
+        """The pending batch is old enough to be committed."""
+        return time.monotonic() - self._last_flush >= BATCH_SECONDS
 
     def flush(self) -> None:
         self.writer.add_events(self._pending)
-        self._pending = []
+        self.writer.add_rss(self._rss_rows)
+        self._pending, self._rss_rows = [], []
         self.writer.commit()
         self._last_flush = time.monotonic()

@@ -25,10 +25,10 @@ from heaptrace.backends.ebpf import (
 )
 from heaptrace.capture.mapped import read_mapped
 from heaptrace.capture.rows import Recorder
-from heaptrace.capture.rss import RssSampler
+from heaptrace.capture.rss import process_rss
 from heaptrace.capture.target import Progress, attach_traced, process_command, run_traced
 from heaptrace.errors import BackendUnavailable, CommandNotFound, UsageError
-from heaptrace.events import KINDS, KindTotals
+from heaptrace.events import KINDS, KindTotals, Rss
 from heaptrace.recording import Recording, RecordingWriter
 from heaptrace.stacks.procmaps import ProcMaps
 from heaptrace.stacks.symbols import symbolize_recording
@@ -65,7 +65,8 @@ class RunResult:
     counters: Dict[str, int] = field(default_factory=dict)
     events: int = 0
     stacks: Optional[StackCoverage] = None
-    peak_rss: Optional[int] = None
+    peak_rss: Optional[int] = None  # exact: the summed RSS of the traced processes
+    peak_rss_classes: Optional[Rss] = None  # its split (within the pages of that instant)
 
 
 def record(argv: Sequence[str], options: RunOptions) -> RunResult:
@@ -98,7 +99,6 @@ class EbpfCapture:
         if options.fp:
             self.recorder.fp_stack = self.tracer.stack_ips
         self.progress = Progress()
-        self.rss = RssSampler(self.writer)
         self.started = time.time()
         self.writer.set_meta(
             command=self.command, command_line=shlex.join(self.command),
@@ -110,10 +110,17 @@ class EbpfCapture:
         self.writer.commit()
 
     def tick(self) -> None:
-        self.rss.sample_if_due(self.recorder.live_pids)
-        if self.recorder.flush_if_due():
+        if self.recorder.due():
+            self.tracer.drain_resident()
+            self._rss_now()
+            self.recorder.flush()
             lost = self.checkpoint()
             self.progress.update(self.recorder.events, self.recorder.growth, lost)
+
+    def _rss_now(self) -> None:
+        """Each followed space's RSS now (written when it changed since its last record)."""
+        for sample in self.tracer.rss_now():
+            self.recorder(sample)
 
     def checkpoint(self) -> int:
         """What a reader needs if heaptrace dies now: exact totals so far and the mappings
@@ -149,6 +156,10 @@ class EbpfCapture:
             ppid, name = proc.ppid(), proc.name()[:15]
         except psutil.NoSuchProcess:
             return False  # a short-lived descendant already gone
+        rss = process_rss(proc.pid)
+        if rss is not None:  # where its RSS starts; the probe measures changes from it
+            self.tracer.seed_rss(proc.pid, rss)
+            self.recorder.add_rss_start(proc.pid, time.monotonic_ns(), rss)
         self.tracer.attach(proc.pid, read_mapped(proc.pid))
         self.maps.snapshot(proc.pid, time.monotonic_ns())
         self._add_root(proc.pid, ppid, name)
@@ -161,7 +172,11 @@ class EbpfCapture:
     def finish(self, exit_code: Optional[int], discard: bool = False) -> RunResult:
         """Drain the probe, write totals and metadata, close, symbolize."""
         self.tracer.drain()
+        self.tracer.drain_resident(final=True)
+        self._rss_now()
+        self.recorder.finish_rss()
         totals, counters = self.tracer.totals(), self.tracer.counters()
+        peak, peak_ns, peak_rss = self.tracer.rss_peak()
         self.recorder.flush()
         self.progress.done()
         self.writer.set_totals(totals)
@@ -170,7 +185,10 @@ class EbpfCapture:
             lost_events=counters["lost"], events_recorded=self.recorder.events,
             events_with_stack=self.recorder.with_stack, probe_counters=counters,
             stack_copies_unwound=self.live.copies, stack_copies_whole=self.live.complete,
-            peak_rss=max(self.rss.peak.values(), default=None), complete=True,
+            peak_rss=peak, peak_rss_ns=peak_ns, peak_rss_classes=_classes(peak_rss),
+            resident_classes={name: [t.calls, t.bytes, t.released]
+                              for name, t in self.tracer.rss_classes().items()},
+            resident_sums=self.recorder.resident_sums, complete=True,
         )
         if exit_code is not None:
             self.writer.set_meta(exit_code=exit_code)
@@ -182,7 +200,11 @@ class EbpfCapture:
             return RunResult(exit_code or 0, totals, counters)
         stacks = _finish_stacks(self.options.output)
         return RunResult(exit_code or 0, totals, counters, self.recorder.events, stacks,
-                         max(self.rss.peak.values(), default=None))
+                         peak, peak_rss)
+
+
+def _classes(rss: Rss) -> Dict[str, int]:
+    return {"anon": rss.anon, "file": rss.file, "shmem": rss.shmem, "swap": rss.swap}
 
 
 def _finish_stacks(path: str) -> StackCoverage:

@@ -39,8 +39,9 @@ def _kinds(value: str) -> Tuple[str, ...]:
 def run(output: str, events: str, unwind: str, stack_bytes: int, buffer_mib: int,
         pid: Optional[int], duration: Optional[float], show_ebpf: bool,
         cmd: Tuple[str, ...]) -> Optional[int]:
-    """Run CMD (or watch the running process PID) and record brk/mmap/munmap/mremap/madvise in
-    it and everything it starts.
+    """Run CMD (or watch the running process PID) and record its memory calls (brk, mmap,
+    munmap, mremap, madvise, mprotect), its exact RSS and what became resident, in it and
+    everything it starts.
 
     \b
       sudo heaptrace run -- pkgin -y install gcc47
@@ -65,5 +66,6 @@ def run(output: str, events: str, unwind: str, stack_bytes: int, buffer_mib: int
                f"{'... Ctrl-C to end' if pid else ''}", err=True)
     result = attach_process(pid, options, duration) if pid else record(cmd, options)
     render_summary(result.totals, output, result.counters.get("lost", 0), result.events,
-                   sys.stderr, result.stacks, result.peak_rss)
+                   sys.stderr, result.stacks, result.peak_rss, result.peak_rss_classes,
+                   result.counters)
     return result.exit_code

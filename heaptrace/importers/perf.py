@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from heaptrace.errors import ImportFormatError
-from heaptrace.events import KINDS, SPEC, SPECS, Event, Frame
+from heaptrace.events import SPEC, SPECS, SYSCALL_KINDS, Event, Frame
 from heaptrace.formats import collapse
 from heaptrace.formats.imported import Imported, LineError, Sample, totals_from_samples
 from heaptrace.formats.perf_script import Header, parse_args, parse_callchain, parse_header
@@ -34,9 +34,9 @@ from heaptrace.formats.textinput import fits, input_lines, to_int
 from heaptrace.importers.perfbrk import EXIT_BRK, BrkCalls
 
 _A = re.ASCII
-SYSCALL = re.compile(r"^(?:syscalls:)?sys_enter_(" + "|".join(KINDS) + r")$", _A)
+SYSCALL = re.compile(r"^(?:syscalls:)?sys_enter_(" + "|".join(SYSCALL_KINDS) + r")$", _A)
 # Kinds whose bytes the arguments alone give (brk needs the previous break).
-BYTE_KINDS = tuple(s.name for s in SPECS if s.name != "brk")
+BYTE_KINDS = tuple(s.name for s in SPECS if s.name != "brk" and s.is_syscall)
 
 
 INLINED = "inlined"
@@ -149,7 +149,7 @@ def _kind(number: int, event: str, kind: Optional[str]) -> str:
     if m is not None:
         return m.group(1)
     if kind is None:
-        raise LineError(number, f"expected a syscalls:sys_enter_{'/'.join(KINDS)} "
+        raise LineError(number, f"expected a syscalls:sys_enter_{'/'.join(SYSCALL_KINDS)} "
                         f"sample, found {event!r} (give --event KIND to import it as counts)")
     return kind
 

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from typing import Iterable, List, Optional, TextIO
 
 from heaptrace.analysis.report import KindRow, ProcessRow, Ranking, Report, RunInfo, StackRow
-from heaptrace.events import GROWTH_KINDS
+from heaptrace.events import GROWTH_KINDS, Rss
 from heaptrace.render.stackcolumn import stack_column
 from heaptrace.units import human
 
@@ -65,12 +65,18 @@ def totals_lines(report: Report) -> List[str]:
         return ["  no memory calls recorded"]
     lines = [f"  {'kind':<8} {'calls':>10} {'failed':>7} {'bytes':>16} {'released':>14}"]
     lines += [kind_line(r) for r in rows]
-    extra = f"; peak RSS of a process {human(report.peak_rss)}" if report.peak_rss else ""
     partial = [r.kind for r in rows if r.kind in GROWTH_KINDS and r.bytes is None]
     taken = f"at least {human(report.growth_total)}" if partial else human(report.growth_total)
     unknown = f"; {', '.join(partial)} bytes unknown" if partial else ""
-    lines.append(f"  taken {taken} (committed growth{unknown}){extra}")
+    lines.append(f"  taken {taken} (committed growth{unknown})")
+    if report.peak_rss is not None and report.peak_rss_split is not None:
+        lines.append(f"  peak RSS {human(report.peak_rss)} ({split_text(report.peak_rss_split)}),"
+                     " exact from the kernel's counters")
     return lines
+
+
+def split_text(rss: Rss) -> str:
+    return f"anon {human(rss.anon)}, file {human(rss.file)}, shmem {human(rss.shmem)}"
 
 
 def kind_line(r: KindRow) -> str:
@@ -87,8 +93,12 @@ def process_lines(report: Report) -> List[str]:
         return ["  no processes in this recording"]
     head = f"  {'pid':>8}  {'name':<{NAME_WIDTH}} {'calls':>9} {'taken':>10} {'given back':>10}"
     held = "held at end" if report.run.attached else "held at exit"
-    lines = [head + f" {held:>12} {'reserved':>10} {'file/shared':>11}",
-             *(process_line(p) for p in report.processes)]
+    lines = [head + f" {held:>12} {'reserved':>10} {'file/shared':>11}"]
+    for p in report.processes:
+        lines.append(process_line(p))
+        if p.peak_rss is not None and p.peak_rss_split is not None:
+            lines.append(f"  {'':>8}  peak RSS {human(p.peak_rss)} ({split_text(p.peak_rss_split)})"
+                         f", made resident {human(p.resident)}")
     return lines + ["  taken, given back, held: committed memory; reserved, file, shared: "
                     "mapped apart, never growth"]
 
@@ -146,6 +156,10 @@ def sections(report: Report) -> Iterable[List[str]]:
     when = held_when(report.run)
     yield [f"Top stacks by bytes still held {when}{held}",
            *ranking_lines(h, f"nothing was still held {when}")]
+    r = report.resident
+    if r.rows:
+        yield [f"Top stacks by bytes made resident ({human(r.total)} in all: first touch; "
+               "calls = pages)", *ranking_lines(r, "")]
     yield ["Stack quality", *quality_lines(report)]
     yield ["Next", *(f"  {cmd}" for cmd in report.next_commands)]
 

@@ -1,5 +1,6 @@
-"""Memory over time, three ways: a text table, JSON, and an SVG line chart (held bytes and
-RSS as lines, taken and given back as bars) filled into render/assets/timeline.svg."""
+"""Memory over time, three ways: a text table, JSON, and an SVG line chart (held bytes, RSS
+and its anon part as lines; taken, given back and made resident as bars) filled into
+render/assets/timeline.svg."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from dataclasses import asdict
 from typing import Dict, Iterable, List, Optional, TextIO, Tuple
 
 from heaptrace.analysis.timeline import Bucket, Timeline, nice_interval
+from heaptrace.events import Rss
 from heaptrace.render.stackcolumn import shortest_fit
 from heaptrace.render.svg import asset, escape, fill_template
 from heaptrace.units import UNITS, human
 
-EMPTY = "no memory calls and no RSS samples in this recording"
+EMPTY = "no memory calls and no RSS in this recording"
 TEXT_WIDTH = 100  # the text table's lines
-HEADER = ("time (s)", "taken", "given back", "held", "RSS", "calls")
+HEADER = ("time (s)", "taken", "given back", "held", "RSS", "resident", "calls")
 COLUMN = 11  # width of each number column
 
 
@@ -36,6 +38,19 @@ def rss_text(rss: Optional[int]) -> str:
     return "-" if rss is None else human(rss)
 
 
+def split_text(rss: Rss) -> str:
+    return f"anon {human(rss.anon)}, file {human(rss.file)}, shmem {human(rss.shmem)}"
+
+
+def rss_lines(tl: Timeline) -> List[str]:
+    """"peak RSS 398.3 MiB at 6.5 s: anon ..., file ..., shmem ..." and what became resident."""
+    if tl.peak_rss is None or tl.peak_rss_split is None:
+        return ["RSS not recorded"]
+    at = f" at {tl.peak_rss_s:.1f} s" if tl.peak_rss_s is not None else ""
+    return [f"peak RSS {human(tl.peak_rss)}{at}: {split_text(tl.peak_rss_split)}",
+            f"made resident {human(tl.resident)}: {split_text(tl.resident_split)}"]
+
+
 def one_line(text: str, limit: int = 80) -> str:
     """A command line on one line (`python3 -c` scripts have many), cut at `limit`."""
     flat = " ".join(text.split())
@@ -53,8 +68,8 @@ def summary(tl: Timeline) -> List[str]:
     calls = f"{tl.calls:,} call" + ("" if tl.calls == 1 else "s")
     return [f"taken {human(tl.taken)}, given back {human(tl.given)} in {calls}",
             f"held {'at the end of tracing' if tl.attached else 'at exit'} "
-            f"{human(tl.held_at_exit)} (what flame --retained shows);"
-            f" peak RSS {rss_text(tl.peak_rss)}"]
+            f"{human(tl.held_at_exit)} (what flame --retained shows)",
+            *rss_lines(tl)]
 
 
 def growth_lines(tl: Timeline, width: int = TEXT_WIDTH) -> List[str]:
@@ -80,7 +95,8 @@ def table_rows(tl: Timeline) -> Iterable[str]:
     width = max(len(HEADER[0]), *(len(span(b, digits)) for b in tl.buckets))
     yield HEADER[0].rjust(width) + "".join(h.rjust(COLUMN) for h in HEADER[1:])
     for b in tl.buckets:
-        cells = (human(b.taken), human(b.given), human(b.held), rss_text(b.rss), f"{b.calls:,}")
+        cells = (human(b.taken), human(b.given), human(b.held), rss_text(b.rss),
+                 human(b.resident), f"{b.calls:,}")
         yield span(b, digits).rjust(width) + "".join(c.rjust(COLUMN) for c in cells)
 
 
@@ -124,7 +140,8 @@ class Plot:
         self.x0, self.x1 = LEFT, width - RIGHT
         self.y0, self.y1 = height - BOTTOM, TOP  # y0 is the zero line
         self.seconds = tl.buckets[-1].end_s or 1.0
-        values = [v for b in tl.buckets for v in (b.taken, b.given, b.held, b.rss or 0)]
+        values = [v for b in tl.buckets
+                  for v in (b.taken, b.given, b.held, b.rss or 0, b.resident)]
         self.step = nice_bytes(max(values, default=0) or 1)
         self.top = self.step * max(math.ceil(max(values, default=0) / self.step), 1)
 
@@ -152,14 +169,14 @@ def axes(p: Plot) -> Iterable[str]:
 
 
 def bars(p: Plot) -> Iterable[str]:
-    """Taken (left half of each bucket) and given back (right half), from the zero line."""
+    """Taken, given back and made resident: a third of each bucket each, from the zero line."""
     for b in p.tl.buckets:
-        half = (p.x(b.end_s) - p.x(b.start_s)) / 2
-        for cls, value, x in (("taken", b.taken, p.x(b.start_s)),
-                              ("given", b.given, p.x(b.start_s) + half)):
+        third = (p.x(b.end_s) - p.x(b.start_s)) / 3
+        for i, (cls, value) in enumerate((("taken", b.taken), ("given", b.given),
+                                          ("resident", b.resident))):
             if value:
-                y = p.y(value)
-                yield (f'<rect class="{cls}" x="{x:.1f}" y="{y:.1f}" width="{half:.1f}"'
+                x, y = p.x(b.start_s) + i * third, p.y(value)
+                yield (f'<rect class="{cls}" x="{x:.1f}" y="{y:.1f}" width="{third:.1f}"'
                        f' height="{p.y0 - y:.1f}"/>\n')
 
 
@@ -168,10 +185,10 @@ def held_points(p: Plot) -> List[Tuple[float, float]]:
     return [(p.x(0), p.y(0))] + [(p.x(b.end_s), p.y(b.held)) for b in p.tl.buckets]
 
 
-def rss_points(p: Plot) -> List[Tuple[float, float]]:
-    """The largest RSS of each bucket that has samples, at the bucket's middle."""
-    return [(p.x((b.start_s + b.end_s) / 2), p.y(b.rss)) for b in p.tl.buckets
-            if b.rss is not None]
+def rss_points(p: Plot, anon: bool = False) -> List[Tuple[float, float]]:
+    """The largest RSS of each bucket (or its anon part), at the bucket's middle."""
+    return [(p.x((b.start_s + b.end_s) / 2), p.y(b.rss_split.anon if anon else b.rss))
+            for b in p.tl.buckets if b.rss is not None and b.rss_split is not None]
 
 
 def polyline(cls: str, points: List[Tuple[float, float]]) -> str:
@@ -182,8 +199,10 @@ def polyline(cls: str, points: List[Tuple[float, float]]) -> str:
 
 def bucket_info(b: Bucket, digits: int) -> str:
     calls = f"{b.calls:,} call" + ("" if b.calls == 1 else "s")
+    rss = f" ({split_text(b.rss_split)})" if b.rss_split is not None else ""
     return (f"{span(b, digits)} s: taken {human(b.taken)}, given back {human(b.given)}, "
-            f"held {human(b.held)}, RSS {rss_text(b.rss)}, {calls}")
+            f"held {human(b.held)}, RSS {rss_text(b.rss)}{rss}, made resident "
+            f"{human(b.resident)}, {calls}")
 
 
 def hover(p: Plot) -> Iterable[str]:
@@ -202,14 +221,15 @@ def chart(tl: Timeline, width: int, height: int) -> str:
     parts = [*axes(p), *bars(p), polyline("held", held_points(p))]
     if rss_points(p):
         parts.append(polyline("rss", rss_points(p)))
+        parts.append(polyline("anon", rss_points(p, anon=True)))
     return "".join(parts + list(hover(p)))
 
 
 def legend() -> str:
     """Colour keys in one row over the plot, each as wide as its label (about 7 px a
     character at the 12 px font)."""
-    items = (("held", "held by live images"), ("rss", "RSS (largest sample)"),
-             ("taken", "taken"), ("given", "given back"))
+    items = (("held", "held by live images"), ("rss", "RSS"), ("anon", "RSS anon"),
+             ("taken", "taken"), ("given", "given back"), ("resident", "made resident"))
     left, out = LEFT, []
     for cls, label in items:
         out.append(f'<rect class="{cls} key" x="{left}" y="{KEY_Y}" width="14" height="10"/>'

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence
 
-from heaptrace.events import Event, Frame
-from heaptrace.recording import RecordingWriter
+from heaptrace.events import RSS_CLASS, Event, Frame, Rss
+from heaptrace.recording import RecordedRss, RecordingWriter
 
 START_NS = 1_000_000_000
 MS = 1_000_000
@@ -57,6 +57,19 @@ class Synth:
                stack=()) -> None:
         self.event("mremap", ms, pid, stack, size=new_len - old_len, addr=old, length=old_len,
                    new_addr=new, new_length=new_len, ret=new)
+
+    def rss(self, ms: float, pid: int, anon: int, file: int = 0, shmem: int = 0,
+            space: Optional[int] = None, why: str = "change") -> None:
+        """The RSS of pid's address space `space` (one per pid unless given) at `ms`."""
+        rss = Rss(anon, file, shmem)
+        self.writer.add_rss([RecordedRss(self.ts(ms), pid, pid if space is None else space,
+                                         why, rss)])
+
+    def resident(self, ms: float, nbytes: int, cls: str = "anon", pid: int = 1, stack=(),
+                 pages: int = 0, cause: int = 1) -> None:
+        """Bytes that became resident (first touch), as the probe sums them."""
+        self.event("resident", ms, pid, stack, size=nbytes, flags=RSS_CLASS[cls], prot=cause,
+                   calls=pages or max(nbytes // 4096, 1))
 
     def close(self) -> None:
         self.writer.close()

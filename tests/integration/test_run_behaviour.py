@@ -105,7 +105,7 @@ def test_doctor_reports_every_check_ok_here():
     assert proc.returncode == 0, proc.stdout
     names = [line[5:25].strip() for line in proc.stdout.splitlines()]
     assert names == ["kernel BPF support", "privileges", "bcc Python module", "kernel headers",
-                     "tracefs", "test tools"]
+                     "tracefs", "RSS tracepoints", "test tools"]
     assert all(line.startswith("ok") for line in proc.stdout.splitlines())
 
 

@@ -6,10 +6,12 @@
 #ifndef HEAPTRACE_TEST_COMMON_H
 #define HEAPTRACE_TEST_COMMON_H
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define KiB (1024L)
@@ -47,6 +49,29 @@ static inline void touch(void *p, size_t len)
     volatile char *c = p;
     for (size_t i = 0; i < len; i += 4096)
         c[i] = (char)i;
+}
+
+/* Fresh anonymous memory, never touched: MAP_PRIVATE or MAP_SHARED in `flags`. */
+static inline char *map_anon(long len, int flags)
+{
+    char *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS, -1, 0);
+    expect(p != MAP_FAILED, "an anonymous mmap");
+    return p;
+}
+
+/* A "Field:   N kB" line of a /proc file (status, smaps_rollup), in kB; -1 if absent. */
+static inline long proc_kb(const char *path, const char *field)
+{
+    char buf[8192];
+    int fd = open(path, O_RDONLY);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    char *at = strstr(buf, field);
+    return at ? strtol(at + strlen(field), NULL, 10) : -1;
 }
 
 #endif

@@ -49,6 +49,28 @@ def test_a_batch_decodes_to_its_calls():
     assert (brk.kind, brk.ret, brk.size, brk.stack_ref) == ("brk", 0x5000, 4096, 0)
 
 
+def test_rss_records_and_resident_sums_decode_by_member():
+    from heaptrace.backends.ebpf import RSS_REC, resident_sum, space_sample
+    from heaptrace.backends.probe_layout import REC_RSS, RESIDENT_KEY, RESIDENT_VAL, RSS_SPACE
+    from heaptrace.events import Rss
+    # bytes in the probe's member order: file, anon, swap, shmem
+    data = RSS_REC.pack(REC_RSS, 10, 77, 1, 500, 4096, 8192, 0, 12288, 40960, 400,
+                        4096, 32768, 0, 4096)
+    (r,) = parse_record(data)
+    assert (r.pid, r.space, r.why, r.ts_ns) == (10, 77, "start", 500)
+    assert r.rss == Rss(anon=8192, file=4096, shmem=12288) and r.rss.total == 24576
+    assert (r.peak, r.peak_ts_ns, r.peak_rss) == (40960, 400, Rss(32768, 4096, 4096))
+    key = RESIDENT_KEY.struct.pack(10, 1, 3, 3, 2, 0, 7, 0, STACK_WALKED | 5, 0, b"")
+    value = RESIDENT_VAL.struct.pack(8192, 2, 900, 0x7F00, 11, 0)
+    rs = resident_sum(key, value, {0: "file", 1: "anon", 2: "swap", 3: "shmem"})
+    assert (rs.pid, rs.gen, rs.ts_ns, rs.member, rs.cause, rs.bytes, rs.increments) == (
+        10, 1, 900, "shmem", 2, 8192, 2)
+    assert rs.stack_id == 7 and rs.stack_ref == STACK_WALKED | 5
+    space = RSS_SPACE.struct.pack(10, 0, 0, 4096, 0, 0, 4096, 0, 8192, 300, 0, 8192, 0, 0)
+    s = space_sample(77, space, {0: "file", 1: "anon", 2: "swap", 3: "shmem"}, 1000)
+    assert (s.why, s.rss, s.peak, s.peak_ts_ns) == ("now", Rss(4096), 8192, 300)
+
+
 def test_copies_mapped_files_and_process_changes():
     copy = COPY_HEADER.pack(REC_COPY, 10, 11, 5, 2, 3, STACK_COPIED | 1, 1, 2, 3, 4) + b"abcde!!"
     (c,) = parse_record(copy)
@@ -121,8 +143,10 @@ def test_the_checker_reads_bccs_ctypes():
 
 def test_constants_match_the_header():
     for name in ("REC_BATCH", "REC_FORK", "REC_EXEC", "REC_EXIT", "REC_STACK", "REC_COPY",
-                 "REC_MAPFILE", "STATE_ACTIVE", "STATE_ARMED", "NBUCKETS", "MAX_FRAMES", "BATCH",
-                 "TASK_COMM_LEN", "PATH_BYTES"):
+                 "REC_MAPFILE", "REC_RSS", "STATE_ACTIVE", "STATE_ARMED", "NBUCKETS", "MAX_FRAMES",
+                 "BATCH", "TASK_COMM_LEN", "PATH_BYTES", "SLOT_SHIFT", "NMEMBERS", "RSS_START",
+                 "RSS_CHANGE", "RSS_END", "CAUSE_FAULT", "CAUSE_SYSCALL", "CAUSE_CONTEXT",
+                 "CAUSE_USER"):
         assert define(name) == getattr(probe_layout, name), name
     ctrs = sorted((int(v), n) for n, v in re.findall(r"^#define CTR_(\w+) (\d+)", HEADER, re.M))
     assert len(ctrs) == define("NCOUNTERS") == len(COUNTERS)

@@ -12,12 +12,13 @@ from heaptrace.analysis.report import build_report, compact_stack
 from heaptrace.analysis.retained import retained
 from heaptrace.analysis.stacks import Selection, fold
 from heaptrace.errors import UsageError
-from heaptrace.events import Event, Frame, KindTotals
+from heaptrace.events import Event, Frame, KindTotals, Rss
 from heaptrace.recording import Recording, RecordingWriter
 from heaptrace.render.report import WIDTH, render_json, render_text
 from tests.helpers.cli import heaptrace
 
 KIB = 1024
+MIB = 1024 * KIB
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 PROG = "/usr/bin/fetch"
 
@@ -126,8 +127,18 @@ def two_processes(synth):
                                    stack_id=heap)])
     synth.writer.set_totals({"mmap": KindTotals(2, 0, 1088 * KIB), "munmap": KindTotals(
         1, 0, 1024 * KIB), "brk": KindTotals(1, 0, 128 * KIB)})
+    synth.rss(1, 10, 1 * MIB, 2 * MIB)
+    synth.rss(3, 20, 1 * MIB, space=21, why="start")
+    synth.rss(4, 10, 2 * MIB, 2 * MIB)
+    synth.rss(12, 20, 1 * MIB, 512 * KIB, space=21)
+    synth.rss(50, 20, 0, space=21, why="end")
+    synth.resident(4, 1 * MIB, pid=10, stack=["_start", "main", "download", "touch"])
+    synth.resident(12, 512 * KIB, "file", pid=20, stack=["_start", "main", "work"])
+    synth.resident(12, 256 * KIB, "anon", pid=20, stack=["_start", "main", "work"])
     synth.writer.set_meta(command_line="fetch pkg", source="ebpf", complete=True,
-                          duration_s=0.05, exit_code=0, lost_events=0, peak_rss=4 << 20)
+                          duration_s=0.05, exit_code=0, lost_events=0, peak_rss=4 * MIB,
+                          peak_rss_classes={"anon": 3 * MIB, "file": 1 * MIB, "shmem": 0},
+                          peak_rss_ns=synth.ts(4))
     return synth.open()
 
 
@@ -147,6 +158,22 @@ def test_process_rows_add_up(two_processes):
     assert rows[20].name == "worker" and rows[20].names == ["sh", "worker"]
     assert rows[20].held == 128 * KIB
     assert sum(p.held for p in rows.values()) == build_report(two_processes).held.total
+
+
+def test_each_process_has_its_exact_peak_rss_and_what_became_resident(two_processes):
+    report = build_report(two_processes)
+    rows = {p.pid: p for p in report.processes}
+    assert (rows[10].peak_rss, rows[10].peak_rss_split) == (4 * MIB, Rss(2 * MIB, 2 * MIB))
+    assert (rows[20].peak_rss, rows[20].peak_rss_split) == (1536 * KIB, Rss(MIB, 512 * KIB))
+    assert (rows[10].resident, rows[20].resident) == (MIB, 768 * KIB)
+    assert rows[20].resident_split == Rss(256 * KIB, 512 * KIB)
+    assert (report.peak_rss, report.peak_rss_split) == (4 * MIB, Rss(3 * MIB, MIB))
+    assert [(r.compact, r.bytes) for r in report.resident.rows] == [
+        ("main > download > touch", MIB), ("main > work", 768 * KIB)]
+    assert report.resident.rows[0].calls == 256  # pages
+    assert any("flame --event resident" in h for h in report.next_commands)
+    one = build_report(two_processes, pid=20)
+    assert one.peak_rss == 1536 * KIB and one.resident.total == 768 * KIB
 
 
 def test_one_pid(two_processes):
@@ -178,7 +205,7 @@ def test_text_fits_the_width_and_has_every_section(two_processes):
     body = out.split("\nNext\n")[0]
     assert max(len(line) for line in body.splitlines()) <= WIDTH, body
     for heading in ("Totals", "Processes", "Top stacks by bytes taken",
-                    "still held at exit", "Stack quality", "Next"):
+                    "still held at exit", "made resident", "Stack quality", "Next"):
         assert heading in out
     assert "fetch pkg" in out and "sh > worker" in out and "64.0 KiB" in out
 
@@ -189,6 +216,9 @@ def test_json_has_full_stacks(two_processes):
     data = json.loads(out.getvalue())
     assert data["growth"]["rows"][0]["stack"] == ["_start", "main", "download", "realloc", "mmap"]
     assert data["run"]["exit_code"] == 0 and data["peak_rss"] == 4 << 20
+    assert data["peak_rss_split"] == {"anon": 3 << 20, "file": 1 << 20, "shmem": 0, "swap": 0}
+    worker = [p for p in data["processes"] if p["pid"] == 20][0]
+    assert worker["peak_rss"] == 1536 << 10 and worker["resident"] == 768 << 10
 
 
 # --- imported and empty recordings -------------------------------------------------------

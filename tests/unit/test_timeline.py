@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from heaptrace.analysis.retained import DEFAULT_PAGE_SIZE as PAGE
 from heaptrace.analysis.retained import retained
 from heaptrace.analysis.stacks import Selection
-from heaptrace.analysis.timeline import nice_interval, own_frames, rss_rounds, timeline
+from heaptrace.analysis.timeline import nice_interval, own_frames, timeline
 from heaptrace.errors import UsageError
-from heaptrace.events import Frame
+from heaptrace.events import Frame, Rss
 from heaptrace.recording import Recording
 from heaptrace.render.timeline import EMPTY, render_json, render_svg, render_text
 from tests.helpers.cli import heaptrace
@@ -47,11 +47,13 @@ def phases(s: Synth) -> None:
     s.writer.set_meta(end_ns=s.ts(3000), command_line="pkgin install <x>")
 
 
-def samples(s: Synth, rounds) -> None:
-    """One sampling round per (ms, {pid: rss}), its pids a few microseconds apart."""
-    for ms, by_pid in rounds:
-        for i, (pid, rss) in enumerate(by_pid.items()):
-            s.writer.add_sample(s.ts(ms) + i * 3000, pid, rss, 2 * rss)
+MIB = 1 << 20
+
+
+def rss_rows(s: Synth, rows) -> None:
+    """(ms, pid, anon MiB) rows: each pid's RSS at that moment."""
+    for ms, pid, anon in rows:
+        s.rss(ms, pid, anon * MIB)
 
 
 @pytest.fixture
@@ -124,30 +126,66 @@ def test_held_at_the_end_matches_retained_for_any_calls(calls):
             assert tl.buckets[-1].held == tl.held_at_exit == retained(rec, SEL).held
 
 
-def test_rss_is_the_largest_round_summed_over_processes(synth):
+def test_rss_is_the_largest_sum_in_each_bucket_carried_over_quiet_ones(synth):
     phases(synth)
-    rounds = [(10, {1: 30 << 20, 2: 1 << 20}), (260, {1: 10 << 20, 2: 25 << 20}),
-              (510, {1: 50 << 20}), (760, {1: 40 << 20, 2: 20 << 20}),
-              (1010, {2: 5 << 20, 1: 6 << 20})]
-    samples(synth, rounds)
+    rss_rows(synth, [(10, 1, 30), (20, 2, 1), (260, 1, 10), (270, 2, 25), (1010, 1, 6),
+                     (1020, 2, 5)])
     tl = timeline(synth.open(), 0.5)
-    sums = [sum(by_pid.values()) for _, by_pid in rounds]
-    assert [b.rss for b in tl.buckets[:3]] == [max(sums[:2]), max(sums[2:4]), sums[4]]
-    assert all(b.rss is None for b in tl.buckets[3:])
-    assert tl.peak_rss == max(sums)
+    # 0-0.5 s: 30+1, then 10+1, then 10+25; 0.5-1.0: nothing moved (35 carried);
+    # 1.0-1.5: 35 at its start, then 6+25 and 6+5
+    assert [b.rss for b in tl.buckets[:4]] == [35 * MIB, 35 * MIB, 35 * MIB, 11 * MIB]
+    assert tl.buckets[0].rss_split == Rss(35 * MIB)
+    assert tl.peak_rss == 35 * MIB  # no exact peak in meta: the largest point
+
+
+def test_rss_split_and_the_probes_exact_peak(synth):
+    phases(synth)
+    synth.rss(10, 1, 10 * MIB, 4 * MIB, 1 * MIB)
+    synth.rss(900, 1, 2 * MIB, 4 * MIB, 1 * MIB)
+    synth.writer.set_meta(peak_rss=40 * MIB, peak_rss_ns=synth.ts(600),
+                          peak_rss_classes={"anon": 35 * MIB, "file": 4 * MIB, "shmem": MIB})
+    tl = timeline(synth.open(), 0.25)
+    assert tl.buckets[0].rss == 15 * MIB and tl.buckets[0].rss_split == Rss(10 * MIB, 4 * MIB, MIB)
+    assert tl.buckets[2].rss == 40 * MIB  # the peak fell between two recorded points
+    assert (tl.peak_rss, tl.peak_rss_s) == (40 * MIB, 0.6)
+    assert tl.peak_rss_split == Rss(35 * MIB, 4 * MIB, MIB)
+    out = io.StringIO()
+    render_text(tl, out)
+    assert "peak RSS 40.0 MiB at 0.6 s: anon 35.0 MiB, file 4.0 MiB, shmem 1.0 MiB" \
+        in out.getvalue()
 
 
 def test_rss_of_one_pid(synth):
     phases(synth)
-    samples(synth, [(10, {1: 30 << 20, 2: 1 << 20}), (260, {1: 10 << 20, 2: 25 << 20})])
+    rss_rows(synth, [(10, 1, 30), (20, 2, 1), (260, 1, 10), (270, 2, 25)])
     tl = timeline(synth.open(), 0.5, pid=2)
-    assert tl.buckets[0].rss == 25 << 20
+    assert tl.buckets[0].rss == 25 << 20 == tl.peak_rss
     assert tl.calls == 0  # pid 2 made no calls
 
 
-def test_rounds_split_when_a_pid_comes_again():
-    rows = [(0, 1, 5), (10, 2, 7), (20, 1, 9), (30, 2, 1)]
-    assert list(rss_rounds(rows)) == [(0, 12), (20, 10)]
+def test_an_exec_replaces_the_space_and_an_end_empties_it(synth):
+    synth.rss(10, 1, 50 * MIB, space=100)
+    synth.rss(300, 1, 0, space=100, why="end")  # the image an exec replaced
+    synth.rss(310, 1, 3 * MIB, space=200, why="start")
+    synth.writer.set_meta(end_ns=synth.ts(1000))
+    tl = timeline(synth.open(), 0.25)
+    assert [b.rss for b in tl.buckets] == [50 * MIB, 50 * MIB, 3 * MIB, 3 * MIB]
+
+
+def test_resident_growth_by_bucket_and_class(synth):
+    phases(synth)
+    synth.resident(100, 8 * MIB, "anon", stack=A)
+    synth.resident(150, 2 * MIB, "file", stack=B)
+    synth.resident(2600, MIB, "shmem", stack=A)
+    rec = synth.open()
+    tl = timeline(rec, 0.25)
+    assert tl.buckets[0].resident == 10 * MIB
+    assert tl.buckets[0].resident_split == Rss(8 * MIB, 2 * MIB, 0)
+    assert tl.buckets[10].resident == MIB
+    assert (tl.resident, tl.resident_split) == (11 * MIB, Rss(8 * MIB, 2 * MIB, MIB))
+    assert tl.calls == 11  # the calls only: resident sums are not calls
+    calls = [e for e in rec.events() if e.kind != "resident"]
+    assert tl.taken == sum(e.size for e in calls if e.kind != "munmap" and e.size > 0)
 
 
 def test_most_growth_names_the_stacks_that_grew_the_held_bytes(rec):
@@ -242,7 +280,7 @@ def test_the_command_line(rec):
     table = heaptrace("timeline", path, "--interval", "1")
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[1].split() == ["time", "(s)", "taken", "given", "back",
-                                                    "held", "RSS", "calls"]
+                                                    "held", "RSS", "resident", "calls"]
     assert ET.fromstring(heaptrace("timeline", path, "--svg").stdout).tag == f"{SVG}svg"
     assert json.loads(heaptrace("timeline", path, "--json", "--pid", "1").stdout)["pid"] == 1
     both = heaptrace("timeline", path, "--svg", "--json")
