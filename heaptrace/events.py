@@ -48,7 +48,10 @@ class MemClass(Enum):
 
     @classmethod
     def from_code(cls, code: int) -> Optional[MemClass]:
-        return next((c for c in cls if c.code == code), None)
+        return _CLASS_OF_CODE.get(code)
+
+
+_CLASS_OF_CODE = {c.code: c for c in MemClass}
 
 
 # mmap flags and protection bits (Linux uapi mman.h; MAP_SHARED and MAP_PRIVATE are the

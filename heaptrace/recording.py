@@ -17,7 +17,7 @@ from dataclasses import fields
 from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from heaptrace.errors import RecordingError
-from heaptrace.events import Event, Frame, KindTotals, Rss
+from heaptrace.events import GROWTH_KINDS, SYSCALL_KINDS, Event, Frame, KindTotals, Rss
 
 APPLICATION_ID = 0x48545243  # "HTRC": tells a heaptrace recording from any other SQLite file
 FORMAT_VERSION = 1
@@ -30,6 +30,11 @@ COMMITTED_SQL = (
     f"(kind = 'mmap' AND ({_CLASS} = 1 OR ({_CLASS} NOT IN (2, 3, 4) AND ("
     "(flags & 15) = 0 OR ((flags & 32 != 0 OR fd = -1) AND (flags & 15) = 2 "
     "AND (prot & 7) != 0))))))")
+# events.mmap_class() in SQL: MemClass codes 1 committed, 2 reserved, 3 file, 4 shared.
+MMAP_CLASS_SQL = (
+    f"(CASE WHEN {_CLASS} IN (1, 2, 3, 4) THEN {_CLASS} WHEN (flags & 15) = 0 THEN 1 "
+    "WHEN NOT (flags & 32 != 0 OR fd = -1) THEN 3 WHEN (flags & 15) != 2 THEN 4 "
+    "WHEN (prot & 7) != 0 THEN 1 ELSE 2 END)")
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -388,6 +393,44 @@ class Recording:
             "SELECT pid, stack_id, kind, MIN(ts_ns), MAX(ts_ns), SUM(calls), "
             "SUM(CASE WHEN size > 0 THEN size ELSE 0 END) FROM events "
             f"WHERE {where} GROUP BY pid, stack_id, kind", args)
+
+    def taken_by_stack(self, kinds: Sequence[str], pid: Optional[int] = None,
+                       committed: bool = False) -> List[Tuple[Optional[int], int, int]]:
+        """(stack_id, calls that took bytes, bytes taken) of some kinds, one process;
+        `committed`: only growth, as calls_by_stack."""
+        where, args = self._window(kinds, pid, None, None)
+        if committed:
+            where += f" AND {COMMITTED_SQL}"
+        return self._query(
+            "SELECT stack_id, SUM(CASE WHEN size > 0 THEN calls ELSE 0 END), "
+            f"SUM(CASE WHEN size > 0 THEN size ELSE 0 END) FROM events WHERE {where} "
+            "GROUP BY stack_id", args)
+
+    def mapped_by_class(self, pid: Optional[int] = None) -> List[Tuple[int, int, int]]:
+        """(pid, MemClass code, bytes) that successful mmaps mapped and mremaps grew, by the
+        class of the mapping (events.mmap_class; mremap: the probe's, when it said)."""
+        sql = (f"SELECT pid, CASE WHEN kind = 'mmap' THEN {MMAP_CLASS_SQL} "
+               f"ELSE {_CLASS} END AS c, SUM(size) FROM events "
+               "WHERE kind IN ('mmap', 'mremap') AND size > 0 AND ret >= 0")
+        args: Tuple[int, ...] = ()
+        if pid is not None:
+            sql, args = sql + " AND pid = ?", (pid,)
+        return self._query(sql + " GROUP BY pid, c", args)
+
+    def sums_by_bucket(self, bucket_sql: str, pid: Optional[int] = None
+                       ) -> List[Tuple[int, int, int]]:
+        """(bucket, calls, committed growth) of the memory calls per group; `bucket_sql` is an SQL
+        expression of the columns, {ts} naming the time column: a time bucket's index (or
+        pid, to group by process)."""
+        growth = ", ".join(f"'{k}'" for k in GROWTH_KINDS)
+        calls = ", ".join(f"'{k}'" for k in SYSCALL_KINDS)
+        sql = (f"SELECT {bucket_sql.format(ts='ts_ns')} AS b, SUM(calls), "
+               f"SUM(CASE WHEN kind IN ({growth}) AND size > 0 AND {COMMITTED_SQL} "
+               f"THEN size ELSE 0 END) FROM events WHERE kind IN ({calls})")
+        args: Tuple[int, ...] = ()
+        if pid is not None:
+            sql, args = sql + " AND pid = ?", (pid,)
+        return self._query(sql + " GROUP BY b", args)
 
     def _window(self, kinds: Sequence[str], pid: Optional[int], lo_ns: Optional[int],
                 hi_ns: Optional[int]) -> Tuple[str, List[object]]:

@@ -21,12 +21,11 @@ from heaptrace.analysis.stacks import (
     Folder,
     Owner,
     Selection,
-    counted_bytes,
-    select_events,
+    kinds_for,
 )
-from heaptrace.analysis.timeline import Bucket, add_call
+from heaptrace.analysis.timeline import Bucket
 from heaptrace.errors import UsageError
-from heaptrace.events import Event, Frame, MemClass, Rss, committed_growth, mmap_class
+from heaptrace.events import Frame, MemClass, Rss, committed_growth
 from heaptrace.recording import Recording
 
 DEFAULT_TOP = 5
@@ -167,8 +166,9 @@ def growth_ranking(rec: Recording, sel: Selection, top: int) -> Ranking:
     """Stacks by bytes taken (brk, mmap and mremap growth), as `heaptrace flame` sums them;
     or by bytes made resident (--event resident)."""
     tally = Tally(rec)
-    for e in select_events(rec, sel):
-        tally.add(e.stack_id, counted_bytes(e, sel.kind), e.calls)
+    for stack_id, calls, nbytes in rec.taken_by_stack(kinds_for(sel.kind), sel.pid,
+                                                      committed=sel.kind == "growth"):
+        tally.add(stack_id, nbytes, calls)
     return tally.ranking(top)
 
 
@@ -217,13 +217,14 @@ def process_rows(rec: Recording, pid: Optional[int], pieces: Iterable[Tuple[Owne
         if comm and comm not in names.setdefault(row_pid, []):
             names[row_pid].append(comm)
     counts: Dict[int, Bucket] = {}
+    for row_pid, calls, taken in rec.sums_by_bucket("pid", pid):
+        counts[row_pid] = Bucket(0, 0, taken=taken, calls=calls)
     apart: Dict[int, Dict[str, int]] = {}
-    for e in select_events(rec, Selection(kind="all", pid=pid)):
-        add_call(counts.setdefault(e.pid, Bucket(0, 0)), e, 0)
-        cls = mapped_class(e)
+    for row_pid, code, nbytes in rec.mapped_by_class(pid):
+        cls = MemClass.from_code(code)
         if cls is not None and cls is not MemClass.COMMITTED:
-            by_class = apart.setdefault(e.pid, {})
-            by_class[cls.label] = by_class.get(cls.label, 0) + e.size
+            by_class = apart.setdefault(row_pid, {})
+            by_class[cls.label] = by_class.get(cls.label, 0) + nbytes
     for row_pid, nbytes in given.items():
         counts.setdefault(row_pid, Bucket(0, 0)).given += nbytes
     held: Dict[int, int] = {}
@@ -232,15 +233,6 @@ def process_rows(rec: Recording, pid: Optional[int], pieces: Iterable[Tuple[Owne
     pids = [p for p in {*names, *counts} if (pid is None or p == pid) and (p or p in names)]
     return [process_row(p, names.get(p, []), counts.get(p, Bucket(0, 0)), held.get(p, 0),
                         apart.get(p, {})) for p in sorted(pids)]
-
-
-def mapped_class(e: Event) -> Optional[MemClass]:
-    """The class of what a successful mmap mapped or an mremap grew (None for the rest)."""
-    if e.size <= 0 or e.ret < 0:
-        return None
-    if e.kind == "mmap":
-        return mmap_class(e)
-    return MemClass.from_code(e.mem_class) if e.kind == "mremap" and e.mem_class else None
 
 
 def process_row(pid: int, names: List[str], counts: Bucket, held: int,

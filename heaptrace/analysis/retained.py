@@ -1,40 +1,23 @@
 """Retained bytes: what was still held, and which stacks allocated it.
 
-Events are replayed in time order over a model of each process image's address space, page
-by page in ranges (ARCHITECTURE.md "Event semantics"): every range has the stack that took it
-and a state. Only committed memory a traced call took and did not give back is *held*:
-- mmap maps a range of its class: committed (held), reserved (PROT_NONE), file or shared;
-  MAP_FIXED replaces what it overlaps. Reserved, file and shared ranges are followed (a later
-  mprotect or munmap needs them) but never held.
-- mprotect with access commits the reserved pages of its range (held, by the mprotect's
-  stack: glibc's thread arenas and stacks grow this way); mprotect(PROT_NONE) makes committed
-  pages reserved again (given back).
-- madvise(MADV_DONTNEED/FREE/REMOVE) gives back the held pages of its range while the mapping
-  stays; touching them again is resident growth, not taken again.
-- munmap removes what it overlaps (partial unmaps split a range); mremap moves, grows or
-  shrinks a range, the moved pages keep their stack and state, bytes added by growing belong
-  to the mremap's own stack and take the old range's class; brk grows the heap at the break
-  and shrinks it from the top.
-An exec ends one image and starts an empty one in the same pid; a process exit ends its image.
-
 "At exit" reports what every image still held when it ended (or when the window closed):
 memory a program never gave back; for a process attached with -p that is what it held when
-tracing ended. "At peak" reports what the live images held at the moment their sum was highest.
+tracing ended. "At peak" reports what the live images held at the moment their sum was
+highest. Both are queries over the recording's lifetimes (analysis/lifetimes.py), which the
+held replay (analysis/replay.py) computes once.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
+from heaptrace.analysis.lifetimes import Lifetimes
 from heaptrace.analysis.stacks import (
     Chart,
     Folded,
     Folder,
     Owner,
-    ProcessNames,
     Selection,
     append_run,
     kinds_for,
@@ -42,336 +25,8 @@ from heaptrace.analysis.stacks import (
     time_window,
 )
 from heaptrace.errors import UsageError
-from heaptrace.events import (
-    GIVE_BACK_ADVICE,
-    PROT_ACCESS,
-    RELEASE_KINDS,
-    SPEC,
-    SYSCALL_KINDS,
-    Event,
-    MemClass,
-    mmap_class,
-)
+from heaptrace.events import RELEASE_KINDS, SPEC
 from heaptrace.recording import Recording
-
-# The kernel unmaps whole pages: a release covers the rest of its last page. Recordings
-# say their page size ("page_size"); imported ones do not, and get the usual 4 KiB.
-DEFAULT_PAGE_SIZE = 4096
-MREMAP_DONTUNMAP = 4  # Linux uapi mman.h: the old range stays mapped, emptied
-
-
-class Page(Enum):
-    """What the pages of a range are, for held: only HELD pages count."""
-
-    HELD = "held"  # committed by a traced call and not given back
-    RETURNED = "returned"  # committed, but given back by madvise while the mapping stays
-    RESERVED = "reserved"  # private anonymous PROT_NONE: address space only
-    FILE = "file"
-    SHARED = "shared"
-
-
-PAGE_OF_CLASS = {MemClass.COMMITTED: Page.HELD, MemClass.RESERVED: Page.RESERVED,
-                 MemClass.FILE: Page.FILE, MemClass.SHARED: Page.SHARED}
-Span = Tuple[int, int, Owner, Page]  # [start, end), who took it, what it is now
-Piece = Tuple[int, int, Owner]  # [start, end) held, and who allocated it
-
-
-def page_size(rec: Recording) -> int:
-    size = rec.meta().get("page_size")
-    return size if isinstance(size, int) and size > 0 else DEFAULT_PAGE_SIZE
-
-
-def page_end(addr: int, length: int, page: int) -> int:
-    return (addr + length + page - 1) // page * page
-
-
-class IntervalMap:
-    """Non-overlapping [start, end) address ranges, each with its owner and state; `total`
-    is the bytes of HELD ranges."""
-
-    def __init__(self) -> None:
-        self._starts: List[int] = []
-        self._spans: Dict[int, Tuple[int, Owner, Page]] = {}
-        self.total = 0
-
-    def insert(self, start: int, end: int, owner: Owner, state: Page = Page.HELD) -> List[Span]:
-        """Map a range; whatever it overlaps is replaced (MAP_FIXED semantics) and returned."""
-        if end <= start:
-            return []
-        replaced = self.remove(start, end)
-        self._put(start, end, owner, state)
-        return replaced
-
-    def remove(self, start: int, end: int) -> List[Span]:
-        """Unmap a range; returns the spans it took, in address order."""
-        lo = max(bisect_right(self._starts, start) - 1, 0)
-        hi = bisect_left(self._starts, end)
-        hit = [s for s in self._starts[lo:hi] if self._spans[s][0] > start]
-        taken = []
-        for s in hit:
-            e, owner, state = self._drop(s)
-            taken.append((max(s, start), min(e, end), owner, state))
-            if s < start:
-                self._put(s, start, owner, state)
-            if e > end:
-                self._put(end, e, owner, state)
-        return taken
-
-    def change(self, start: int, end: int,
-               how: Callable[[Owner, Page], Tuple[Owner, Page]]) -> List[Span]:
-        """Give every span inside [start, end) the owner and state `how` says; returns the
-        spans as they were (the gaps between them stay unmapped)."""
-        before = self.remove(start, end)
-        for s, e, owner, state in before:
-            self._put(s, e, *how(owner, state))
-        return before
-
-    def spans(self) -> Iterator[Span]:
-        for s in self._starts:
-            e, owner, state = self._spans[s]
-            yield s, e, owner, state
-
-    def pieces(self) -> Iterator[Piece]:
-        """The held ranges."""
-        for s, e, owner, state in self.spans():
-            if state is Page.HELD:
-                yield s, e, owner
-
-    def _put(self, start: int, end: int, owner: Owner, state: Page) -> None:
-        insort(self._starts, start)
-        self._spans[start] = (end, owner, state)
-        if state is Page.HELD:
-            self.total += end - start
-
-    def _drop(self, start: int) -> Tuple[int, Owner, Page]:
-        del self._starts[bisect_left(self._starts, start)]
-        end, owner, state = self._spans.pop(start)
-        if state is Page.HELD:
-            self.total -= end - start
-        return end, owner, state
-
-
-def held_bytes(spans: List[Span]) -> int:
-    return sum(end - start for start, end, _, state in spans if state is Page.HELD)
-
-
-def gaps(start: int, end: int, spans: List[Span]) -> Iterator[Tuple[int, int]]:
-    """The parts of [start, end) that none of `spans` (in address order) covers."""
-    at = start
-    for s, e, _, _ in spans:
-        if s > at:
-            yield at, s
-        at = max(at, e)
-    if at < end:
-        yield at, end
-
-
-class AddressSpace:
-    """One process image: its ranges (the brk heap among them), and, for imports, heap growth
-    and allocations without an address."""
-
-    def __init__(self) -> None:
-        self.maps = IntervalMap()
-        self.heap: List[List] = []  # imports: brk growth without a break, [length, owner]
-        self.heap_total = 0
-        self.floating: List[Tuple[int, Owner]] = []  # imports: a size but no address
-        self.floating_total = 0
-
-    @property
-    def total(self) -> int:
-        return self.maps.total + self.heap_total + self.floating_total
-
-    def grow_heap(self, nbytes: int, owner: Owner) -> None:
-        self.heap.append([nbytes, owner])
-        self.heap_total += nbytes
-
-    def shrink_heap(self, nbytes: int) -> int:
-        """Give back `nbytes` from the top of the heap; returns how many were known."""
-        released = 0
-        while self.heap and released < nbytes:
-            top = self.heap[-1]
-            take = min(top[0], nbytes - released)
-            top[0] -= take
-            released += take
-            if top[0] == 0:
-                self.heap.pop()
-        self.heap_total -= released
-        return released
-
-    def add_floating(self, nbytes: int, owner: Owner) -> None:
-        self.floating.append((nbytes, owner))
-        self.floating_total += nbytes
-
-    def held(self) -> Iterator[Tuple[Owner, int]]:
-        for start, end, owner in self.maps.pieces():
-            yield owner, end - start
-        for length, owner in self.heap:
-            yield owner, length
-        yield from ((owner, n) for n, owner in self.floating)
-
-
-def give_back(owner: Owner, state: Page) -> Tuple[Owner, Page]:
-    """madvise(DONTNEED/FREE/REMOVE): held pages are handed back, the mapping stays."""
-    return owner, Page.RETURNED if state is Page.HELD else state
-
-
-def to_reserved(owner: Owner, state: Page) -> Tuple[Owner, Page]:
-    """mprotect(PROT_NONE): committed pages become reserved (given back)."""
-    return owner, Page.RESERVED if state in (Page.HELD, Page.RETURNED) else state
-
-
-def committer(new_owner: Owner) -> Callable[[Owner, Page], Tuple[Owner, Page]]:
-    """mprotect with access: reserved pages become held, taken by the mprotect."""
-    def commit(owner: Owner, state: Page) -> Tuple[Owner, Page]:
-        return (new_owner, Page.HELD) if state is Page.RESERVED else (owner, state)
-    return commit
-
-
-Step = Union[Event, int]  # an event, or the pid whose image ends here (exec or exit)
-
-
-class Replay:
-    """Applies events to per-pid address spaces, keeping the sum the live images hold."""
-
-    def __init__(self, page: int = DEFAULT_PAGE_SIZE) -> None:
-        self.page = page
-        self.spaces: Dict[int, AddressSpace] = {}
-        self.ended: List[AddressSpace] = []
-        self.total = 0
-        self.unmatched = 0  # bytes given back that no traced allocation covered
-        # Bytes the last step gave back: held pages it unmapped, replaced, advised away or
-        # made PROT_NONE, and released bytes no traced call took (mapped before an attach).
-        self.given = 0
-
-    def step(self, step: Step) -> None:
-        self.given = 0
-        if isinstance(step, int):
-            self.end_image(step)
-            return
-        space = self.spaces.setdefault(step.pid, AddressSpace())
-        before, unmatched = space.total, self.unmatched
-        handler = getattr(self, f"_{step.kind}", None)
-        if handler is not None and step.ret >= 0:
-            handler(space, step, (step.pid, step.ts_ns, step.stack_id, step.kind))
-        self.total += space.total - before
-        self.given += self.unmatched - unmatched
-
-    def end_image(self, pid: int) -> None:
-        space = self.spaces.pop(pid, None)
-        if space is not None:
-            self.total -= space.total
-            self.ended.append(space)
-
-    def _brk(self, space: AddressSpace, e: Event, owner: Owner) -> None:
-        if e.ret <= 0:  # an import without the break: a stack of growths
-            if e.size > 0:
-                space.grow_heap(e.size, owner)
-            elif e.size < 0:
-                known = space.shrink_heap(-e.size)
-                self.given += known
-                self.unmatched += -e.size - known
-        elif e.size > 0:  # the heap grew from the previous break to the new one
-            self.given += held_bytes(space.maps.insert(e.ret - e.size, e.ret, owner))
-        elif e.size < 0:
-            taken = space.maps.remove(e.ret, e.ret - e.size)
-            self.given += held_bytes(taken)
-            self.unmatched += -e.size - sum(end - start for start, end, _, _ in taken)
-
-    def _mmap(self, space: AddressSpace, e: Event, owner: Owner) -> None:
-        if e.size <= 0:
-            return
-        state = PAGE_OF_CLASS[mmap_class(e)]
-        if e.ret > 0:  # the kernel maps whole pages
-            replaced = space.maps.insert(e.ret, page_end(e.ret, e.size, self.page), owner, state)
-            self.given += held_bytes(replaced)
-        elif state is Page.HELD:
-            space.add_floating(e.size, owner)
-
-    def _munmap(self, space: AddressSpace, e: Event, owner: Owner) -> None:
-        taken = space.maps.remove(e.addr, page_end(e.addr, e.length, self.page))
-        self.given += held_bytes(taken)
-        self.unmatched += max(e.length - sum(end - start for start, end, _, _ in taken), 0)
-
-    def _madvise(self, space: AddressSpace, e: Event, owner: Owner) -> None:
-        if e.flags in GIVE_BACK_ADVICE:
-            end = page_end(e.addr, e.length, self.page)
-            self.given += held_bytes(space.maps.change(e.addr, end, give_back))
-
-    def _mprotect(self, space: AddressSpace, e: Event, owner: Owner) -> None:
-        end = page_end(e.addr, e.length, self.page)
-        if not e.prot & PROT_ACCESS:
-            self.given += held_bytes(space.maps.change(e.addr, end, to_reserved))
-            return
-        before = space.maps.change(e.addr, end, committer(owner))
-        # Pages the probe saw committed that this replay does not know (reserved before an
-        # attach, or inherited over fork): held from here, by this call.
-        unknown = e.size - sum(s_end - s for s, s_end, _, state in before
-                               if state is Page.RESERVED)
-        for start, stop in gaps(e.addr, end, before):
-            if unknown <= 0:
-                break
-            take = min(stop - start, unknown)
-            space.maps.insert(start, start + take, owner)
-            unknown -= take
-
-    def _mremap(self, space: AddressSpace, e: Event, owner: Owner) -> None:
-        new = e.new_addr or e.ret
-        old_end = page_end(e.addr, e.length, self.page)
-        taken = space.maps.remove(e.addr, old_end)
-        if e.flags & MREMAP_DONTUNMAP:  # the old range stays, its pages gone with the move
-            for start, end, who, state in taken:
-                space.maps.insert(start, end, who, give_back(who, state)[1])
-        keep_end = page_end(e.addr, min(e.length, e.new_length), self.page)
-        for start, end, who, state in taken:  # shrinking gives back the end of the old range
-            if start < keep_end:
-                self.given += held_bytes(space.maps.insert(
-                    start - e.addr + new, min(end, keep_end) - e.addr + new, who, state))
-            if end > keep_end and state is Page.HELD and not e.flags & MREMAP_DONTUNMAP:
-                self.given += end - max(start, keep_end)
-        if e.new_length > e.length:
-            self.given += held_bytes(space.maps.insert(
-                page_end(new, e.length, self.page), page_end(new, e.new_length, self.page),
-                owner, grown_state(e, taken)))
-
-
-def grown_state(e: Event, taken: List[Span]) -> Page:
-    """The state of the bytes an mremap added: its class when the probe said it, else that
-    of most of the old range (held when nothing of it is known)."""
-    known = MemClass.from_code(e.mem_class) if e.mem_class else None
-    if known is not None:
-        return PAGE_OF_CLASS[known]
-    sizes: Dict[Page, int] = {}
-    for start, end, _, state in taken:
-        kind = Page.HELD if state is Page.RETURNED else state
-        sizes[kind] = sizes.get(kind, 0) + end - start
-    return max(sizes, key=lambda k: sizes[k]) if sizes else Page.HELD
-
-
-def image_ends(rec: Recording, pid: Optional[int]) -> List[Tuple[int, int]]:
-    """(ts_ns, pid) at which an image ends: every exec after the first image, and exits."""
-    marks = [(t, p) for p, times in ProcessNames(rec.processes()).exec_times().items()
-             for t in times]
-    last_end: Dict[int, int] = {}
-    for row_pid, _ppid, _comm, _start, end_ns, _code in rec.processes():
-        if end_ns is not None:
-            last_end[row_pid] = end_ns
-    marks += [(t, p) for p, t in last_end.items()]
-    return sorted(m for m in marks if pid is None or m[1] == pid)
-
-
-def steps(rec: Recording, sel: Selection) -> Iterator[Tuple[int, Step]]:
-    """(ts_ns, step) in time order up to --to: the events merged with image ends."""
-    _, hi = time_window(rec, sel)
-    marks = image_ends(rec, sel.pid)
-    i = 0
-    for event in rec.events(SYSCALL_KINDS, sel.pid):
-        if hi is not None and event.ts_ns > hi:
-            break
-        while i < len(marks) and marks[i][0] <= event.ts_ns:
-            yield marks[i][0], marks[i][1]
-            i += 1
-        yield event.ts_ns, event
-    yield from ((t, p) for t, p in marks[i:] if hi is None or t <= hi)
 
 
 @dataclass
@@ -396,53 +51,37 @@ def held_when(rec: Recording, at: str) -> str:
     return "at the end of tracing" if rec.meta().get("attached") else "at exit"
 
 
-def find_peak(rec: Recording, sel: Selection) -> Tuple[int, Optional[int]]:
-    """(number of steps up to the peak, its ts_ns): the first moment inside the window at
-    which the live images together held the most."""
-    lo, _ = time_window(rec, sel)
-    replay, best, count, best_count, when = Replay(page_size(rec)), -1, 0, 0, None
-    for count, (ts, step) in enumerate(steps(rec, sel), 1):
-        replay.step(step)
-        if replay.total > best and (lo is None or ts >= lo):
-            best, best_count, when = replay.total, count, ts
-    return (best_count, when) if when is not None else (count, None)
+END_OF_TIME = (1 << 63) - 1
 
 
 def retained(rec: Recording, sel: Selection, at: str = "exit") -> Retained:
-    """Bytes held at exit (or at peak) by the stacks that allocated them. Only allocations
-    of the selected kinds made inside the time window are shown."""
+    """Bytes held at exit (or at peak) by the stacks that allocated them, from the
+    recording's lifetimes (analysis/lifetimes.py). Only allocations of the selected kinds
+    made inside the time window are shown."""
     if sel.kind in RELEASE_KINDS or (sel.kind in SPEC and not SPEC[sel.kind].is_syscall):
         raise UsageError("--retained shows allocations: "
                          "use --event growth, brk, mmap, mremap or mprotect")
     if at not in ("exit", "peak"):
         raise UsageError(f"--at must be exit or peak, not {at!r}")
-    limit, moment = find_peak(rec, sel) if at == "peak" else (None, None)
-    replay = Replay(page_size(rec))
-    given: Dict[int, int] = {}
-    for count, (_, step) in enumerate(steps(rec, sel), 1):
-        if limit is not None and count > limit:
-            break
-        replay.step(step)
-        if replay.given:
-            pid = step.pid if isinstance(step, Event) else step
-            given[pid] = given.get(pid, 0) + replay.given
-    spaces = list(replay.spaces.values()) + (replay.ended if at == "exit" else [])
-    pieces = held_pieces(rec, sel, spaces)
+    lo, hi = time_window(rec, sel)
+    kinds = kinds_for(sel.kind)
+    with Lifetimes(rec) as lifetimes:
+        moment = None
+        if at == "peak":
+            peak = lifetimes.peak(sel.pid, lo, hi)
+            moment = peak[0] if peak is not None else None
+        when = moment if moment is not None else (hi if at == "peak" else None)
+        if at == "peak" and when is None:
+            when = END_OF_TIME  # nothing in the window: what the live images held at the end
+        pieces = lifetimes.held(kinds, sel.pid, lo, hi, when)
+        unmatched = lifetimes.released(sel.pid, when if at == "peak" else hi)
+        given = lifetimes.given_by_pid(sel.pid)
     folder = Folder(rec, sel.process_names)
     for owner, nbytes in pieces:
         folder.add(owner, nbytes)
     held = sum(folder.folded.values())
-    return Retained(folder.folded, at, held, moment, replay.unmatched, pieces, given,
+    return Retained(folder.folded, at, held, moment, unmatched, pieces, given,
                     held_when(rec, at))
-
-
-def held_pieces(rec: Recording, sel: Selection,
-                spaces: List[AddressSpace]) -> List[Tuple[Owner, int]]:
-    """(who allocated, bytes) still held in `spaces`, of the selected kinds and window."""
-    lo, _ = time_window(rec, sel)
-    kinds = set(kinds_for(sel.kind))
-    return [(owner, nbytes) for space in spaces for owner, nbytes in space.held()
-            if owner[3] in kinds and (lo is None or owner[1] >= lo)]
 
 
 def held_chart(rec: Recording, result: Retained, process_names: bool = True) -> Chart:

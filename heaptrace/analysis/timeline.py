@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from heaptrace.analysis.compact import OWN_FRAMES, is_own
-from heaptrace.analysis.retained import Replay, page_size, steps
+from heaptrace.analysis.lifetimes import Lifetimes
+from heaptrace.analysis.retained import END_OF_TIME
 from heaptrace.analysis.rss import CLASS_NAME, Peak, Point, run_peak, summed
-from heaptrace.analysis.stacks import NO_STACK, UNKNOWN_FRAME, Selection, run_start_ns
+from heaptrace.analysis.stacks import NO_STACK, UNKNOWN_FRAME, run_start_ns
 from heaptrace.errors import UsageError
 from heaptrace.events import Event, Frame, Rss, growth
 from heaptrace.recording import Recording
@@ -97,6 +98,10 @@ class Axis:
     def index(self, ts_ns: int) -> int:
         return min(max((ts_ns - self.origin) // self.width, 0), self.count - 1)
 
+    def sql(self) -> str:
+        """index() in SQL, of a column named by {ts}."""
+        return (f"MIN(MAX(({{ts}} - {self.origin}) / {self.width}, 0), {self.count - 1})")
+
     def buckets(self) -> List[Bucket]:
         w = self.width / 1e9
         return [Bucket(round(i * w, 9), round((i + 1) * w, 9)) for i in range(self.count)]
@@ -141,20 +146,20 @@ def add_call(bucket: Bucket, event: Event, given: int) -> None:
     bucket.given += given
 
 
-def replay_buckets(rec: Recording, axis: Axis, buckets: List[Bucket], pid: Optional[int]) -> Replay:
-    """Fill taken/given/calls/held by replaying every event; returns the final replay."""
-    replay, current = Replay(page_size(rec)), 0
-    for ts, step in steps(rec, Selection(kind="all", pid=pid)):
-        i = axis.index(ts)
-        for j in range(current, i):
-            buckets[j].held = replay.total
-        current = i
-        replay.step(step)
-        if isinstance(step, Event):
-            add_call(buckets[i], step, replay.given)
-    for j in range(current, len(buckets)):
-        buckets[j].held = replay.total
-    return replay
+def fill_buckets(rec: Recording, lifetimes: Lifetimes, axis: Axis, buckets: List[Bucket],
+                 pid: Optional[int]) -> None:
+    """Fill taken, calls (events summed in SQLite), given back and held (the lifetimes'
+    changes per bucket, added up)."""
+    index = axis.sql()
+    for i, calls, taken in rec.sums_by_bucket(index, pid):
+        buckets[i].calls, buckets[i].taken = calls, taken
+    for i, given in lifetimes.given_per_bucket(index, pid):
+        buckets[i].given = given
+    change = dict(lifetimes.held_deltas(index, pid))
+    held = 0
+    for i, bucket in enumerate(buckets):
+        held += change.get(i, 0)
+        bucket.held = held
 
 
 def add_rss(buckets: List[Bucket], axis: Axis, points: Sequence[Point],
@@ -214,30 +219,26 @@ def own_frame_parts(frames: Sequence[Frame]) -> List[str]:
     return list(reversed(picked)) + (["..."] if own[0] > 0 else [])
 
 
-def held_by_stack(replay: Replay, labels: Dict[Optional[int], str]) -> Dict[str, int]:
-    out: Dict[str, int] = {}
-    for space in replay.spaces.values():
-        for owner, nbytes in space.held():
-            label = labels.get(owner[2], NO_STACK)
-            out[label] = out.get(label, 0) + nbytes
-    return out
-
-
-def growers(rec: Recording, axis: Axis, index: int, pid: Optional[int]) -> List[Grower]:
-    """The stacks whose held bytes grew most during bucket `index` (a second replay, up
-    to its end, with a look at what is held at its start and at its end)."""
+def growers(rec: Recording, lifetimes: Lifetimes, axis: Axis, index: int,
+            pid: Optional[int]) -> List[Grower]:
+    """The stacks whose held bytes grew most during bucket `index`: what the live images
+    held at its start and at its end, by stack."""
     named = {sid: own_frame_parts(frames) for sid, frames in rec.stacks().items()}
-    labels: Dict[Optional[int], str] = {sid: ";".join(p) for sid, p in named.items()}
     parts = {";".join(p): p for p in named.values()}
-    replay, before = Replay(page_size(rec)), None
-    for ts, step in steps(rec, Selection(kind="all", pid=pid)):
-        i = axis.index(ts)
-        if i > index:
-            break
-        if i == index and before is None:
-            before = held_by_stack(replay, labels)
-        replay.step(step)
-    before, after = before or {}, held_by_stack(replay, labels)
+
+    def held_at(moment: Optional[int]) -> Dict[str, int]:
+        out: Dict[str, int] = {}
+        if moment is None:
+            return out
+        for stack_id, nbytes in lifetimes.held_by_stack(pid, moment):
+            label = ";".join(named[stack_id]) if stack_id in named else NO_STACK
+            out[label] = out.get(label, 0) + nbytes
+        return out
+
+    # Times before the first bucket and after the last are counted in them (Axis.index).
+    start = axis.origin + index * axis.width - 1 if index > 0 else None
+    end = axis.origin + (index + 1) * axis.width - 1 if index < axis.count - 1 else END_OF_TIME
+    before, after = held_at(start), held_at(end)
     grown = [Grower(s, n - before.get(s, 0), parts.get(s, [s])) for s, n in after.items()
              if n > before.get(s, 0)]
     return sorted(grown, key=lambda g: (-g.nbytes, g.stack))[:TOP_GROWERS]
@@ -252,20 +253,21 @@ def timeline(rec: Recording, interval_s: Optional[float] = None,
     times = [t for t in (last_event, rows[-1].ts_ns if rows else None) if t is not None]
     axis = make_axis(rec, interval_s, times)
     buckets = axis.buckets()
-    replay = replay_buckets(rec, axis, buckets, pid)
+    with Lifetimes(rec) as lifetimes:
+        fill_buckets(rec, lifetimes, axis, buckets, pid)
+        index, grew = most_growth(buckets)
+        grown = growers(rec, lifetimes, axis, index, pid) if index is not None else []
+        held_at_exit = lifetimes.held_at_exit(pid)
     peak = run_peak(rec, rows, pid)
     add_rss(buckets, axis, list(summed(rows)), peak)
     add_resident(buckets, axis, resident)
-    index, grew = most_growth(buckets)
     return Timeline(
         buckets, axis.width / 1e9, pid, str(rec.meta().get("command_line") or ""),
         taken=sum(b.taken for b in buckets), given=sum(b.given for b in buckets),
-        calls=sum(b.calls for b in buckets),
-        held_at_exit=replay.total + sum(space.total for space in replay.ended),
+        calls=sum(b.calls for b in buckets), held_at_exit=held_at_exit,
         peak_rss=peak.total if peak else None, peak_rss_split=peak.rss if peak else None,
         peak_rss_s=(peak.ts_ns - axis.origin) / 1e9 if peak and peak.ts_ns else None,
         resident=sum(b.resident for b in buckets),
         resident_split=sum((b.resident_split for b in buckets), Rss()),
-        growth_bucket=index, growth=grew,
-        growers=growers(rec, axis, index, pid) if index is not None else [],
+        growth_bucket=index, growth=grew, growers=grown,
         attached=bool(rec.meta().get("attached")))

@@ -14,6 +14,7 @@ import psutil
 
 from heaptrace import __version__
 from heaptrace.analysis.coverage import StackCoverage, coverage
+from heaptrace.analysis.lifetimes import store_in as store_lifetimes
 from heaptrace.backends.dtrace import SYSTEMS as DTRACE_SYSTEMS
 from heaptrace.backends.dtrace import record_with_dtrace
 from heaptrace.backends.ebpf import (
@@ -208,8 +209,10 @@ def _classes(rss: Rss) -> Dict[str, int]:
 
 
 def _finish_stacks(path: str) -> StackCoverage:
-    """Symbolize every stack (the mappings are complete now) and note how whole they are."""
+    """Symbolize every stack (the mappings are complete now) and note how whole they are;
+    store what became of every byte taken (analysis/lifetimes.py), for the held views."""
     symbolize_recording(path)
+    store_lifetimes(path)
     with Recording(path) as rec:
         stacks = coverage(rec)
     with RecordingWriter.open_existing(path) as writer:

@@ -6,6 +6,7 @@ from typing import Optional
 
 import click
 
+from heaptrace.analysis.lifetimes import store_in as store_lifetimes
 from heaptrace.events import KINDS
 from heaptrace.importers import FORMATS, import_file
 from heaptrace.importers.common import COUNTS
@@ -36,4 +37,5 @@ def import_(fmt: str, input_path: str, output: str, kind: Optional[str], counts:
     """
     for note in import_file(fmt, input_path, output, kind, counts, column, force):
         click.echo(f"heaptrace: note: {note}", err=True)
+    store_lifetimes(output)  # what became of every byte taken, for the held views
     click.echo(f"Wrote {output}", err=True)

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from heaptrace.analysis.retained import DEFAULT_PAGE_SIZE as PAGE
+from heaptrace.analysis.replay import DEFAULT_PAGE_SIZE as PAGE
 from heaptrace.formats.folded import parse_folded
 from tests.helpers.cli import heaptrace
 

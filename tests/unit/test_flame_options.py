@@ -12,7 +12,7 @@ from importlib import resources
 import pytest
 
 from heaptrace.analysis.profiles import load_profile
-from heaptrace.analysis.retained import DEFAULT_PAGE_SIZE as PAGE
+from heaptrace.analysis.replay import DEFAULT_PAGE_SIZE as PAGE
 from heaptrace.analysis.stacks import ChartRun, Selection, fold_chart
 from heaptrace.errors import ImportFormatError, UsageError
 from heaptrace.render.flamegraph import FlameOptions, build, default_title, frame_info, render

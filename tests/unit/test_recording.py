@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heaptrace.errors import RecordingError
-from heaptrace.events import KINDS, Event, Frame, KindTotals, growth
+from heaptrace.events import KINDS, Event, Frame, KindTotals, growth, mmap_class
 from heaptrace.recording import FORMAT_VERSION, Recording, RecordingWriter
 from tests.helpers.cli import heaptrace
 
@@ -138,3 +138,21 @@ def test_committed_sql_selects_what_growth_counts(tmp_path_factory, events):
         rows = rec.calls_by_stack(KINDS, committed=True)
     assert sum(row[6] for row in rows) == sum(growth(e) for e in events)
     assert sum(row[5] for row in rows) == sum(1 for e in events if e.size <= 0 or growth(e))
+
+
+@settings(max_examples=100, deadline=None)
+@given(mapping_events)
+def test_mapped_by_class_sql_is_mmap_class(tmp_path_factory, events):
+    # report's per-process reserved/file/shared come from SQL; the replay uses mmap_class()
+    path = str(tmp_path_factory.mktemp("rec") / "r.db")
+    writer = RecordingWriter(path)
+    writer.add_events(events)
+    writer.close()
+    with Recording(path) as rec:
+        got = {(pid, code): n for pid, code, n in rec.mapped_by_class() if n}
+    want: dict = {}
+    for e in events:
+        if e.kind in ("mmap", "mremap") and e.size > 0 and e.ret >= 0:
+            code = mmap_class(e).code if e.kind == "mmap" else e.mem_class
+            want[(e.pid, code)] = want.get((e.pid, code), 0) + e.size
+    assert got == {k: n for k, n in want.items() if n}

@@ -5,15 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heaptrace.analysis.retained import DEFAULT_PAGE_SIZE as PAGE
-from heaptrace.analysis.retained import (
-    PAGE_OF_CLASS,
-    IntervalMap,
-    Page,
-    Replay,
-    give_back,
-    retained,
-)
+from heaptrace.analysis.replay import DEFAULT_PAGE_SIZE as PAGE
+from heaptrace.analysis.replay import PAGE_OF_CLASS, IntervalMap, Page, Replay, give_back
+from heaptrace.analysis.retained import retained
 from heaptrace.analysis.stacks import Selection
 from heaptrace.events import MADV_DONTNEED, MADV_FREE, MADV_REMOVE, Event, MemClass
 from tests.helpers.cli import heaptrace

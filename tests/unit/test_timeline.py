@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heaptrace.analysis.retained import DEFAULT_PAGE_SIZE as PAGE
+from heaptrace.analysis.replay import DEFAULT_PAGE_SIZE as PAGE
 from heaptrace.analysis.retained import retained
 from heaptrace.analysis.stacks import Selection
 from heaptrace.analysis.timeline import nice_interval, own_frames, timeline

@@ -1,0 +1,256 @@
+"""Lifetimes: what became of every committed byte a traced call took, computed once.
+
+One pass of the held replay (analysis/retained.py) over a recording's events, in time order,
+cuts each taken range into pieces, each with its end: given back at a time by a later call
+(munmap, brk or mremap shrink, madvise, mprotect PROT_NONE, a mapping laid over it), ended
+with its process image (exec or exit: it was still held then), or live when the recording
+ends. Bytes given back that no traced call took (mapped before an attach) are kept apart, as
+releases. Every held view is then an aggregate query over these rows, in bounded memory:
+what was held at exit, at a moment, at the peak, per time bucket, per process, per stack.
+
+The rows live in SQLite tables (`lifetimes`, `releases`, `lifetimes_info`). `heaptrace run`
+and `import` store them in the recording when it is written; a recording without them (an
+older heaptrace's) gets them built on first use into a private scratch database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import tempfile
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from heaptrace.analysis.replay import Replay, page_size, steps
+from heaptrace.analysis.stacks import Owner, Selection
+from heaptrace.recording import Recording
+
+VERSION = 1  # of the replay's rules: rows built by another version are built again
+LIVE, GIVEN, ENDED = 0, 1, 2  # lifetimes.how
+BATCH = 10_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS lifetimes (
+    pid INTEGER NOT NULL, taken_ns INTEGER NOT NULL, stack_id INTEGER, kind TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    end_ns INTEGER, -- given back or image ended then; NULL: live when the recording ended
+    how INTEGER NOT NULL -- 0 live at the end, 1 given back, 2 its image ended (held at exit)
+);
+CREATE TABLE IF NOT EXISTS releases ( -- given back, but taken by no traced call
+    pid INTEGER NOT NULL, ts_ns INTEGER NOT NULL, bytes INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lifetimes_info (version INTEGER NOT NULL, events INTEGER NOT NULL);
+"""
+INDEXES = """
+CREATE INDEX IF NOT EXISTS lifetimes_taken ON lifetimes (pid, taken_ns);
+CREATE INDEX IF NOT EXISTS lifetimes_end ON lifetimes (end_ns);
+"""
+
+Piece = Tuple[int, int, Optional[int], str, int, Optional[int], int]  # a lifetimes row
+Release = Tuple[int, int, int]
+
+
+def pieces(rec: Recording) -> Iterator[Tuple[str, tuple]]:
+    """("lifetimes", row) and ("releases", row) for every piece of the whole recording, in
+    time order (one replay; its memory is what is mapped at a time, not the events)."""
+    replay = Replay(page_size(rec))
+    for ts, step in steps(rec, Selection(kind="all")):
+        unmatched = replay.unmatched
+        replay.step(step)
+        for (pid, taken, stack_id, kind), nbytes in replay.released:
+            yield "lifetimes", (pid, taken, stack_id, kind, nbytes, ts, GIVEN)
+        if replay.unmatched > unmatched:
+            yield "releases", (step if isinstance(step, int) else step.pid, ts,
+                               replay.unmatched - unmatched)
+        if replay.ended_now is not None:
+            for (pid, taken, stack_id, kind), nbytes in replay.ended_now.held():
+                yield "lifetimes", (pid, taken, stack_id, kind, nbytes, ts, ENDED)
+    for space in replay.spaces.values():
+        for (pid, taken, stack_id, kind), nbytes in space.held():
+            yield "lifetimes", (pid, taken, stack_id, kind, nbytes, None, LIVE)
+
+
+def store(db: sqlite3.Connection, rec: Recording) -> None:
+    """Build the lifetimes of `rec` into `db` (its own transaction), replacing any."""
+    db.executescript("DROP TABLE IF EXISTS lifetimes; DROP TABLE IF EXISTS releases; "
+                     "DROP TABLE IF EXISTS lifetimes_info;" + SCHEMA)
+    batches: dict = {"lifetimes": [], "releases": []}
+    sql = {"lifetimes": "INSERT INTO lifetimes VALUES (?, ?, ?, ?, ?, ?, ?)",
+           "releases": "INSERT INTO releases VALUES (?, ?, ?)"}
+    for table, row in pieces(rec):
+        batch = batches[table]
+        batch.append(row)
+        if len(batch) >= BATCH:
+            db.executemany(sql[table], batch)
+            batch.clear()
+    for table, batch in batches.items():
+        db.executemany(sql[table], batch)
+    db.executescript(INDEXES)
+    db.execute("INSERT INTO lifetimes_info VALUES (?, ?)", (VERSION, rec.event_count()))
+    db.commit()
+
+
+def store_in(path: str) -> None:
+    """Build and store the lifetimes of the recording at `path` in the file itself (when
+    `heaptrace run` or `import` has just written it)."""
+    with Recording(path) as rec:
+        db = sqlite3.connect(path)
+        try:
+            store(db, rec)
+        finally:
+            db.close()
+
+
+def current(db: sqlite3.Connection, rec: Recording) -> bool:
+    """Whether `db` holds lifetimes of this version for all of `rec`'s events."""
+    try:
+        row = db.execute("SELECT version, events FROM lifetimes_info").fetchone()
+    except sqlite3.Error:
+        return False
+    return row is not None and tuple(row) == (VERSION, rec.event_count())
+
+
+class Lifetimes:
+    """The lifetimes of one recording and the queries the held views ask of them."""
+
+    def __init__(self, rec: Recording) -> None:
+        self._scratch: Optional[str] = None
+        self.db = sqlite3.connect(f"file:{rec.path}?mode=ro", uri=True)
+        if not current(self.db, rec):  # an older recording: built here, once per use
+            self.db.close()
+            self._scratch = tempfile.mkdtemp(prefix="heaptrace-lifetimes-")
+            self.db = sqlite3.connect(os.path.join(self._scratch, "lifetimes.db"))
+            self.db.execute("PRAGMA journal_mode=OFF")
+            self.db.execute("PRAGMA synchronous=OFF")
+            store(self.db, rec)
+
+    def close(self) -> None:
+        self.db.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def __enter__(self) -> Lifetimes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- held at a moment ------------------------------------------------------------
+
+    def held(self, kinds: Sequence[str], pid: Optional[int], lo: Optional[int],
+             hi: Optional[int], moment: Optional[int] = None) -> List[Tuple[Owner, int]]:
+        """(who took it, bytes) held of some kinds taken inside [lo, hi]: at `moment` (the
+        live images then), else at exit (what every image still held when it ended, or at
+        hi, whichever came first)."""
+        where, args = self._taken(kinds, pid, lo, moment if moment is not None else hi)
+        if moment is not None:
+            where.append("(how = 0 OR end_ns > ?)")
+            args.append(moment)
+        elif hi is not None:
+            where.append("NOT (how = 1 AND end_ns <= ?)")
+            args.append(hi)
+        else:
+            where.append("how != 1")
+        rows = self.db.execute(
+            "SELECT pid, taken_ns, stack_id, kind, SUM(bytes) FROM lifetimes WHERE "
+            f"{' AND '.join(where)} GROUP BY pid, taken_ns, stack_id, kind ORDER BY taken_ns",
+            args)
+        return [((p, t, s, k), n) for p, t, s, k, n in rows]
+
+    def _taken(self, kinds: Sequence[str], pid: Optional[int], lo: Optional[int],
+               hi: Optional[int]) -> Tuple[List[str], List[object]]:
+        where = [f"kind IN ({', '.join('?' * len(kinds))})"]
+        args: List[object] = list(kinds)
+        for clause, value in (("pid = ?", pid), ("taken_ns >= ?", lo), ("taken_ns <= ?", hi)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        return where, args
+
+    def peak(self, pid: Optional[int], lo: Optional[int],
+             hi: Optional[int]) -> Optional[Tuple[int, int]]:
+        """(ts_ns, bytes) of the first moment inside [lo, hi] at which the live images (of
+        `pid`) held the most, every kind counted; the window's start is such a moment,
+        holding what was held before it. None if nothing was held in it."""
+        only = "AND pid = ?" if pid is not None else ""
+        args: List[object] = [pid] if pid is not None else []
+        row = self.db.execute(
+            "WITH d(ts, delta) AS ("
+            f" SELECT taken_ns, bytes FROM lifetimes WHERE 1 {only}"
+            " UNION ALL"
+            f" SELECT end_ns, -bytes FROM lifetimes WHERE how != 0 {only}),"
+            " s(ts, delta) AS (SELECT ts, SUM(delta) FROM d GROUP BY ts),"
+            " c(ts, held) AS (SELECT ts, SUM(delta) OVER (ORDER BY ts ROWS UNBOUNDED PRECEDING)"
+            " FROM s),"
+            " m(ts, held) AS ("
+            "  SELECT ts, held FROM c WHERE (? IS NULL OR ts >= ?) AND (? IS NULL OR ts <= ?)"
+            "  UNION ALL"
+            "  SELECT ?, COALESCE((SELECT held FROM c WHERE ts < ? ORDER BY ts DESC LIMIT 1), 0)"
+            "  WHERE ? IS NOT NULL)"
+            " SELECT ts, held FROM m WHERE held > 0 ORDER BY held DESC, ts LIMIT 1",
+            args + args + [lo, lo, hi, hi, lo, lo, lo]).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def released(self, pid: Optional[int], until: Optional[int] = None) -> int:
+        """Bytes given back that no traced call took, up to `until`."""
+        sql = "SELECT COALESCE(SUM(bytes), 0) FROM releases WHERE 1"
+        args: List[object] = []
+        if pid is not None:
+            sql, args = sql + " AND pid = ?", args + [pid]
+        if until is not None:
+            sql, args = sql + " AND ts_ns <= ?", args + [until]
+        return int(self.db.execute(sql, args).fetchone()[0])
+
+    # --- over time and per process ---------------------------------------------------------
+
+    def given_by_pid(self, pid: Optional[int]) -> dict:
+        """{pid: bytes given back}: held pieces handed back, and releases."""
+        only = "WHERE pid = ?" if pid is not None else ""
+        args = [pid] if pid is not None else []
+        out: dict = {}
+        for table, cond in (("lifetimes", "how = 1"), ("releases", "1")):
+            where = f"{only} AND {cond}" if only else f"WHERE {cond}"
+            for p, n in self.db.execute(
+                    f"SELECT pid, SUM(bytes) FROM {table} {where} GROUP BY pid", args):
+                out[p] = out.get(p, 0) + n
+        return out
+
+    def held_deltas(self, bucket_sql: str, pid: Optional[int]) -> Iterable[Tuple[int, int]]:
+        """(bucket, change of the live images' held bytes in it); `bucket_sql` maps a column
+        named ts to a bucket index."""
+        only = "AND pid = ?" if pid is not None else ""
+        args = [pid] * 2 if pid is not None else []
+        sql = ("SELECT b, SUM(delta) FROM ("
+               f" SELECT {bucket_sql.format(ts='taken_ns')} AS b, bytes AS delta FROM lifetimes"
+               f" WHERE 1 {only} UNION ALL"
+               f" SELECT {bucket_sql.format(ts='end_ns')}, -bytes FROM lifetimes"
+               f" WHERE how != 0 {only}) GROUP BY b")
+        return self.db.execute(sql, args).fetchall()
+
+    def given_per_bucket(self, bucket_sql: str, pid: Optional[int]) -> Iterable[Tuple[int, int]]:
+        """(bucket, bytes given back in it)."""
+        only = "AND pid = ?" if pid is not None else ""
+        args = [pid] * 2 if pid is not None else []
+        sql = ("SELECT b, SUM(n) FROM ("
+               f" SELECT {bucket_sql.format(ts='end_ns')} AS b, bytes AS n FROM lifetimes"
+               f" WHERE how = 1 {only} UNION ALL"
+               f" SELECT {bucket_sql.format(ts='ts_ns')}, bytes FROM releases WHERE 1 {only})"
+               " GROUP BY b")
+        return self.db.execute(sql, args).fetchall()
+
+    def held_by_stack(self, pid: Optional[int],
+                      moment: int) -> Iterable[Tuple[Optional[int], int]]:
+        """(stack_id, bytes) the live images held at `moment`, every kind."""
+        only = "AND pid = ?" if pid is not None else ""
+        args: List[object] = [moment, moment]
+        if pid is not None:
+            args.append(pid)
+        return self.db.execute(
+            "SELECT stack_id, SUM(bytes) FROM lifetimes WHERE taken_ns <= ? AND "
+            f"(how = 0 OR end_ns > ?) {only} GROUP BY stack_id", args).fetchall()
+
+    def held_at_exit(self, pid: Optional[int]) -> int:
+        only = "AND pid = ?" if pid is not None else ""
+        return int(self.db.execute(
+            f"SELECT COALESCE(SUM(bytes), 0) FROM lifetimes WHERE how != 1 {only}",
+            [pid] if pid is not None else []).fetchone()[0])
