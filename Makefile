@@ -88,6 +88,7 @@ typecheck: venv
 bench: setup-test
 	$(PY) bench/run.py
 	$(PY) bench/faults.py
+	$(PY) bench/scale.py
 
 clean:
 	BINDIR=$(BINDIR) bash scripts/link-command.sh remove $(abspath $(HEAPTRACE))
