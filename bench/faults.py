@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from run import (  # noqa: E402
     first_line,
     fresh,
     histogram_of,
+    perf_record,
     repetitions,
     show,
 )
@@ -82,18 +82,10 @@ def _heaptrace(events: Optional[str]) -> Callable:
 
 
 def _perf(target: Sequence[str], tmp: str, tools: Dict[str, str]) -> tuple:
-    data = os.path.join(tmp, "perf.data")
+    def read(run: Run, script: str) -> None:
+        run.extra["faults_seen"] = sum("page_fault_user" in x for x in script.splitlines())
 
-    def after(run: Run, proc: subprocess.CompletedProcess) -> None:
-        script, _, _ = execute([tools["perf"], "script", "-i", data, "-F", "event"])
-        if script.returncode != 0:
-            raise Unavailable(f"perf script failed: {first_line(script.stderr)}")
-        run.extra["faults_seen"] = sum("page_fault_user" in x for x in script.stdout.splitlines())
-        run.notes += [x.strip() for x in proc.stderr.splitlines() if "lost" in x.lower()]
-        os.unlink(data)
-
-    return [*NO_ASLR, tools["perf"], "record", "-q", "--call-graph", "dwarf", "-e",
-            "exceptions:page_fault_user", "-o", data, "--", *target], after
+    return perf_record(target, tmp, tools, "exceptions:page_fault_user", read)
 
 
 RUNNERS: Dict[str, Callable] = {

@@ -160,20 +160,30 @@ def _heaptrace(heavy: Sequence[str], tmp: str, tools: Dict[str, str]) -> tuple:
     return [*NO_ASLR, tools["heaptrace"], "run", "-o", recording, "--", *heavy], after
 
 
-def _perf(heavy: Sequence[str], tmp: str, tools: Dict[str, str]) -> tuple:
+def perf_record(target: Sequence[str], tmp: str, tools: Dict[str, str], events: str,
+                read: Callable[[Run, str], None]) -> tuple:
+    """perf record --call-graph dwarf of EVENTS around target; `read` takes what
+    `perf script -F event` printed (one line per sample) into the run."""
     data = os.path.join(tmp, "perf.data")
 
     def after(run: Run, proc: subprocess.CompletedProcess) -> None:
         script, _, _ = execute([tools["perf"], "script", "-i", data, "-F", "event"])
         if script.returncode != 0:
             raise Unavailable(f"perf script failed: {first_line(script.stderr)}")
-        run.seen = perf_counts(script.stdout)
-        run.notes += [line.strip() for line in proc.stderr.splitlines() if "lost" in line]
+        read(run, script.stdout)
+        run.notes += [line.strip() for line in proc.stderr.splitlines() if "lost" in line.lower()]
         os.unlink(data)  # hundreds of MB of copied stacks
 
-    argv = [*NO_ASLR, tools["perf"], "record", "-q", "--call-graph", "dwarf", "-e", PERF_EVENTS,
-            "-o", data, "--", *heavy]
+    argv = [*NO_ASLR, tools["perf"], "record", "-q", "--call-graph", "dwarf", "-e", events,
+            "-o", data, "--", *target]
     return argv, after
+
+
+def _perf(heavy: Sequence[str], tmp: str, tools: Dict[str, str]) -> tuple:
+    def read(run: Run, script: str) -> None:
+        run.seen = perf_counts(script)
+
+    return perf_record(heavy, tmp, tools, PERF_EVENTS, read)
 
 
 def perf_counts(script_output: str) -> Dict[str, int]:
