@@ -213,6 +213,7 @@ struct rss_space {
     u64 peak;
     u64 peak_ts;
     u64 peak_bytes[NMEMBERS];
+    s64 debt[NMEMBERS]; /* decreases that were two faults' events out of order (resident.h) */
 };
 
 /* The RSS of one address space at one moment, with its peak so far. */

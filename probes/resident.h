@@ -274,6 +274,38 @@ static __always_inline void add_resident_totals(int member, s64 delta)
         add_totals(KIND_RESIDENT, delta, 0);
 }
 
+/* Two page faults in one space on two CPUs can reach the probe out of order: the later value
+ * first, then the earlier one, which reads as a page released, and the next change as that page
+ * grown again. A decrease of anon seen inside one of the process's own page faults is such an
+ * inversion (a fault never shrinks anon; it can shrink file or shmem, copying a private page on
+ * write, so those are left as they come): owed, not released, and paid back from the next anon
+ * growth. Returns what resident growth counts of this change; the RSS itself follows every
+ * value as it comes (exact either way). */
+static __always_inline s64 settle(struct rss_space *s, int member, s64 delta, int curr, u32 tgid,
+                                  u32 tid, struct pt_regs *regs, int *have_regs)
+{
+    s64 *debt = &s->debt[member & (NMEMBERS - 1)];
+    if (delta > 0) {
+        s64 owed = *(volatile s64 *)debt;
+        if (owed <= 0)
+            return delta;
+        s64 pay = owed < delta ? owed : delta;
+        __sync_fetch_and_add(debt, -pay);
+        return delta - pay;
+    }
+    if (delta < 0 && curr && is_traced(tgid)) {
+        if (!*have_regs)
+            *have_regs = read_user_regs(regs) == 0;
+        u64 addr = 0;
+        s32 nr = -1;
+        if (*have_regs && user_cause(tid, regs, &addr, &nr) == CAUSE_FAULT) {
+            __sync_fetch_and_add(debt, -delta);
+            return 0;
+        }
+    }
+    return delta;
+}
+
 /* Growth of a bound space: in the exact totals, and summed by stack. */
 static __always_inline void add_growth(void *ctx, struct rss_space *s, int member, s64 delta,
                                        int curr, u32 tgid, u32 tid, u64 now,
@@ -350,8 +382,11 @@ static __always_inline int on_rss_stat(void *ctx, u32 mm, int curr, int member, 
         return 0;
     }
     add_to_sum(member, delta, now);
+    s64 grown = delta; /* what resident growth counts: delta less inversions (settle) */
+    if (RESIDENT_TRACED && member == MM_ANONPAGES)
+        grown = settle(s, member, delta, curr, tgid, tid, &regs, &have_regs);
     if (RESIDENT_TRACED)
-        add_resident_totals(member, delta);
+        add_resident_totals(member, grown);
     if (!counts_in_rss(member))
         return 0;
     if (delta > 0 && raise_peak(&s->peak, rss)) {
@@ -371,8 +406,8 @@ static __always_inline int on_rss_stat(void *ctx, u32 mm, int curr, int member, 
         forget_if_emptied(s, mm, now);
         return 0;
     }
-    if (delta > 0 && RESIDENT_TRACED)
-        add_growth(ctx, s, member, delta, curr, tgid, tid, now, &regs, have_regs);
+    if (grown > 0 && RESIDENT_TRACED)
+        add_growth(ctx, s, member, grown, curr, tgid, tid, now, &regs, have_regs);
     return 0;
 }
 

@@ -83,7 +83,7 @@ RULE = Layout("rule", (("cfa_off", "i"), ("fp_off", "i"), ("cfa_reg", "B"), ("fp
                        ("end", "B"), ("pad", "5s")))
 RSS_SPACE = Layout("rss_space", (
     ("tgid", "I"), ("exiting", "I"), ("bytes", f"{NMEMBERS}Q"), ("rss", "q"), ("sent", "q"),
-    ("peak", "Q"), ("peak_ts", "Q"), ("peak_bytes", f"{NMEMBERS}Q")))
+    ("peak", "Q"), ("peak_ts", "Q"), ("peak_bytes", f"{NMEMBERS}Q"), ("debt", f"{NMEMBERS}q")))
 RSS_REC = Layout("rss_rec", (
     ("type", "I"), ("pid", "I"), ("space", "I"), ("why", "I"), ("ts", "Q"),
     ("bytes", f"{NMEMBERS}Q"), ("peak", "Q"), ("peak_ts", "Q"), ("peak_bytes", f"{NMEMBERS}Q")))

@@ -111,9 +111,12 @@ def test_peak_rss_is_the_programs_getrusage(which, request):
 def test_the_threads_touched_pages_land_on_the_function_that_touched_them(threads):
     db, own = threads
     stacks = folded(db)
-    touched = 4 * 200000 * CHUNK
+    # the blocks, and the arrays of their pointers (8 bytes each) that fill_blocks writes
+    touched = 4 * 200000 * (CHUNK + 8)
     filled = under(stacks, "fill_blocks")
-    assert 0.99 * touched <= filled <= 1.02 * touched, (filled, touched)
+    # within 0.5%: 4 threads faulting on 2 CPUs, their rss_stat events out of order, would
+    # count pages released and grown again without the probe's settle()
+    assert 0.995 * touched <= filled <= 1.005 * touched, (filled, touched)
     # not on the arena reservation (glibc's new_heap maps it PROT_NONE: nothing resident)
     assert under(stacks, "new_heap") < MIB
     assert sum(stacks.values()) < 1.05 * touched

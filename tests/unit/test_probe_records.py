@@ -66,7 +66,8 @@ def test_rss_records_and_resident_sums_decode_by_member():
     assert (rs.pid, rs.gen, rs.ts_ns, rs.member, rs.cause, rs.bytes, rs.increments) == (
         10, 1, 900, "shmem", 2, 8192, 2)
     assert rs.stack_id == 7 and rs.stack_ref == STACK_WALKED | 5
-    space = RSS_SPACE.struct.pack(10, 0, 0, 4096, 0, 0, 4096, 0, 8192, 300, 0, 8192, 0, 0)
+    space = RSS_SPACE.struct.pack(10, 0, 0, 4096, 0, 0, 4096, 0, 8192, 300, 0, 8192, 0, 0,
+                                  0, 0, 0, 0)
     s = space_sample(77, space, {0: "file", 1: "anon", 2: "swap", 3: "shmem"}, 1000)
     assert (s.why, s.rss, s.peak, s.peak_ts_ns) == ("now", Rss(4096), 8192, 300)
 
