@@ -195,11 +195,29 @@ def given_back(event: Event) -> int:
 
 @dataclass(frozen=True)
 class Frame:
-    """One frame of a user stack. `name` is what is shown (symbol, or module+0xoffset)."""
+    """One frame of a user stack. `name` is what is shown (symbol, or module+0xoffset; a
+    Python frame's `qualname (file.py:line)`, its module the source file)."""
 
     name: str
     module: Optional[str] = None
     addr: Optional[int] = None
+
+
+# The name of a Python frame (heaptrace/stacks/python/): "qualname (file.py:line)", the line
+# "?" when it is not known. Views tell Python frames from native ones by it.
+PYTHON_FRAME = re.compile(r" \([^()]*:(\d+|\?)\)$")
+
+
+def is_python_name(name: str) -> bool:
+    return PYTHON_FRAME.search(name) is not None
+
+
+# Outermost frames of a whole user stack: a process's entry, a thread's (glibc's clone3 or
+# clone, musl's __clone), or the dynamic loader's start before main.
+ENTRY_POINTS = frozenset({"_start", "__start", "clone", "clone3", "__clone", "_dl_start_user"})
+# The frame that ends a stack the unwinder could not follow to an entry point, so that the
+# cut shows (at the root of the flame graph) instead of passing for a whole stack.
+TRUNCATED = "[truncated]"
 
 
 @dataclass(frozen=True)

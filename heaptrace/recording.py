@@ -80,7 +80,23 @@ CREATE TABLE rss (
     why TEXT,       -- start, change, now, peak (that space's exact peak) or end (emptied)
     anon INTEGER NOT NULL, file INTEGER NOT NULL, shmem INTEGER NOT NULL, swap INTEGER NOT NULL
 );
+CREATE TABLE pycode (  -- Python code objects, named once per process (stacks/python/)
+    pid INTEGER NOT NULL, addr INTEGER NOT NULL,
+    scope INTEGER, -- the globals of the frames it ran in: (addr, scope) names one code object
+    first_ns INTEGER, name TEXT, qualname TEXT,
+    filename TEXT, firstlineno INTEGER,
+    first_traceable INTEGER, -- bytecode offset of the first instruction a traceback shows
+    lines_format TEXT, lines BLOB -- the line table: what gives a frame its line
+);
+CREATE TABLE pystacks (  -- the Python frames of a stack's calling thread
+    stack_id INTEGER PRIMARY KEY REFERENCES stacks(id),
+    frames TEXT NOT NULL, -- JSON [[code addr, bytecode offset, 1: its C eval call's first,
+                          --        globals addr], ...] leaf first
+    cut INTEGER NOT NULL  -- 1: the chain went on beyond these frames
+);
 """
+# Tables added since format 1 was fixed: absent from older recordings, read as empty.
+LATER_TABLES = ("pycode", "pystacks")
 
 EVENT_COLUMNS = tuple(f.name for f in fields(Event))
 # An event's committed growth in SQL, as events.growth() says: positive sizes, but not of
@@ -119,15 +135,26 @@ def unpack_ips(blob: Optional[bytes]) -> Tuple[int, ...]:
     return struct.unpack(f"<{len(blob) // 8}Q", blob)
 
 
+# (code addr, bytecode offset, first of its C eval call, globals addr)
+PyFrames = Sequence[Tuple[int, int, bool, int]]
+
+
 def _stack_key(
-    pid: Optional[int], ips: Sequence[int], frames: Optional[Sequence[Frame]], image: int = 0
+    pid: Optional[int], ips: Sequence[int], frames: Optional[Sequence[Frame]], image: int = 0,
+    py: Optional[PyFrames] = None,
 ) -> bytes:
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{pid}/{image}".encode() if image else str(pid).encode())
     h.update(pack_ips(ips))
     if frames is not None and not ips:
         h.update(json.dumps([[f.name, f.module] for f in frames]).encode())
+    if py:
+        h.update(b"py" + json.dumps(_py_json(py)).encode())
     return h.digest()
+
+
+def _py_json(py: PyFrames) -> List[List[int]]:
+    return [[addr, offset, int(entry), scope] for addr, offset, entry, scope in py]
 
 
 def _frames_json(frames: Optional[Sequence[Frame]]) -> Optional[str]:
@@ -165,6 +192,12 @@ class RecordingWriter:
         self._stack_ids: Dict[bytes, int] = {}
         self.commit()
 
+    def _ensure_later_tables(self) -> None:
+        """Tables newer than a recording being updated in place (CREATE IF NOT EXISTS)."""
+        for statement in SCHEMA.split(";"):
+            if any(f"CREATE TABLE {name} (" in statement for name in LATER_TABLES):
+                self._db.execute(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
+
     @classmethod
     def open_existing(cls, path: str) -> RecordingWriter:
         """Reopen a recording to update it in place (e.g. `heaptrace symbolize`)."""
@@ -177,6 +210,7 @@ class RecordingWriter:
         except sqlite3.Error as exc:
             raise RecordingError(f"cannot update recording {path}: {exc}") from None
         self._stack_ids = dict(rows)
+        self._ensure_later_tables()
         return self
 
     def set_meta(self, **values: object) -> None:
@@ -193,10 +227,13 @@ class RecordingWriter:
         pid: Optional[int] = None,
         image: int = 0,
         ts_ns: Optional[int] = None,
+        py: Optional[PyFrames] = None,
+        py_cut: bool = False,
     ) -> int:
-        """Store a stack once (deduplicated by address space, exec image and addresses, or
-        by frames when there are no addresses) and return its id."""
-        key = _stack_key(pid, ips, frames, image)
+        """Store a stack once (deduplicated by address space, exec image, addresses and
+        Python frames, or by frames when there are no addresses) and return its id. `py`:
+        the Python frames of the calling thread (table pystacks)."""
+        key = _stack_key(pid, ips, frames, image, py)
         stack_id = self._stack_ids.get(key)
         if stack_id is None:
             cur = self._db.execute(
@@ -206,7 +243,24 @@ class RecordingWriter:
             stack_id = cur.lastrowid
             assert stack_id is not None  # set by every INSERT
             self._stack_ids[key] = stack_id
+            if py:
+                self._db.execute(
+                    "INSERT INTO pystacks (stack_id, frames, cut) VALUES (?, ?, ?)",
+                    (stack_id, json.dumps(_py_json(py)), int(py_cut)))
         return stack_id
+
+    def add_py_code(
+        self, pid: int, addr: int, scope: int, first_ns: int, name: str, qualname: str,
+        filename: str, firstlineno: int, first_traceable: int, lines_format: str, lines: bytes,
+    ) -> None:
+        """A Python code object of `pid` at `addr` run with the globals at `scope`, first
+        seen at `first_ns`."""
+        self._db.execute(
+            "INSERT INTO pycode (pid, addr, scope, first_ns, name, qualname, filename, "
+            "firstlineno, first_traceable, lines_format, lines) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (pid, addr, scope, first_ns, name, qualname, filename, firstlineno, first_traceable,
+             lines_format, lines))
 
     def set_stack_frames(self, stack_id: int, frames: Sequence[Frame]) -> None:
         self._db.execute(
@@ -493,6 +547,24 @@ class Recording:
         (re)symbolizing."""
         rows = self._query("SELECT id, pid, ips, ts_ns FROM stacks WHERE ips IS NOT NULL")
         return [(sid, pid, unpack_ips(ips), ts) for sid, pid, ips, ts in rows]
+
+    def py_codes(self) -> List[tuple]:
+        """(pid, addr, scope, first_ns, name, qualname, filename, firstlineno,
+        first_traceable, lines_format, lines) of every Python code object; none in older
+        recordings."""
+        if not self._has_table("pycode"):
+            return []
+        return self._query(
+            "SELECT pid, addr, scope, first_ns, name, qualname, filename, firstlineno, "
+            "first_traceable, lines_format, lines FROM pycode ORDER BY rowid")
+
+    def py_stacks(self) -> Dict[int, Tuple[List[Tuple[int, int, bool, int]], bool]]:
+        """stack id -> (Python frames leaf first: (code addr, bytecode offset, first of its
+        C eval call, globals addr), cut) of the stacks that have Python frames."""
+        if not self._has_table("pystacks"):
+            return {}
+        return {sid: ([(a, o, bool(e), g) for a, o, e, g in json.loads(frames)], bool(cut))
+                for sid, frames, cut in self._query("SELECT stack_id, frames, cut FROM pystacks")}
 
     def processes(self) -> List[tuple]:
         return self._query(

@@ -17,6 +17,10 @@
  * hands a call over to it by tail call, and it hands the call on to call_stage, which counts and sends
  * it; sys_enter hands munmap over too (its ranges go before another thread can map the same pages).
  *
+ * In a process that runs CPython (user space says where its runtime is, and the layout of its
+ * version), call_stage hands the call on to py_frames, which adds the calling thread's Python frame
+ * chain (a third program, so that the verifier checks the Python walk apart from the native one).
+ *
  * Settings come in as -D flags from heaptrace/backends/ebpf.py; the defaults keep this valid C alone.
  */
 #include <uapi/linux/ptrace.h>
@@ -24,6 +28,19 @@
 
 #include "heaptrace.h" /* records and constants shared with user space */
 #include "ranges.h"    /* what each page of an address space is */
+
+/* Every read of user or kernel memory goes through these two: as it compiles, bcc looks each
+ * call site of a bpf_probe_read_* helper up in the kernel's symbols, 30-40 ms a site (half a
+ * second for the probe's twenty), where one call site each costs it once. */
+static __always_inline long read_user(void *dst, u32 size, const void *src)
+{
+    return bpf_probe_read_user(dst, size, src);
+}
+
+static __always_inline long read_kernel(void *dst, u32 size, const void *src)
+{
+    return bpf_probe_read_kernel(dst, size, src);
+}
 
 #ifndef USER_STACK_MAP       /* 1: also walk frame pointers with the kernel's stack map */
 #define USER_STACK_MAP 0
@@ -154,6 +171,12 @@ struct call_job {
 
 #define STAGE_RANGES 0
 #define STAGE_CALL 1
+#define STAGE_PY 2 /* the Python frames of a call (py_frames) */
+#define NSTAGES 3
+
+struct py_frame_head {
+    u8 bytes[PY_FRAME_BYTES];
+};
 
 #ifndef PAGE_BYTES           /* the user stack's page size (a stack-growing fault's copy skips one) */
 #define PAGE_BYTES 4096
@@ -180,7 +203,7 @@ BPF_ARRAY(no_ranges, struct range_set, 1);
 /* 0 -> the call being handed from stage to stage on this CPU; sys_enter, sys_exit, the stages */
 BPF_PERCPU_ARRAY(jobs, struct call_job, 1);
 /* STAGE_* -> program; user space */
-BPF_PROG_ARRAY(stages, 2);
+BPF_PROG_ARRAY(stages, NSTAGES);
 /* kind * (CLASS_MASK + 1) + class -> bytes (per CPU): mmap lengths and mremap growth by class */
 BPF_PERCPU_ARRAY(class_bytes, u64, NKINDS * (CLASS_MASK + 1));
 /* tid -> flags of its clone in flight; sys_enter; sched_process_fork (thread or process?) */
@@ -214,6 +237,19 @@ BPF_TABLE("lru_hash", struct rule_key, struct copy_seen, copy_sent, 16384);
 BPF_PERCPU_ARRAY(proc_scratch, struct proc_rec, 1);
 /* the per-event stream: REC_* records; the probe; user space (EbpfTracer) */
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+/* tgid -> where its Python runtime is and how its frames are laid out; user space (teach_python)
+ * and sched_process_fork (a child inherits its parent's); py_stack_ref */
+BPF_HASH(py_procs, u32, struct py_proc, MAX_PROCS);
+/* tid -> its Python thread state, found once by walking the interpreter's list; py_tstate */
+BPF_TABLE("lru_hash", u32, u64, py_threads, 16384);
+/* (tgid, gen, code address) -> 1 once its py_code_rec was sent; py_send_codes */
+BPF_TABLE("lru_hash", struct rule_key, u8, py_codes, 262144);
+/* 0 -> scratch py_stack_rec; py_stack_ref */
+BPF_PERCPU_ARRAY(py_stacks, struct py_stack_rec, 1);
+/* 0 -> scratch py_code_rec; py_send_code */
+BPF_PERCPU_ARRAY(py_code_scratch, struct py_code_rec, 1);
+/* 0 -> the head of the frame being read; py_walk */
+BPF_PERCPU_ARRAY(py_frame_scratch, struct py_frame_head, 1);
 #if USER_STACK_MAP
 /* stack id -> frame-pointer user stack; emit_call (--unwind fp); user space */
 BPF_STACK_TRACE(stacks, 65536);
@@ -322,25 +358,25 @@ static __always_inline void add_totals(int kind, s64 size, u64 failed)
 static __always_inline u32 copy_stack(struct copy_rec *rec, u64 sp)
 {
 #if STACK_BYTES > 0
-    if (bpf_probe_read_user(rec->stack, STACK_BYTES, (void *)sp) == 0)
+    if (read_user(rec->stack, STACK_BYTES, (void *)sp) == 0)
         return STACK_BYTES;
     u32 off = 0;
 #pragma unroll
     for (int shift = 15; shift >= 3; shift--) {
         u32 piece = 1u << shift;
         if (piece < STACK_BYTES && off + piece <= STACK_BYTES &&
-            bpf_probe_read_user(&rec->stack[off & (STACK_BYTES - 1)], piece, (void *)(sp + off)) == 0)
+            read_user(&rec->stack[off & (STACK_BYTES - 1)], piece, (void *)(sp + off)) == 0)
             off += piece;
     }
 #if STACK_BYTES > 2 * PAGE_BYTES
     u32 gap = (u32)(0 - sp) & (PAGE_BYTES - 1), zero = 0;
     struct zero_page *zeros = zero_pages.lookup(&zero);
-    if (off == 0 && gap && zeros && bpf_probe_read_kernel(rec->stack, gap, zeros->b) == 0) {
+    if (off == 0 && gap && zeros && read_kernel(rec->stack, gap, zeros->b) == 0) {
 #pragma unroll
         for (int shift = 13; shift >= 10; shift--) {
             u32 piece = 1u << shift;
-            if (piece <= STACK_BYTES / 2 && bpf_probe_read_user(&rec->stack[gap], piece,
-                                                                (void *)(sp + gap)) == 0) {
+            if (piece <= STACK_BYTES / 2 && read_user(&rec->stack[gap], piece,
+                                                      (void *)(sp + gap)) == 0) {
                 off = gap + piece;
                 break;
             }
@@ -405,9 +441,9 @@ static __always_inline int walk_stack(u32 tgid, struct pt_regs *regs, struct sta
             return WALK_WHOLE;
         u64 cfa = (r->cfa_reg ? fp : sp) + (s64)r->cfa_off;
         u64 ra = 0;
-        if (r->fp_saved && bpf_probe_read_user(&fp, sizeof(fp), (void *)(cfa + (s64)r->fp_off)))
+        if (r->fp_saved && read_user(&fp, sizeof(fp), (void *)(cfa + (s64)r->fp_off)))
             return WALK_CUT;
-        if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8)))
+        if (read_user(&ra, sizeof(ra), (void *)(cfa - 8)))
             return WALK_CUT;
         if (ra == 0) /* the ABI's end of the frame chain */
             return WALK_WHOLE;
@@ -519,6 +555,246 @@ static __always_inline u64 user_stack(struct pt_regs *regs, u32 tgid, u32 tid, u
 #endif
 }
 
+/* --- Python frames ---------------------------------------------------------------------- */
+
+static __always_inline u64 read_u64(u64 addr)
+{
+    u64 value = 0;
+    if (read_user(&value, sizeof(value), (void *)addr))
+        return 0;
+    return value;
+}
+
+/* The calling thread's PyThreadState: cached per thread, checked against its tid each time,
+ * else found in the interpreter's list of thread states. */
+static __always_inline u64 py_tstate(struct py_proc *p, u32 tid)
+{
+    u64 want = tid;
+    if (p->task_fsbase != PY_NO_OFFSET) {
+        u64 task = bpf_get_current_task();
+        want = 0;
+        read_kernel(&want, sizeof(want), (void *)(task + p->task_fsbase));
+    }
+    u64 *cached = py_threads.lookup(&tid);
+    if (cached && *cached && read_u64(*cached + p->tstate_tid) == want)
+        return *cached;
+    u64 interp = read_u64(p->runtime + p->interpreters_head);
+    u64 ts = interp ? read_u64(interp + p->threads_head) : 0;
+    for (int i = 0; i < PY_MAX_THREADS; i++) {
+        if (!ts)
+            break;
+        if (read_u64(ts + p->tstate_tid) == want) {
+            py_threads.update(&tid, &ts);
+            return ts;
+        }
+        ts = read_u64(ts + p->tstate_next);
+    }
+    return 0;
+}
+
+static __always_inline u64 head_u64(struct py_frame_head *h, u32 off)
+{
+    return *(u64 *)&h->bytes[off & (PY_FRAME_BYTES - 8)];
+}
+
+/* Walk the frame chain from `frame`, leaf first, into w (and hash it), for one layout `kind`
+ * (a constant once inlined: no branch on it in the loop, which would keep the verifier from
+ * pruning). A shim frame of 3.12+ (the C stack's, between two eval calls) is kept as
+ * code 0 | PY_ENTRY: it closes the frames of the eval call before it. Returns PY_CUT when the
+ * chain goes on beyond MAX_PY_FRAMES or a read fails. */
+static __always_inline u32 py_walk_kind(struct py_proc *p, u64 frame, struct py_stack_rec *w,
+                                        struct py_frame_head *h, const u32 kind)
+{
+    u32 code_off = p->frame_code, instr_off = p->frame_instr, prev_off = p->frame_previous;
+    u32 scope_off = p->frame_globals;
+    u32 entry_off = p->frame_entry & (PY_FRAME_BYTES - 1);
+    u64 hash = w->hash;
+    u32 cut = 0, i = 0;
+    for (i = 0; i < MAX_PY_FRAMES; i++) {
+        if (!frame)
+            break;
+        if (read_user(h->bytes, PY_FRAME_BYTES, (void *)frame)) {
+            cut = PY_CUT;
+            break;
+        }
+        u64 code = head_u64(h, code_off);
+        u64 instr = head_u64(h, instr_off);
+        u64 scope = head_u64(h, scope_off);
+        u8 mark = h->bytes[entry_off];
+        frame = head_u64(h, prev_off);
+        u64 entry = 1;
+        if (kind == PY_FRAMES_IS_ENTRY)
+            entry = mark != 0;
+        if (kind == PY_FRAMES_SHIM) {
+            entry = mark == PY_OWNED_BY_CSTACK;
+            code = entry ? 0 : code;
+        }
+        code |= entry;
+        w->codes[i] = code;
+        w->instrs[i] = instr;
+        w->scopes[i] = scope;
+        hash = (hash ^ code) * 0x100000001b3ULL;
+        hash = (hash ^ instr) * 0x100000001b3ULL;
+        hash = (hash ^ scope) * 0x100000001b3ULL;
+        hash ^= hash >> 29;
+    }
+    w->n = i;
+    w->hash = hash;
+    return (i == MAX_PY_FRAMES && frame) ? PY_CUT : cut;
+}
+
+static __always_inline u32 py_walk(struct py_proc *p, u64 tstate, struct py_stack_rec *w,
+                                   u32 tgid)
+{
+    u32 zero = 0;
+    struct py_frame_head *h = py_frame_scratch.lookup(&zero);
+    w->n = 0;
+    w->hash = 0x84222325cbf29ce4ULL ^ tgid;
+    if (!h)
+        return PY_CUT;
+    u64 frame = read_u64(tstate + p->tstate_frame);
+    if (frame && p->cframe_frame != PY_NO_OFFSET)
+        frame = read_u64(frame + p->cframe_frame);
+    if (p->frames == PY_FRAMES_OBJECT)
+        return py_walk_kind(p, frame, w, h, PY_FRAMES_OBJECT);
+    if (p->frames == PY_FRAMES_IS_ENTRY)
+        return py_walk_kind(p, frame, w, h, PY_FRAMES_IS_ENTRY);
+    return py_walk_kind(p, frame, w, h, PY_FRAMES_SHIM);
+}
+
+/* Copy the readable prefix of `size` bytes at src: an object near the end of its mapping
+ * cannot be read whole, its first quarter (a str's head and some text) usually can. */
+static __always_inline void read_prefix(u8 *dst, u32 size, u64 src)
+{
+    if (read_user(dst, size, (void *)src) != 0)
+        read_user(dst, size / 4, (void *)src);
+}
+
+static __always_inline u64 code_u64(struct py_code_rec *rec, u32 off)
+{
+    return *(u64 *)&rec->head[off & (PY_CODE_BYTES - 8)];
+}
+
+/* Send one code object: its head, its names, its file name and line table. */
+static __always_inline int py_send_code(struct py_proc *p, u32 tgid, u64 code, u64 scope)
+{
+    u32 zero = 0;
+    struct py_code_rec *rec = py_code_scratch.lookup(&zero);
+    if (!rec)
+        return -1;
+    rec->type = REC_PYCODE;
+    rec->pid = tgid;
+    rec->ts = bpf_ktime_get_ns();
+    rec->code = code;
+    rec->scope = scope;
+    rec->gen = p->gen;
+    if (read_user(rec->head, PY_CODE_BYTES, (void *)code))
+        return -1;
+    read_prefix(rec->name, PY_NAME_BYTES, code_u64(rec, p->code_name));
+    rec->qualname[0] = 0;
+    if (p->code_qualname != PY_NO_OFFSET)
+        read_prefix(rec->qualname, PY_NAME_BYTES, code_u64(rec, p->code_qualname));
+    read_prefix(rec->filename, PY_FILE_BYTES, code_u64(rec, p->code_filename));
+    u64 lines = code_u64(rec, p->code_linetable);
+    u64 len = read_u64(lines + 16) + 32; /* PyBytesObject: ob_size at 16, the bytes at 32 */
+    if (len > PY_LINES_BYTES - 1)
+        len = PY_LINES_BYTES - 1;
+    rec->lines_len = 0;
+    if (lines && read_user(rec->lines, len & (PY_LINES_BYTES - 1), (void *)lines) == 0)
+        rec->lines_len = len;
+    u32 size = offsetof(struct py_code_rec, lines) + (rec->lines_len & (PY_LINES_BYTES - 1));
+    if (events.ringbuf_output(rec, size, 0) != 0)
+        return -1;
+    count(CTR_PY_CODES);
+    return 0;
+}
+
+/* What names a code object in py_codes: its address and its frame's globals. */
+static __always_inline u64 code_key(u64 code, u64 scope)
+{
+    return (code & ~PY_ENTRY) ^ (scope << 17) ^ (scope >> 47);
+}
+
+/* The index of the first code object of w not sent yet, or -1. A loop with no state but
+ * its index: the verifier walks it in linear time. */
+static __always_inline int py_first_unsent(struct rule_key *key, struct py_stack_rec *w)
+{
+    for (int i = 0; i < MAX_PY_FRAMES; i++) {
+        if (i >= w->n)
+            break;
+        u64 code = w->codes[i] & ~PY_ENTRY;
+        key->pc = code_key(code, w->scopes[i]);
+        if (code && !py_codes.lookup(key))
+            return i;
+    }
+    return -1;
+}
+
+/* Send the code objects of w not sent yet, at most PY_CODES_PER_EVENT of them; 1 when all
+ * are sent. */
+static __always_inline int py_send_codes(struct py_proc *p, u32 tgid, struct py_stack_rec *w)
+{
+    struct rule_key key = {.tgid = tgid, .gen = p->gen};
+    u8 one = 1;
+    for (int round = 0; round < PY_CODES_PER_EVENT; round++) {
+        int i = py_first_unsent(&key, w);
+        if (i < 0)
+            return 1;
+        u64 code = w->codes[i & (MAX_PY_FRAMES - 1)] & ~PY_ENTRY;
+        u64 scope = w->scopes[i & (MAX_PY_FRAMES - 1)];
+        if (py_send_code(p, tgid, code, scope) != 0)
+            return 0;
+        key.pc = code_key(code, scope);
+        py_codes.update(&key, &one);
+    }
+    return py_first_unsent(&key, w) < 0;
+}
+
+/* The Python frames of the calling thread: sent once per distinct chain (with the code
+ * objects first seen in it); returns the call's py_ref, or 0. */
+static __always_inline u64 py_stack_ref(struct py_proc *p, u32 tgid, u32 tid)
+{
+    u64 tstate = py_tstate(p, tid);
+    if (!tstate) {
+        count(CTR_PY_NO_THREAD);
+        return 0;
+    }
+    u32 zero = 0;
+    struct py_stack_rec *w = py_stacks.lookup(&zero);
+    if (!w)
+        return 0;
+    w->flags = py_walk(p, tstate, w, tgid);
+    if (w->flags & PY_CUT)
+        count(CTR_PY_CUT);
+    if (w->n == 0)
+        return 0;
+    count(CTR_PY_STACKS);
+    u64 h = w->hash ^ w->flags;
+    w->hash = h;
+    if (!sent_stacks.lookup(&h)) {
+        int all = py_send_codes(p, tgid, w);
+        w->type = REC_PYSTACK;
+        w->pid = tgid;
+        if (events.ringbuf_output(w, sizeof(*w), 0) != 0)
+            return 0;
+        u8 one = 1;
+        if (all) /* else sent again, with the codes still missing, next time */
+            sent_stacks.update(&h, &one);
+    }
+    return PY_STACK | (h >> 3);
+}
+
+/* The call just put in this CPU's batch, for the program that adds its Python frames. */
+struct py_pending {
+    u32 tgid;
+    u32 tid;
+    u32 slot;
+};
+/* 0 -> the call waiting for its Python frames; emit_call; py_frames */
+BPF_PERCPU_ARRAY(py_pendings, struct py_pending, 1);
+
+static __always_inline void finish_call(struct call_batch *b, u32 slot, u64 now);
+
 static __always_inline void emit_call(void *ctx, struct pt_regs *regs, int kind, u64 pid_tgid,
                                       u64 *args, s64 ret, s64 size, u32 cls)
 {
@@ -554,7 +830,23 @@ static __always_inline void emit_call(void *ctx, struct pt_regs *regs, int kind,
     u64 rest = 0;
     rec->stack_ref = user_stack(regs, tgid, (u32)pid_tgid, &rest);
     rec->rest_ref = rest;
-    b->n = i + 1;
+    rec->py_ref = 0;
+    struct py_proc *py = py_procs.lookup(&tgid);
+    struct py_pending *pending = py_pendings.lookup(&zero);
+    if (py && pending && py->runtime && py->gen == gen_of(tgid)) {
+        pending->tgid = tgid;
+        pending->tid = (u32)pid_tgid;
+        pending->slot = i;
+        stages.call(ctx, STAGE_PY); /* does not come back unless it failed */
+    }
+    finish_call(b, i, now);
+}
+
+/* Count the call just filled in at `slot` and send the batch when it is full or old. */
+static __always_inline void finish_call(struct call_batch *b, u32 slot, u64 now)
+{
+    u32 zero = 0;
+    b->n = slot + 1;
     if (b->n < BATCH && now - b->first_ts < FLUSH_NS)
         return;
     b->type = REC_BATCH;
@@ -567,6 +859,24 @@ static __always_inline void emit_call(void *ctx, struct pt_regs *regs, int kind,
             *lost += b->n;
     }
     b->n = 0;
+}
+
+/* Tail-called by emit_call for a process running Python: the thread's Python frames for the
+ * call waiting in this CPU's batch, then the rest of emit_call. */
+int py_frames(struct bpf_raw_tracepoint_args *ctx)
+{
+    u32 zero = 0;
+    struct py_pending *pending = py_pendings.lookup(&zero);
+    struct call_batch *b = batches.lookup(&zero);
+    if (!pending || !b)
+        return 0;
+    u32 slot = pending->slot & (BATCH - 1);
+    struct call_rec *rec = &b->recs[slot];
+    struct py_proc *p = py_procs.lookup(&pending->tgid);
+    if (p)
+        rec->py_ref = py_stack_ref(p, pending->tgid, pending->tid);
+    finish_call(b, slot, rec->ts);
+    return 0;
 }
 
 #include "resident.h" /* RSS and resident growth, from the kernel's own counters */
@@ -602,6 +912,10 @@ static __always_inline void note_exec_mapping(u32 tgid, u64 *args, s64 ret)
     struct path_val *path = fd_paths.lookup(&key);
     u32 zero = 0;
     struct mapfile_rec *m = mapfile_scratch.lookup(&zero);
+    struct py_proc *py = py_procs.lookup(&tgid);
+    if (py && !py->runtime && py->wait_len && args[1] == py->wait_len &&
+        args[5] == py->wait_pgoff && py->gen == gen_of(tgid))
+        py->runtime = (u64)ret + py->wait_delta; /* libpython's code, as user space expects it */
     if (!path || !m)
         return;
     m->type = REC_MAPFILE;
@@ -610,7 +924,7 @@ static __always_inline void note_exec_mapping(u32 tgid, u64 *args, s64 ret)
     m->addr = (u64)ret;
     m->len = args[1];
     m->pgoff = args[5];
-    bpf_probe_read_kernel(m->path, sizeof(m->path), path->path);
+    read_kernel(m->path, sizeof(m->path), path->path);
     if (events.ringbuf_output(m, sizeof(*m), 0) != 0)
         count(CTR_LOST);
 }
@@ -678,7 +992,7 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 {
     struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
     u64 nr = 0;
-    bpf_probe_read_kernel(&nr, sizeof(nr), &REG_NR(regs));
+    read_kernel(&nr, sizeof(nr), &REG_NR(regs));
     int kind = kind_of(nr);
     int open = is_open(nr);
     if (kind < 0 && !open)
@@ -690,7 +1004,7 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 
     /* The saved user registers still hold the arguments at exit. */
     struct pt_regs r = {};
-    bpf_probe_read_kernel(&r, sizeof(r), regs);
+    read_kernel(&r, sizeof(r), regs);
     u64 args[6] = {REG_ARG0(&r), REG_ARG1(&r), REG_ARG2(&r),
                    REG_ARG3(&r), REG_ARG4(&r), REG_ARG5(&r)};
     s64 ret = (s64)ctx->args[1];
@@ -822,7 +1136,7 @@ int call_stage(struct bpf_raw_tracepoint_args *ctx)
             *b += cls_bytes;
     }
     struct pt_regs r = {};
-    bpf_probe_read_kernel(&r, sizeof(r), (void *)ctx->args[0]);
+    read_kernel(&r, sizeof(r), (void *)ctx->args[0]);
     u64 args[6];
 #pragma unroll
     for (int j = 0; j < 6; j++)
@@ -836,8 +1150,8 @@ int call_stage(struct bpf_raw_tracepoint_args *ctx)
 static __always_inline void unmap_ranges(void *ctx, struct pt_regs *regs, u64 pid_tgid)
 {
     u64 addr = 0, len = 0;
-    bpf_probe_read_kernel(&addr, sizeof(addr), &REG_ARG0(regs));
-    bpf_probe_read_kernel(&len, sizeof(len), &REG_ARG1(regs));
+    read_kernel(&addr, sizeof(addr), &REG_ARG0(regs));
+    read_kernel(&len, sizeof(len), &REG_ARG1(regs));
     if ((addr & 4095) || len == 0 || addr + PAGE_UP(len) < addr)
         return;
     u32 zero = 0;
@@ -869,11 +1183,11 @@ RAW_TRACEPOINT_PROBE(sys_enter)
     }
     u64 flags = 0;
     if (nr == NR_CLONE) {
-        bpf_probe_read_kernel(&flags, sizeof(flags), &REG_ARG0(regs));
+        read_kernel(&flags, sizeof(flags), &REG_ARG0(regs));
     } else {
         u64 uargs = 0;
-        bpf_probe_read_kernel(&uargs, sizeof(uargs), &REG_ARG0(regs));
-        bpf_probe_read_user(&flags, sizeof(flags), (void *)uargs); /* clone_args.flags */
+        read_kernel(&uargs, sizeof(uargs), &REG_ARG0(regs));
+        read_user(&flags, sizeof(flags), (void *)uargs); /* clone_args.flags */
     }
     u32 tid = (u32)pid_tgid;
     clone_flags.update(&tid, &flags);
@@ -949,6 +1263,12 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     } else if (mine) {
         count(CTR_RANGES_BUSY);
     }
+    struct py_proc *py = py_procs.lookup(&tgid); /* the child runs the same interpreter */
+    if (py && py->gen == gen_of(tgid)) {
+        struct py_proc inherited = *py;
+        inherited.gen = 0; /* the child's generation until it execs */
+        py_procs.update(&child, &inherited);
+    }
     struct proc_rec *rec = proc_record(REC_FORK, child);
     if (!rec)
         return 0;
@@ -997,6 +1317,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     ranges.delete(&tgid);
     gens.delete(&tgid);
     space_exited(tgid);
+    py_procs.delete(&tgid);
     struct proc_rec *rec = proc_record(REC_EXIT, tgid);
     if (!rec)
         return 0;

@@ -29,6 +29,16 @@
 #ifndef SLOT_SHIFT           /* resident growth is summed per stack in slots of 2^SLOT_SHIFT ns */
 #define SLOT_SHIFT 27
 #endif
+#ifndef MAX_PY_FRAMES        /* Python frames read per event (the leaf-most ones) */
+#define MAX_PY_FRAMES 128
+#endif
+#define PY_MAX_THREADS 64    /* thread states searched for the calling thread's */
+#define PY_CODES_PER_EVENT 8 /* code objects copied at most per event (the rest: next events) */
+#define PY_FRAME_BYTES 128   /* the head of a frame, read in one piece */
+#define PY_CODE_BYTES 256    /* the head of a code object, as user space decodes it */
+#define PY_NAME_BYTES 128    /* a str object's head and text: function and qualified names */
+#define PY_FILE_BYTES 512    /* the same for file names */
+#define PY_LINES_BYTES 16384 /* a code object's line table (a bytes object: head and data) */
 
 /* Kinds: the index of each kind's totals slot and mask bit (heaptrace/events.py SPECS). */
 #define KIND_BRK 0
@@ -49,9 +59,14 @@
 #define REC_COPY 6
 #define REC_MAPFILE 7
 #define REC_RSS 8
+#define REC_PYSTACK 9
+#define REC_PYCODE 10
 
 #define STACK_WALKED (1ULL << 63)
 #define STACK_COPIED (1ULL << 62)
+#define PY_STACK (1ULL << 61)   /* a call's py_ref: the Python frames of a REC_PYSTACK */
+#define PY_ENTRY 1ULL           /* low bit of a frame's code address: the first frame its C eval call ran */
+#define PY_CUT 1                /* py_stack_rec.flags: more frames than MAX_PY_FRAMES, or a read failed */
 
 #define STATE_ACTIVE 1
 #define STATE_ARMED 2 /* the target between fork and its exec: not counted yet */
@@ -68,7 +83,11 @@
 #define CTR_RANGES_BUSY 9   /* mapping changes not followed: another CPU held the ranges too long */
 #define CTR_RESIDENT_LOST 10 /* resident increments summed without a stack: the per-stack map was full */
 #define CTR_SPACES_FULL 11   /* address spaces not followed: the map of spaces was full */
-#define NCOUNTERS 12
+#define CTR_PY_STACKS 12     /* calls with Python frames */
+#define CTR_PY_NO_THREAD 13  /* calls in a Python process whose thread had no thread state */
+#define CTR_PY_CUT 14        /* Python frame chains cut (MAX_PY_FRAMES, or a read failed) */
+#define CTR_PY_CODES 15      /* code objects copied */
+#define NCOUNTERS 16
 
 /* madvise advice that hands pages back while the mapping stays (uapi mman-common.h). */
 #define MADV_DONTNEED 4
@@ -99,6 +118,7 @@ struct call_rec {
     u32 cls;        /* CLASS_* (ranges.h) of what an mmap mapped, an mremap moved or grew, an
                      * mprotect committed (COMMITTED) or released (RESERVED); else CLASS_NONE */
     u32 pad;
+    u64 py_ref;     /* PY_STACK|hash: the calling thread's Python frames, or 0 */
 };
 
 struct call_batch {
@@ -266,6 +286,76 @@ struct resident_val {
  * changes are not taken for growth. */
 struct rss_bytes {
     u64 bytes[NMEMBERS];
+};
+
+/* How a CPython frame chain is laid out (heaptrace/stacks/python/layouts.py). */
+#define PY_FRAMES_OBJECT 0  /* 3.8-3.10: PyFrameObject chain; each frame is one C eval call */
+#define PY_FRAMES_IS_ENTRY 1 /* 3.11: _PyInterpreterFrame; is_entry marks an eval call's first */
+#define PY_FRAMES_SHIM 2    /* 3.12+: eval calls separated by shim frames the C stack owns */
+#define PY_OWNED_BY_CSTACK 3
+#define PY_NO_OFFSET 0xffffffff
+
+/* One traced Python process: where its runtime is and the offsets of its version, taught by
+ * user space when it finds the interpreter in the process's mappings (and copied at fork). */
+struct py_proc {
+    u32 gen;                /* the exec generation it applies to */
+    u32 frames;             /* PY_FRAMES_* */
+    u64 runtime;            /* address of _PyRuntime */
+    u32 interpreters_head;  /* _PyRuntime.interpreters.head */
+    u32 threads_head;       /* PyInterpreterState: first thread state */
+    u32 tstate_next;
+    u32 tstate_tid;         /* the thread's id: native_thread_id, or thread_id (see task_fsbase) */
+    u32 task_fsbase;        /* before 3.11 threads are known by pthread_self(), glibc's fs base:
+                             * its offset in task_struct; else PY_NO_OFFSET (match the tid) */
+    u32 tstate_frame;       /* the current frame (or the _PyCFrame holding it) */
+    u32 cframe_frame;       /* _PyCFrame.current_frame, or PY_NO_OFFSET */
+    u32 frame_previous;
+    u32 frame_code;
+    u32 frame_instr;        /* the instruction pointer, or f_lasti */
+    u32 frame_entry;        /* is_entry (3.11) or owner (3.12+), or PY_NO_OFFSET */
+    u32 code_filename;
+    u32 code_name;
+    u32 code_qualname;      /* or PY_NO_OFFSET (before 3.11) */
+    u32 code_linetable;
+    u32 frame_globals;      /* the frame's module globals: with the code, what names it */
+    /* runtime 0: libpython is not mapped yet. The probe sets runtime = address + wait_delta
+     * when the process maps its code (PROT_EXEC, at file offset wait_pgoff, wait_len bytes),
+     * so that the frames of a short-lived process are read from its first Python call on. */
+    u64 wait_pgoff;
+    u64 wait_len;
+    u64 wait_delta;
+};
+
+/* The Python frames of a call, leaf first: sent once per distinct chain. */
+struct py_stack_rec {
+    u32 type;
+    u32 pid;
+    u32 n;
+    u32 flags;              /* PY_CUT */
+    u64 hash;
+    u64 codes[MAX_PY_FRAMES];   /* code object address | PY_ENTRY; 0 | PY_ENTRY: an eval call
+                                 * that runs no Python frame yet */
+    u64 instrs[MAX_PY_FRAMES];  /* instruction pointer (3.11+) or f_lasti */
+    u64 scopes[MAX_PY_FRAMES];  /* the frame's globals: a code object's address can be
+                                 * reused once it is freed (a module's code after its import),
+                                 * the pair (code, globals) hardly */
+};
+
+/* A code object seen for the first time in a process: raw copies of it and of the objects
+ * that name it, decoded in user space with the version's layout. */
+struct py_code_rec {
+    u32 type;
+    u32 pid;
+    u64 ts;
+    u64 code;
+    u64 scope;              /* the globals of the frame it was seen in */
+    u32 gen;
+    u32 lines_len;          /* bytes of `lines` read, and sent: the record ends there */
+    u8 head[PY_CODE_BYTES];
+    u8 name[PY_NAME_BYTES];
+    u8 qualname[PY_NAME_BYTES];
+    u8 filename[PY_FILE_BYTES];
+    u8 lines[PY_LINES_BYTES];
 };
 
 #endif /* HEAPTRACE_H */

@@ -222,7 +222,7 @@ static __always_inline int read_user_regs(struct pt_regs *regs)
 {
     struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
     struct pt_regs *user = (struct pt_regs *)bpf_task_pt_regs(task);
-    return bpf_probe_read_kernel(regs, sizeof(*regs), user);
+    return read_kernel(regs, sizeof(*regs), user);
 }
 
 /* Whether the thread is in the page fault it last took, or in a syscall. */
@@ -419,8 +419,8 @@ static __always_inline int on_user_fault(u64 address, struct pt_regs *regs)
     if (!RESIDENT_TRACED || !is_traced(pid_tgid >> 32))
         return 0;
     struct user_fault f = {.addr = address};
-    bpf_probe_read_kernel(&f.ip, sizeof(f.ip), &REG_IP(regs));
-    bpf_probe_read_kernel(&f.sp, sizeof(f.sp), &REG_SP(regs));
+    read_kernel(&f.ip, sizeof(f.ip), &REG_IP(regs));
+    read_kernel(&f.sp, sizeof(f.sp), &REG_SP(regs));
     u32 tid = (u32)pid_tgid;
     faults.update(&tid, &f);
     return 0;

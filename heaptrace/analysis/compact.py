@@ -1,7 +1,8 @@
 """A stack in a few frames: the leaf-most frames of the program's own code, the library
 function it called (the allocator entry: malloc, realloc...) and the syscall frame.
 
-Which frames are the program's own: those of its executable (and of any non-shared module),
+Which frames are the program's own: its Python frames when it has any (the interpreter's C
+frames are not the program's), else those of its executable (and of any non-shared module),
 except the process entry and the C++ or Rust standard library that templates put there. An
 `inlined` module (perf's mark for inlined frames, resolved where the importer can) or a
 bracketed one (`[unknown]`, `[vdso]`) is not the program's.
@@ -12,10 +13,9 @@ from __future__ import annotations
 import os
 from typing import List, Sequence
 
-from heaptrace.analysis.coverage import ENTRY_POINTS
 from heaptrace.analysis.names import is_library_code
 from heaptrace.analysis.stacks import NO_STACK, UNKNOWN_FRAME
-from heaptrace.events import Frame
+from heaptrace.events import ENTRY_POINTS, Frame, is_python_name
 
 OWN_FRAMES = 3  # how many of the program's own frames a compact stack names
 # GCC's names for clones of a function: download_package.constprop.0 is download_package.
@@ -58,10 +58,19 @@ def is_own(frame: Frame) -> bool:
     return name not in ENTRY_POINTS and not is_library_code(name)
 
 
+def own_positions(frames: Sequence[Frame]) -> List[int]:
+    """Indexes (leaf first, as `frames`) of the program's own frames: its Python frames when
+    it has any (the interpreter's C frames are not the program's), else is_own() frames."""
+    python = [i for i, f in enumerate(frames) if is_python_name(f.name)]
+    if python:
+        return python
+    return [i for i, f in enumerate(frames) if is_own(f)]
+
+
 def compact_indices(frames: Sequence[Frame], own: int = OWN_FRAMES) -> List[int]:
     """Which frames (indices into the leaf-first `frames`) a compact stack shows, root
     first. A stack with no frame of the program's own shows its leaf-most frames."""
-    mine = [i for i, f in enumerate(frames) if is_own(f)]
+    mine = own_positions(frames)
     if not mine:
         return list(reversed(range(min(own, len(frames)))))
     picked = list(reversed(mine[:own]))

@@ -6,13 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
-from heaptrace.events import SYSCALL_KINDS, Frame
+from heaptrace.events import ENTRY_POINTS, SYSCALL_KINDS, TRUNCATED, Frame
 from heaptrace.recording import Recording
 from heaptrace.stacks.symbols import is_symbolized
 
-# Outermost frames of a whole user stack: a process's entry, a thread's (glibc's clone3 or
-# clone, musl's __clone), or the dynamic loader's start before main.
-ENTRY_POINTS = frozenset({"_start", "__start", "clone", "clone3", "__clone", "_dl_start_user"})
+__all__ = ["ENTRY_POINTS", "StackCoverage", "coverage", "is_whole"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +21,7 @@ class StackCoverage:
     events_with_stack: int
     frames: int
     frames_unsymbolized: int
+    stacks_cut: int = 0  # distinct stacks with a [truncated] frame (a cut native or Python chain)
 
     @property
     def whole_share(self) -> float:
@@ -51,4 +50,5 @@ def coverage(rec: Recording) -> StackCoverage:
     with_stack = events - per_stack.get(None, (0, 0))[0]
     frames = [f for stack in stacks.values() for f in stack]
     unsymbolized = sum(not is_symbolized(f) for f in frames)
-    return StackCoverage(total, whole, events, with_stack, len(frames), unsymbolized)
+    cut = sum(any(f.name == TRUNCATED for f in stack) for stack in stacks.values())
+    return StackCoverage(total, whole, events, with_stack, len(frames), unsymbolized, cut)

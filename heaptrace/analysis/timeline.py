@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from heaptrace.analysis.compact import OWN_FRAMES, is_own
+from heaptrace.analysis.compact import OWN_FRAMES, own_positions
 from heaptrace.analysis.lifetimes import Lifetimes
 from heaptrace.analysis.retained import END_OF_TIME
 from heaptrace.analysis.rss import CLASS_NAME, Peak, Point, run_peak, summed
@@ -212,7 +212,7 @@ def own_frame_parts(frames: Sequence[Frame]) -> List[str]:
     """own_frames() as a list of names ("..." last for the library frames below)."""
     if not frames:
         return [NO_STACK]
-    own = [i for i, f in enumerate(frames) if is_own(f)]
+    own = own_positions(frames)
     if not own:
         return [f.name or UNKNOWN_FRAME for f in reversed(frames[:OWN_FRAMES])]
     picked = [frames[i].name or UNKNOWN_FRAME for i in own[:OWN_FRAMES]]

@@ -12,6 +12,7 @@ import platform
 import re
 import struct
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from heaptrace.backends import probe_layout as layout
@@ -26,6 +27,8 @@ from heaptrace.backends.probe_layout import (
     REC_EXIT,
     REC_FORK,
     REC_MAPFILE,
+    REC_PYCODE,
+    REC_PYSTACK,
     REC_RSS,
     REC_STACK,
     RSS_CHANGE,
@@ -37,10 +40,13 @@ from heaptrace.backends.probe_layout import (
 )
 from heaptrace.backends.probefiles import probe_dir, probe_path
 from heaptrace.backends.records import (
+    PY_STACK,
     STACK_WALKED,
     Call,
     MappedFile,
     ProcessChange,
+    PyCode,
+    PyStack,
     Record,
     ResidentSum,
     RssSample,
@@ -60,6 +66,9 @@ STACK_REC = layout.STACK_REC.struct
 COPY_HEADER = layout.COPY_HEADER.struct
 PROC_REC = layout.PROC_REC.struct
 MAPFILE_REC = layout.MAPFILE_REC.struct
+PY_STACK_REC = layout.PY_STACK_REC.struct
+PY_CODE_HEADER = layout.PY_CODE_HEADER.struct
+LOOK_AHEAD_S = 0.02  # while records are handled, fetch the new ones this often
 RSS_REC = layout.RSS_REC.struct
 RESIDENT_KEY = layout.RESIDENT_KEY.struct
 RESIDENT_VAL = layout.RESIDENT_VAL.struct
@@ -183,9 +192,27 @@ def build_cflags(
 
 
 def _call(fields: tuple) -> Call:
-    kind, tid, ts, pid, stack_id, a0, a1, a2, a3, a4, a5, ret, size, ip, ref, rest, cls, _ = fields
+    kind, tid, ts, pid, stack_id, a0, a1, a2, a3, a4, a5, ret, size, ip, ref, rest, cls, _, py = \
+        fields
     return Call(KINDS[kind], ts, pid, tid, (a0, a1, a2, a3, a4, a5), ret, size, ip, ref, rest,
-                stack_id, cls)
+                stack_id, cls, py)
+
+
+def _py_stack(data: bytes) -> PyStack:
+    _, pid, n, flags, h, *words = PY_STACK_REC.unpack_from(data)
+    n = min(n, layout.MAX_PY_FRAMES)
+    most = layout.MAX_PY_FRAMES
+    codes, instrs, scopes = words[:n], words[most:most + n], words[2 * most:2 * most + n]
+    frames = tuple((code & ~layout.PY_ENTRY, instr, bool(code & layout.PY_ENTRY), scope)
+                   for code, instr, scope in zip(codes, instrs, scopes))
+    return PyStack(PY_STACK | (h >> 3), pid, frames, bool(flags & layout.PY_CUT))
+
+
+def _py_code(data: bytes) -> PyCode:
+    _, pid, ts, code, scope, gen, lines_len, head, name, qualname, filename = \
+        PY_CODE_HEADER.unpack_from(data)
+    lines = data[PY_CODE_HEADER.size: PY_CODE_HEADER.size + lines_len]
+    return PyCode(pid, ts, code, scope, gen, head, name, qualname, filename, lines)
 
 
 LOCAL_INCLUDE = re.compile(r'^#include "([\w.-]+)"[^\n]*$', re.M)
@@ -249,6 +276,10 @@ def parse_record(data: bytes,
         _, pid, tid, length, gen, depth, ref, ip, sp, fp, lr = COPY_HEADER.unpack_from(data)
         stack = data[COPY_HEADER.size: COPY_HEADER.size + length]
         return [StackCopy(ref, pid, tid, ip, sp, fp, lr, stack, gen, depth)]
+    if rec_type == REC_PYSTACK:
+        return [_py_stack(data)]
+    if rec_type == REC_PYCODE:
+        return [_py_code(data)]
     if rec_type == REC_MAPFILE:
         _, pid, ts, addr, length, offset, path = MAPFILE_REC.unpack_from(data)
         return [MappedFile(pid, ts, addr, length, offset, _cstr(path))]
@@ -298,9 +329,11 @@ class EbpfTracer:
     """Compiles and attaches the probes; `poll()` delivers records to `on_record`."""
 
     def __init__(
-        self, on_record: Callable[[Record], None], cflags: Sequence[str], fp_stacks: bool = False
+        self, on_record: Callable[[Record], None], cflags: Sequence[str], fp_stacks: bool = False,
+        look_ahead: Optional[Callable[[Sequence[Record]], None]] = None,
     ) -> None:
-        """`cflags` from build_cflags(): the probe's settings."""
+        """`cflags` from build_cflags(): the probe's settings. `look_ahead`: shown the records
+        of each poll before `on_record` gets them one by one."""
         check_privileges()
         bcc = import_bcc()
         try:
@@ -313,16 +346,40 @@ class EbpfTracer:
         layout.check_against(lambda name, side: getattr(self._bpf[name], side))
         stages = self._bpf["stages"]
         for index, name in enumerate(STAGES):  # the programs sys_exit hands calls on to
-            stages[ctypes.c_int(index)] = ctypes.c_int(
-                self._bpf.load_func(name.encode(), bcc.BPF.RAW_TRACEPOINT).fd)
+            try:
+                program = self._bpf.load_func(name.encode(), bcc.BPF.RAW_TRACEPOINT)
+            except Exception as exc:  # bcc raises bare Exception on load failures
+                raise HeaptraceError(f"could not load the probe's {name} program: {exc}") from None
+            stages[ctypes.c_int(index)] = ctypes.c_int(program.fd)
         self._on_record = on_record
+        self._look_ahead = look_ahead
+        self._polled: List[Record] = []
         self._fp_stacks = fp_stacks
         self.members = rss_members(tracefs_format("kmem/rss_stat"))
         self._bpf["events"].open_ring_buffer(self._callback)
 
     def _callback(self, _ctx: object, data: int, size: int) -> None:
-        for record in parse_record(ctypes.string_at(data, size), self.members):
-            self._on_record(record)
+        self._polled.extend(parse_record(ctypes.string_at(data, size), self.members))
+
+    def _deliver(self) -> None:
+        """Hand the polled records on, in order. Handling some takes long (the first stack
+        copies of a process are unwound from cold caches): meanwhile records that arrive are
+        fetched every LOOK_AHEAD_S and shown to `look_ahead` at once, so what it does for
+        them (teaching the probe where a new process runs Python) waits for no backlog."""
+        queue = deque(self._take_polled())
+        last = time.monotonic()
+        while queue:
+            self._on_record(queue.popleft())
+            if time.monotonic() - last > LOOK_AHEAD_S:
+                self._bpf.ring_buffer_consume()
+                queue.extend(self._take_polled())
+                last = time.monotonic()
+
+    def _take_polled(self) -> List[Record]:
+        records, self._polled = self._polled, []
+        if records and self._look_ahead is not None:
+            self._look_ahead(records)
+        return records
 
     def arm(self, pid: int) -> None:
         """Trace `pid` from its next exec on (it is stopped between fork and exec)."""
@@ -353,6 +410,7 @@ class EbpfTracer:
         """Deliver the probe's sums of resident growth of the finished time slots (all of them
         when `final`), after every stack they name (the ring buffer first)."""
         self._bpf.ring_buffer_consume()
+        self._deliver()
         table = self._bpf["resident"]
         current = time.monotonic_ns() >> layout.SLOT_SHIFT  # bpf_ktime_get_ns's clock
         for key, value in list(table.items()):
@@ -394,12 +452,19 @@ class EbpfTracer:
             leaf = table.Leaf(r.cfa_off, r.fp_off, r.cfa_reg, int(r.fp_saved), int(r.end))
             table[key] = leaf
 
+    def teach_python(self, pid: int, fields: Sequence[int]) -> None:
+        """Tell the probe where process `pid` keeps its Python runtime: the py_proc fields in
+        order (heaptrace/stacks/python/interpreter.py builds them)."""
+        self._bpf["py_procs"][ctypes.c_uint32(pid)] = self._bpf["py_procs"].Leaf(*fields)
+
     def poll(self, timeout_ms: int) -> None:
         self._bpf.ring_buffer_poll(timeout_ms)
+        self._deliver()
 
     def drain(self) -> None:
         """Deliver everything still buffered, partial per-CPU batches included."""
         self._bpf.ring_buffer_consume()
+        self._deliver()
         for batch in self._bpf["batches"].getvalue(ctypes.c_int(0)):
             raw = ctypes.string_at(ctypes.addressof(batch), ctypes.sizeof(batch))
             for call in batch_calls(raw):

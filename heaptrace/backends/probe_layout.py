@@ -17,6 +17,7 @@ from heaptrace.errors import HeaptraceError
 
 # Constants of probes/heaptrace.h.
 REC_BATCH, REC_FORK, REC_EXEC, REC_EXIT, REC_STACK, REC_COPY, REC_MAPFILE, REC_RSS = range(1, 9)
+REC_PYSTACK, REC_PYCODE = 9, 10
 STATE_ACTIVE, STATE_ARMED = 1, 2
 NBUCKETS = 64
 MAX_FRAMES = 64
@@ -29,10 +30,18 @@ RSS_START, RSS_CHANGE, RSS_END = 1, 2, 3
 CAUSE_FAULT, CAUSE_SYSCALL, CAUSE_CONTEXT, CAUSE_USER = 1, 2, 3, 4
 MAX_RANGES = 512  # ranges.h: what each page of an address space is, in at most this many ranges
 CLASS_SLOTS = 8  # ranges.h CLASS_MASK + 1: class_bytes slots per kind
-STAGES = ("range_stage", "call_stage")  # STAGE_* in index order: the programs of `stages`
+# STAGE_* in index order: the programs of `stages`.
+STAGES = ("range_stage", "call_stage", "py_frames")
 # CTR_* in index order: the names the run summary and the recording's counters use.
 COUNTERS = ("lost", "stack_short", "stack_fail", "procs_full", "stacks_walked", "stacks_copied",
-            "no_stack", "stacks_cut", "ranges_full", "ranges_busy", "resident_lost", "spaces_full")
+            "no_stack", "stacks_cut", "ranges_full", "ranges_busy", "resident_lost",
+            "spaces_full", "py_stacks", "py_no_thread", "py_cut", "py_codes")
+MAX_PY_FRAMES = 128
+PY_CODE_BYTES, PY_NAME_BYTES, PY_FILE_BYTES, PY_LINES_BYTES = 256, 128, 512, 16384
+PY_ENTRY = 1  # low bit of a Python frame's code address: the first frame of its C eval call
+PY_CUT = 1  # py_stack_rec.flags
+PY_FRAMES_OBJECT, PY_FRAMES_IS_ENTRY, PY_FRAMES_SHIM = 0, 1, 2
+PY_NO_OFFSET = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,7 @@ KIND_TOTALS = Layout("kind_totals", (("calls", "Q"), ("failed", "Q"), ("bytes", 
 CALL_REC = Layout("call_rec", (
     ("kind", "I"), ("tid", "I"), ("ts", "Q"), ("pid", "I"), ("stack_id", "i"), ("args", "6Q"),
     ("ret", "q"), ("size", "q"), ("ip", "Q"), ("stack_ref", "Q"), ("rest_ref", "Q"), ("cls", "I"),
-    ("pad", "I")))
+    ("pad", "I"), ("py_ref", "Q")))
 BATCH_HEADER = Layout("call_batch", (("type", "I"), ("n", "I"), ("first_ts", "Q")))  # + recs
 STACK_REC = Layout("stack_rec", (("type", "I"), ("pid", "I"), ("n", "I"), ("complete", "I"),
                                  ("hash", "Q"), ("ips", f"{MAX_FRAMES}Q")))
@@ -98,8 +107,26 @@ RESIDENT_VAL = Layout("resident_val", (
     ("bytes", "Q"), ("count", "Q"), ("first_ts", "Q"), ("addr", "Q"), ("tid", "I"),
     ("pad", "I")))
 RSS_BYTES = Layout("rss_bytes", (("bytes", f"{NMEMBERS}Q"),))
+PY_PROC = Layout("py_proc", (
+    ("gen", "I"), ("frames", "I"), ("runtime", "Q"), ("interpreters_head", "I"),
+    ("threads_head", "I"), ("tstate_next", "I"), ("tstate_tid", "I"), ("task_fsbase", "I"),
+    ("tstate_frame", "I"),
+    ("cframe_frame", "I"), ("frame_previous", "I"), ("frame_code", "I"), ("frame_instr", "I"),
+    ("frame_entry", "I"), ("code_filename", "I"), ("code_name", "I"), ("code_qualname", "I"),
+    ("code_linetable", "I"), ("frame_globals", "I"), ("wait_pgoff", "Q"), ("wait_len", "Q"),
+    ("wait_delta", "Q")))
+PY_STACK_REC = Layout("py_stack_rec", (
+    ("type", "I"), ("pid", "I"), ("n", "I"), ("flags", "I"), ("hash", "Q"),
+    ("codes", f"{MAX_PY_FRAMES}Q"), ("instrs", f"{MAX_PY_FRAMES}Q"),
+    ("scopes", f"{MAX_PY_FRAMES}Q")))
+PY_CODE_HEADER = Layout("py_code_rec", (  # + lines_len bytes of the line table
+    ("type", "I"), ("pid", "I"), ("ts", "Q"), ("code", "Q"), ("scope", "Q"), ("gen", "I"),
+    ("lines_len", "I"),
+    ("head", f"{PY_CODE_BYTES}s"), ("name", f"{PY_NAME_BYTES}s"),
+    ("qualname", f"{PY_NAME_BYTES}s"), ("filename", f"{PY_FILE_BYTES}s")))
 LAYOUTS = (KIND_TOTALS, CALL_REC, BATCH_HEADER, STACK_REC, COPY_HEADER, PROC_REC, MAPFILE_REC,
-           RULE_KEY, RULE, RSS_SPACE, RSS_REC, RSS_TOTAL, RESIDENT_KEY, RESIDENT_VAL, RSS_BYTES)
+           RULE_KEY, RULE, RSS_SPACE, RSS_REC, RSS_TOTAL, RESIDENT_KEY, RESIDENT_VAL, RSS_BYTES,
+           PY_PROC, PY_STACK_REC, PY_CODE_HEADER)
 
 # Which map's key or value type is each layout (map name, "Key" or "Leaf", array field to enter).
 IN_MAPS: Tuple[Tuple[Layout, str, str, Optional[str]], ...] = (
@@ -119,6 +146,9 @@ IN_MAPS: Tuple[Tuple[Layout, str, str, Optional[str]], ...] = (
     (RESIDENT_VAL, "resident", "Leaf", None),
     (RSS_BYTES, "attach_rss", "Leaf", None),
     (KIND_TOTALS, "rss_members", "Leaf", None),
+    (PY_PROC, "py_procs", "Leaf", None),
+    (PY_STACK_REC, "py_stacks", "Leaf", None),
+    (PY_CODE_HEADER, "py_code_scratch", "Leaf", None),
 )
 
 

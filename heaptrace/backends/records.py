@@ -9,6 +9,7 @@ from heaptrace.events import Rss
 
 STACK_WALKED = 1 << 63
 STACK_COPIED = 1 << 62
+PY_STACK = 1 << 61
 
 
 class Call(NamedTuple):  # a tuple, not a dataclass: hundreds of thousands a second
@@ -28,6 +29,7 @@ class Call(NamedTuple):  # a tuple, not a dataclass: hundreds of thousands a sec
     rest_ref: int = 0
     stack_id: int = -1
     cls: int = 0  # MemClass code of what the call mapped, moved, committed or released; 0: none
+    py_ref: int = 0  # the PyStack of the calling thread's Python frames, or 0
 
 
 @dataclass(frozen=True)
@@ -118,4 +120,35 @@ class ResidentSum(NamedTuple):
     stack_id: int = -1  # the kernel's frame-pointer stack (--unwind fp)
 
 
-Record = Union[Call, WalkedStack, StackCopy, MappedFile, ProcessChange, RssSample, ResidentSum]
+@dataclass(frozen=True)
+class PyStack:
+    """The Python frames of a calling thread, leaf first, sent once per distinct chain: each
+    (code object address, instruction pointer or f_lasti, first frame of its C eval call,
+    the frame's globals). A code address of 0 stands for an eval call that runs no Python
+    frame yet. `cut`: the chain goes on beyond these frames."""
+
+    ref: int
+    pid: int
+    frames: Tuple[Tuple[int, int, bool, int], ...]
+    cut: bool = False
+
+
+@dataclass(frozen=True)
+class PyCode:
+    """Raw copies of a code object seen for the first time in a process, and of its names,
+    file name and line table, for user space to decode with the interpreter's layout."""
+
+    pid: int
+    ts_ns: int
+    addr: int
+    scope: int  # the globals of the frame it ran in: with addr, what identifies it
+    gen: int
+    head: bytes
+    name: bytes
+    qualname: bytes
+    filename: bytes
+    lines: bytes
+
+
+Record = Union[Call, WalkedStack, StackCopy, MappedFile, ProcessChange, RssSample, ResidentSum,
+               PyStack, PyCode]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -10,6 +11,8 @@ from heaptrace.backends.records import (
     Call,
     MappedFile,
     ProcessChange,
+    PyCode,
+    PyStack,
     Record,
     ResidentSum,
     RssSample,
@@ -20,6 +23,8 @@ from heaptrace.events import RSS_CLASS, SPEC, Event, Frame, Rss, growth
 from heaptrace.recording import RecordedRss, RecordingWriter
 from heaptrace.stacks.mappingtracker import MappingTracker
 from heaptrace.stacks.procmaps import ProcMaps
+from heaptrace.stacks.python.codes import CodeInfo
+from heaptrace.stacks.python.tracker import PyFrame, PythonProcesses, Teach
 
 BATCH_EVENTS = 20000
 BATCH_SECONDS = 0.5
@@ -55,10 +60,14 @@ class Recorder:
     recording cut short stays readable."""
 
     def __init__(self, writer: RecordingWriter, unwind_copy: CopyUnwinder,
-                 fp_stack: Optional[FpStacks] = None, maps: Optional[ProcMaps] = None) -> None:
+                 fp_stack: Optional[FpStacks] = None, maps: Optional[ProcMaps] = None,
+                 teach_python: Optional[Teach] = None) -> None:
         self.writer = writer
         self.maps = maps if maps is not None else ProcMaps()
         self.tracker = MappingTracker(self.maps)
+        self.python = PythonProcesses(self.maps, teach_python)
+        self._py: Dict[int, Tuple[List[PyFrame], bool]] = {}  # py_ref -> (frames, cut)
+        self._execs_ahead: Dict[int, int] = {}  # pid -> execs prepare() saw, not handled yet
         self.unwind_copy = unwind_copy
         self.fp_stack = fp_stack
         self._parts: Dict[int, Tuple[int, ...]] = {0: ()}  # stack_ref / rest_ref -> addresses
@@ -82,9 +91,17 @@ class Recorder:
             self._parts[record.ref] = record.ips
         elif isinstance(record, StackCopy):
             self.tracker.on_stack_copy(record)
+            self.look_for_python(record.pid)
             self._parts[record.ref] = tuple(self.unwind_copy(record))
         elif isinstance(record, MappedFile):
             self.tracker.on_mapped_file(record)
+            self.look_for_python(record.pid)
+        elif isinstance(record, PyStack):
+            self._py[record.ref] = (self.python.frames(record), record.cut)
+            for addr, scope, info in self.python.unsent_codes(record):
+                self._write_py_code(record.pid, addr, scope, time.monotonic_ns(), info)
+        elif isinstance(record, PyCode):
+            self._add_py_code(record)
         elif isinstance(record, RssSample):
             self._add_rss(record)
         elif isinstance(record, ResidentSum):
@@ -92,17 +109,50 @@ class Recorder:
         else:
             self._add_process_change(record)
 
+    def prepare(self, records: Sequence[Record]) -> None:
+        """A look ahead at records about to be handled: a process that exec'd or mapped a
+        file holding CPython is taught to the probe now, so that its Python frames are read
+        from its first calls on, however long the records before them take to handle.
+        Execs of earlier looks that still wait to be handled count in its generation."""
+        for record in records:
+            if isinstance(record, ProcessChange) and record.what == "exec":
+                self._execs_ahead[record.pid] = self._execs_ahead.get(record.pid, 0) + 1
+                self.python.look_exec(record.pid, self._gen_ahead(record.pid), record.filename)
+            elif isinstance(record, MappedFile):
+                self.python.look_file(record.pid, self._gen_ahead(record.pid),
+                                      os.path.realpath(record.path), record.addr,
+                                      record.offset)
+
+    def _gen_ahead(self, pid: int) -> int:
+        return self.tracker.images.get(pid, 0) + self._execs_ahead.get(pid, 0)
+
+    def look_for_python(self, pid: int) -> None:
+        """Teach the probe where the pid's Python runtime is, once its mappings show one."""
+        self.python.look(pid, self.tracker.images.get(pid, 0))
+
+    def _add_py_code(self, record: PyCode) -> None:
+        info = self.python.code(record)
+        if info is not None:
+            self._write_py_code(record.pid, record.addr, record.scope, record.ts_ns, info)
+
+    def _write_py_code(self, pid: int, addr: int, scope: int, ts_ns: int,
+                       info: CodeInfo) -> None:
+        self.writer.add_py_code(pid, addr, scope, ts_ns, info.name, info.qualname, info.filename,
+                                info.firstlineno, info.first_traceable, info.lines_format,
+                                info.lines)
+
     def _stack_of(self, call: Call) -> Optional[int]:
         """The recording's id of the call's stack."""
         image = self.tracker.images.get(call.pid, 0)
         return self._stack_id(call.pid, image, call.stack_ref, call.rest_ref, call.stack_id,
-                              call.ts_ns)
+                              call.ts_ns, call.py_ref)
 
     def _stack_id(self, pid: int, image: int, stack_ref: int, rest_ref: int, fp_id: int,
-                  ts_ns: int) -> Optional[int]:
+                  ts_ns: int, py_ref: int = 0) -> Optional[int]:
         """The frames the probe walked, then those unwound from the copy of the rest (or the
-        kernel's frame-pointer stack), stored once per process image."""
-        key = (pid, image, stack_ref, rest_ref, fp_id)
+        kernel's frame-pointer stack), with the calling thread's Python frames (py_ref),
+        stored once per process image."""
+        key = (pid, image, stack_ref, rest_ref, fp_id, py_ref)
         stack_id = self._stack_ids.get(key)
         if stack_id is None:
             ips = self._parts.get(stack_ref, ()) + self._parts.get(rest_ref, ())
@@ -110,8 +160,9 @@ class Recorder:
                 ips = tuple(self.fp_stack(fp_id))
             if not ips:
                 return None
+            py, cut = self._py.get(py_ref, ([], False))
             stack_id = self._stack_ids[key] = self.writer.add_stack(
-                ips=ips, pid=pid, image=image, ts_ns=ts_ns)
+                ips=ips, pid=pid, image=image, ts_ns=ts_ns, py=py, py_cut=cut)
         return stack_id
 
     def _add_call(self, call: Call) -> None:
@@ -168,15 +219,22 @@ class Recorder:
         if change.what == "fork":
             self.writer.add_process(change.pid, change.ppid, change.comm, change.ts_ns)
             self.note_parent(change.pid, change.ppid)
+            self.python.on_fork(change.ppid, change.pid)
         elif change.what == "exec":
             # A new row: readers treat a later row of the same pid as the exec of a new image.
             self.writer.end_process(change.pid, change.ts_ns)
             self.writer.add_process(change.pid, self._ppid.get(change.pid), change.comm,
                                     change.ts_ns)
+            self.python.on_exec(change.pid, self.tracker.images.get(change.pid, 0) + 1)
+            ahead = self._execs_ahead.pop(change.pid, 0) - 1
+            if ahead > 0:  # handled now: its generation is in tracker.images from here on
+                self._execs_ahead[change.pid] = ahead
         else:
             self.writer.end_process(change.pid, change.ts_ns)
             self.live_pids.discard(change.pid)
         self.tracker.on_process_change(change)
+        if change.what == "exec":
+            self.look_for_python(change.pid)  # the exec's /proc snapshot may show it already
 
     def note_parent(self, pid: int, ppid: int) -> None:
         self._ppid[pid] = ppid

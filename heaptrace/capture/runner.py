@@ -6,6 +6,7 @@ import os
 import platform
 import shlex
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -32,6 +33,7 @@ from heaptrace.errors import BackendUnavailable, CommandNotFound, UsageError
 from heaptrace.events import KINDS, KindTotals, Rss
 from heaptrace.recording import Recording, RecordingWriter
 from heaptrace.stacks.procmaps import ProcMaps
+from heaptrace.stacks.python.tracker import warm_up
 from heaptrace.stacks.symbols import symbolize_recording
 from heaptrace.stacks.unwind.live import LiveUnwinder
 
@@ -68,6 +70,7 @@ class RunResult:
     stacks: Optional[StackCoverage] = None
     peak_rss: Optional[int] = None  # exact: the summed RSS of the traced processes
     peak_rss_classes: Optional[Rss] = None  # its split (within the pages of that instant)
+    notes: List[str] = field(default_factory=list)  # what the summary must add (Python)
 
 
 def record(argv: Sequence[str], options: RunOptions) -> RunResult:
@@ -95,8 +98,13 @@ class EbpfCapture:
         self.writer = RecordingWriter(options.output, force=options.force)
         self.maps = ProcMaps()
         self.live = LiveUnwinder(self.maps, lambda *rules: self.tracer.teach(*rules))
-        self.recorder = Recorder(self.writer, self.live, maps=self.maps)
-        self.tracer = EbpfTracer(self.recorder, options.cflags(), fp_stacks=options.fp)
+        self.recorder = Recorder(self.writer, self.live, maps=self.maps,
+                                 teach_python=lambda *py: self.tracer.teach_python(*py))
+        warming = threading.Thread(target=warm_up, args=(self.command,), daemon=True)
+        warming.start()  # while the probe compiles
+        self.tracer = EbpfTracer(self.recorder, options.cflags(), fp_stacks=options.fp,
+                                 look_ahead=self.recorder.prepare)
+        warming.join()
         if options.fp:
             self.recorder.fp_stack = self.tracer.stack_ips
         self.progress = Progress()
@@ -163,6 +171,7 @@ class EbpfCapture:
             self.recorder.add_rss_start(proc.pid, time.monotonic_ns(), rss)
         self.tracer.attach(proc.pid, read_mapped(proc.pid))
         self.maps.snapshot(proc.pid, time.monotonic_ns())
+        self.recorder.look_for_python(proc.pid)
         self._add_root(proc.pid, ppid, name)
         return True
 
@@ -200,8 +209,12 @@ class EbpfCapture:
             os.unlink(self.options.output)  # nothing ran: leave no empty recording behind
             return RunResult(exit_code or 0, totals, counters)
         stacks = _finish_stacks(self.options.output)
+        interpreters, notes = self.recorder.python.summary()
+        if interpreters or notes:
+            with RecordingWriter.open_existing(self.options.output) as writer:
+                writer.set_meta(python_interpreters=interpreters, python_notes=notes)
         return RunResult(exit_code or 0, totals, counters, self.recorder.events, stacks,
-                         peak, peak_rss)
+                         peak, peak_rss, notes)
 
 
 def _classes(rss: Rss) -> Dict[str, int]:

@@ -67,5 +67,5 @@ def run(output: str, events: str, unwind: str, stack_bytes: int, buffer_mib: int
     result = attach_process(pid, options, duration) if pid else record(cmd, options)
     render_summary(result.totals, output, result.counters.get("lost", 0), result.events,
                    sys.stderr, result.stacks, result.peak_rss, result.peak_rss_classes,
-                   result.counters)
+                   result.counters, result.notes)
     return result.exit_code

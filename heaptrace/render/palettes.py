@@ -17,6 +17,7 @@ import re
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from heaptrace.errors import HeaptraceError, ImportFormatError, UsageError
+from heaptrace.events import is_python_name
 
 Shades = Tuple[float, float, float]
 
@@ -108,6 +109,12 @@ _RULES = {
 }
 
 
+# Python frames stand apart from the native ones (as flamegraph.pl's --colors java sets Java
+# apart) in every palette but the plain ones: their own hue, per palette.
+PYTHON_HUE = {"hot": "aqua"}  # the others: yellow
+PYTHON_HUE_DEFAULT = "yellow"
+
+
 def language_palette(palette: str, name: str) -> str:
     for pattern, plain in _RULES[palette]:
         if re.search(pattern, name):
@@ -127,7 +134,9 @@ def seeded_shades(name: str, seed: int) -> Shades:
 def frame_color(name: str, palette: str = "mem", use_hash: bool = False,
                 seed: Optional[int] = None) -> str:
     """The fill of a frame named `name` in one of PALETTES; `seed` set: random shades."""
-    if palette in _RULES:
+    if palette not in PLAIN and is_python_name(name):
+        palette = PYTHON_HUE.get(palette, PYTHON_HUE_DEFAULT)
+    elif palette in _RULES:
         palette = language_palette(palette, name)
     if use_hash:
         shades = hashed_shades(name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, TextIO
+from typing import Dict, Optional, Sequence, TextIO
 
 from heaptrace.analysis.coverage import StackCoverage
 from heaptrace.events import KindTotals, Rss, committed_growth, mapped_apart
@@ -13,6 +13,7 @@ def render_summary(
     totals: Dict[str, KindTotals], path: str, lost: int, events: int, out: TextIO,
     stacks: Optional[StackCoverage] = None, peak_rss: Optional[int] = None,
     peak_split: Optional[Rss] = None, counters: Optional[Dict[str, int]] = None,
+    notes: Sequence[str] = (),
 ) -> None:
     out.write("heaptrace: what the traced processes took from the kernel and gave back\n")
     out.write(f"  {'kind':<8} {'calls':>10} {'failed':>7} {'bytes':>16}  {'released':>12}\n")
@@ -37,6 +38,11 @@ def render_summary(
     if stacks is not None and stacks.events_total:
         out.write(f"  stacks: {stacks.whole_share:.1%} of bytes with whole stacks, "
                   f"{stacks.unsymbolized_share:.1%} of frames without a symbol\n")
+        if stacks.stacks_cut:
+            out.write(f"  {stacks.stacks_cut:,} stacks cut short: the flame graph shows them "
+                      "under a [truncated] frame\n")
+    for note in notes:
+        out.write(f"  note: {note}\n")
     if lost:
         out.write(f"  warning: {lost:,} events lost from the per-event stream (their stacks are "
                   "missing; the totals above are exact)\n")

@@ -8,6 +8,8 @@ second and a recording touches dozens of files.
 
 from __future__ import annotations
 
+import io
+import lzma
 import os
 import struct
 from dataclasses import dataclass
@@ -16,11 +18,13 @@ from typing import List, Optional, Tuple
 
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.dwarf.dwarfinfo import DWARFInfo
+from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 from elftools.elf.segments import InterpSegment
 
 DEBUG_ROOT = "/usr/lib/debug"
+MINI_DEBUGINFO_MAX = 1 << 28  # decompressed bytes of a .gnu_debugdata section, at most
 SHT_NOBITS = 8
 STT_NOTYPE, STT_FUNC, STT_GNU_IFUNC = 0, 2, 10
 SHF_EXECINSTR = 0x4
@@ -37,11 +41,12 @@ class Section:
 
 
 class ElfFile:
-    """One ELF file on disk, opened lazily section by section."""
+    """One ELF file on disk (or in memory: `data`), opened lazily section by section."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, data: Optional[bytes] = None) -> None:
         self.path = path
-        self._fh = open(path, "rb")  # noqa: SIM115 - kept open for lazy section reads
+        # kept open for lazy section reads
+        self._fh = io.BytesIO(data) if data is not None else open(path, "rb")  # noqa: SIM115
         try:
             self._elf = ELFFile(self._fh)
             self.entry = self._elf.header["e_entry"]
@@ -129,6 +134,19 @@ class ElfFile:
                 return seg["p_vaddr"]
         return self.offset_to_vaddr(self._elf.header["e_phoff"])
 
+    def needed(self) -> Tuple[List[str], List[str]]:
+        """(DT_NEEDED libraries, DT_RUNPATH or else DT_RPATH directories)."""
+        dynamic = self._elf.get_section_by_name(".dynamic")
+        if not isinstance(dynamic, DynamicSection):
+            return [], []
+        found: dict = {"DT_NEEDED": [], "DT_RUNPATH": [], "DT_RPATH": []}
+        for tag in dynamic.iter_tags():
+            kind = tag.entry.d_tag
+            if kind in found:  # pyelftools names the string after the tag: needed, runpath
+                value = getattr(tag, kind[3:].lower())
+                found[kind] += [value] if kind == "DT_NEEDED" else value.split(":")
+        return found["DT_NEEDED"], found["DT_RUNPATH"] or found["DT_RPATH"]
+
     def debuglink(self) -> Optional[str]:
         raw = self.data(".gnu_debuglink")
         if not raw:
@@ -158,6 +176,37 @@ class ElfFile:
                     continue  # an Arm mapping symbol ($x code, $d data), not a name
                 result.append((value, size, names[st_name:end].decode(errors="replace")))
         return result
+
+    def symbol(self, name: str) -> Optional[Tuple[int, int]]:
+        """(vaddr, size) of a defined symbol of any type (data too: `_PyRuntime`), from
+        .dynsym first (a stripped file keeps it), then .symtab."""
+        for table, strings in ((".dynsym", ".dynstr"), (".symtab", ".strtab")):
+            raw, names = self.data(table), self.data(strings)
+            if not raw or not names or self._elf.elfclass != 64:
+                continue
+            wanted = name.encode() + b"\0"
+            for st_name, _info, _other, shndx, value, size in _SYM64.iter_unpack(raw):
+                if shndx and names.startswith(wanted, st_name):
+                    return value, size
+        return None
+
+    def read(self, vaddr: int, size: int) -> Optional[bytes]:
+        """`size` bytes of the file's initial image at link-time address `vaddr` (data as
+        it is before the program runs); None outside the file's loaded bytes."""
+        for p_offset, p_vaddr, p_filesz in self.loads:
+            if p_vaddr <= vaddr and vaddr + size <= p_vaddr + p_filesz:
+                self._fh.seek(p_offset + vaddr - p_vaddr)
+                data = self._fh.read(size)
+                return data if len(data) == size else None
+        return None
+
+    def load_bias(self, start: int, offset: int) -> Optional[int]:
+        """What to add to a link-time address to get its address in a process that maps
+        this file's bytes from `offset` at `start`."""
+        for p_offset, p_vaddr, p_filesz in self.loads:
+            if p_offset & ~0xFFF <= offset < p_offset + max(p_filesz, 1):
+                return start - offset - (p_vaddr - p_offset)
+        return None
 
     def close(self) -> None:
         self._fh.close()
@@ -201,14 +250,38 @@ def open_matching(path: str, build_id: Optional[str]) -> Optional[ElfFile]:
 
 
 def open_debug_file(elf: ElfFile, root: str = DEBUG_ROOT) -> Optional[ElfFile]:
-    """The separate debug file of `elf` whose build-id matches, if one is installed."""
+    """The separate debug file of `elf` whose build-id matches, if one is installed, else
+    the MiniDebugInfo it carries (.gnu_debugdata: an xz-compressed ELF file holding the
+    symbols of its local functions, as Fedora ships its binaries)."""
     for candidate in debug_file_candidates(elf, root):
         if os.path.realpath(candidate) == os.path.realpath(elf.path):
             continue
         debug = open_elf(candidate)
         if debug is not None and (not elf.build_id or debug.build_id == elf.build_id):
             return debug
-    return None
+    return mini_debuginfo(elf)
+
+
+@lru_cache(maxsize=64)
+def mini_debuginfo(elf: ElfFile) -> Optional[ElfFile]:
+    """The ELF file of `elf`'s .gnu_debugdata section, decompressed, or None."""
+    packed = elf.data(".gnu_debugdata")
+    if not packed:
+        return None
+    try:
+        data = lzma.LZMADecompressor().decompress(packed, max_length=MINI_DEBUGINFO_MAX)
+        return ElfFile(f"{elf.path}[.gnu_debugdata]", data)
+    except (lzma.LZMAError, OSError, EOFError):
+        return None
+
+
+def symbol_source(elf: ElfFile, root: str = DEBUG_ROOT) -> str:
+    """Where the names of `elf`'s functions come from: "debug file", "minidebuginfo",
+    "symtab", or "dynsym only" (a stripped file: its local functions have no name)."""
+    debug = open_debug_file(elf, root)
+    if debug is not None:
+        return "minidebuginfo" if debug is mini_debuginfo(elf) else "debug file"
+    return "symtab" if elf.sections.get(".symtab") else "dynsym only"
 
 
 def by_build_id(build_id: str, root: str = DEBUG_ROOT) -> Optional[ElfFile]:

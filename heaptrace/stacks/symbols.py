@@ -15,10 +15,11 @@ import shutil
 import subprocess
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from heaptrace.events import Frame
+from heaptrace.events import ENTRY_POINTS, TRUNCATED, Frame
 from heaptrace.recording import Recording, RecordingWriter
 from heaptrace.stacks.elf import DEBUG_ROOT, ElfFile, open_debug_file, open_mapped
 from heaptrace.stacks.procmaps import Mapping, ProcMaps, is_file
+from heaptrace.stacks.python.mixed import CodeNames, CodeRow, eval_groups, merge
 
 _RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
 
@@ -51,6 +52,11 @@ class SymbolTable:
         return cls(symbols)
 
     def lookup(self, vaddr: int) -> Optional[str]:
+        found = self.entry(vaddr)
+        return found[2] if found else None
+
+    def entry(self, vaddr: int) -> Optional[Tuple[int, int, str]]:
+        """(start, size, name) of the symbol holding vaddr."""
         i = bisect.bisect(self.starts, vaddr) - 1
         if i < 0:
             return None
@@ -58,7 +64,7 @@ class SymbolTable:
         nxt = self.starts[i + 1] if i + 1 < len(self.starts) else None
         end = self.starts[i] + size if size else nxt
         if end is None or vaddr < end:
-            return self.names[i]
+            return self.starts[i], size, self.names[i]
         return None
 
 
@@ -218,12 +224,48 @@ def symbolize_stacks(
     return {row[0]: f for row, f in zip(raw, frames)}
 
 
+def code_names(rows: Sequence[tuple]) -> CodeNames:
+    """Recording.py_codes() rows as CodeNames."""
+    return CodeNames((pid, addr, scope or 0,
+                      CodeRow(first_ns or 0, name, qualname, filename, firstlineno,
+                              first_traceable or 0, lines_format, lines or b""))
+                     for pid, addr, scope, first_ns, name, qualname, filename, firstlineno,
+                     first_traceable, lines_format, lines in rows)
+
+
+def with_python_frames(
+    frames: Dict[int, List[Frame]],
+    raw: Sequence[Tuple[int, Optional[int], Sequence[int], Optional[int]]],
+    py_stacks: Dict[int, Tuple[List[Tuple[int, int, bool, int]], bool]], codes: CodeNames,
+) -> Dict[int, List[Frame]]:
+    """Native frames by stack id with the Python frames of each stack merged in."""
+    result = dict(frames)
+    for stack_id, pid, _ips, ts in raw:
+        found = py_stacks.get(stack_id)
+        if found is not None and stack_id in result:
+            groups = eval_groups(found[0], codes, pid or 0, ts)
+            result[stack_id] = merge(result[stack_id], groups, found[1])
+    return result
+
+
+def mark_cut(frames: List[Frame]) -> List[Frame]:
+    """A stack that does not reach an entry point, ended by a [truncated] frame."""
+    if frames and frames[-1].name not in ENTRY_POINTS and frames[-1].name != TRUNCATED:
+        return [*frames, Frame(TRUNCATED)]
+    return frames
+
+
 def symbolize_recording(path: str, debug_root: str = DEBUG_ROOT) -> Tuple[int, int, int]:
     """(Re)write the frames of every stack of the recording at `path` from its raw addresses
-    and stored mappings; returns (stacks, frames, frames without a symbol)."""
+    and stored mappings, with the Python frames of its Python stacks in place; returns
+    (stacks, frames, frames without a symbol)."""
     with Recording(path) as rec:
         raw, maps = rec.raw_stacks(), ProcMaps.from_rows(rec.mappings())
+        py_stacks, py_codes = rec.py_stacks(), rec.py_codes()
     frames = symbolize_stacks(raw, Symbolizer(maps, debug_root=debug_root))
+    if py_stacks:
+        frames = with_python_frames(frames, raw, py_stacks, code_names(py_codes))
+    frames = {stack_id: mark_cut(stack) for stack_id, stack in frames.items()}
     with RecordingWriter.open_existing(path) as writer:
         for stack_id, stack in frames.items():
             writer.set_stack_frames(stack_id, stack)

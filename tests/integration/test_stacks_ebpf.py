@@ -127,3 +127,17 @@ def test_exec_images_are_not_confused(programs, tmp_path, name):
     assert not any("spawn_and_wait" in s or "child_body" in s for s in after)
     cov = coverage(rec)
     assert cov.whole_share >= 0.99 and cov.unsymbolized_share <= 0.01, cov
+
+
+def test_a_stack_cut_short_ends_in_a_truncated_frame(programs, tmp_path):
+    """Copies of 64 bytes of stack cannot be unwound far: the cut stacks say so at their
+    root, whole ones do not, and the summary counts the cut ones."""
+    db = tmp_path / "cut.db"
+    proc = subprocess.run(argv("run", "-o", str(db), "--stack-bytes", "64", "--",
+                               str(programs["stacks_deep"])), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    stacks = list(Recording(str(db)).stacks().values())
+    cut = [s for s in stacks if s[-1].name == "[truncated]"]
+    assert cut and all(s[-1].name in ("[truncated]", "_start", "clone3") for s in stacks)
+    assert all(f.name != "[truncated]" for s in stacks for f in s[:-1])
+    assert f"{len(cut):,} stacks cut short" in proc.stderr

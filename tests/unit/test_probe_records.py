@@ -16,10 +16,14 @@ from heaptrace.backends.ebpf import (
     COPY_HEADER,
     MAPFILE_REC,
     PROC_REC,
+    PY_CODE_HEADER,
+    PY_STACK_REC,
     REC_BATCH,
     REC_COPY,
     REC_EXEC,
     REC_MAPFILE,
+    REC_PYCODE,
+    REC_PYSTACK,
     parse_record,
 )
 from heaptrace.backends.probe_layout import CALL_REC as CALL_LAYOUT
@@ -32,21 +36,46 @@ from heaptrace.backends.probe_layout import (
     ctype_offsets,
     mismatches,
 )
-from heaptrace.backends.records import STACK_COPIED, STACK_WALKED, Call, MappedFile
+from heaptrace.backends.records import (
+    PY_STACK,
+    STACK_COPIED,
+    STACK_WALKED,
+    Call,
+    MappedFile,
+    PyStack,
+)
 
 PROBES = Path(__file__).resolve().parents[2] / "probes"
 
 
 def test_a_batch_decodes_to_its_calls():
     calls = [(1, 11, 500, 10, -1, 0, 8192, 3, 0x22, 0xFFFFFFFF, 0, 0x7F0000, 8192, 0x401000,
-              STACK_WALKED | 5, STACK_COPIED | 6, 1, 0),
-             (0, 11, 501, 10, -1, 0, 0, 0, 0, 0, 0, 0x5000, 4096, 0x402000, 0, 0, 1, 0)]
+              STACK_WALKED | 5, STACK_COPIED | 6, 1, 0, PY_STACK | 7),
+             (0, 11, 501, 10, -1, 0, 0, 0, 0, 0, 0, 0x5000, 4096, 0x402000, 0, 0, 1, 0, 0)]
     data = BATCH_HEADER.pack(REC_BATCH, len(calls), 500) + b"".join(
         CALL_REC.pack(*c) for c in calls) + b"\0" * CALL_REC.size * 3  # unused slots follow
     mmap, brk = parse_record(data)
     assert mmap == Call("mmap", 500, 10, 11, (0, 8192, 3, 0x22, 0xFFFFFFFF, 0), 0x7F0000, 8192,
-                        0x401000, STACK_WALKED | 5, STACK_COPIED | 6, -1, 1)
-    assert (brk.kind, brk.ret, brk.size, brk.stack_ref) == ("brk", 0x5000, 4096, 0)
+                        0x401000, STACK_WALKED | 5, STACK_COPIED | 6, -1, 1, PY_STACK | 7)
+    assert (brk.kind, brk.ret, brk.size, brk.stack_ref, brk.py_ref) == ("brk", 0x5000, 4096, 0, 0)
+
+def test_python_stacks_and_code_objects():
+    most = probe_layout.MAX_PY_FRAMES
+    codes = [0x1000 | 1, 0x2000, 0 | 1] + [0] * (most - 3)  # the last: a 3.12 shim
+    instrs = [0x10C8, 0x20D0, 0] + [0] * (most - 3)
+    scopes = [0x7000, 0x7000, 0] + [0] * (most - 3)
+    raw = PY_STACK_REC.pack(REC_PYSTACK, 10, 3, 1, 0x8888, *codes, *instrs, *scopes)
+    (stack,) = parse_record(raw)
+    assert stack == PyStack(PY_STACK | (0x8888 >> 3), 10, (
+        (0x1000, 0x10C8, True, 0x7000), (0x2000, 0x20D0, False, 0x7000), (0, 0, True, 0)), True)
+    lines = b"\x80\x00\xd8\x04"
+    head = bytes(range(256))
+    raw = PY_CODE_HEADER.pack(REC_PYCODE, 10, 99, 0x1000, 0x7000, 1, len(lines), head,
+                              b"n" * 128, b"q" * 128, b"f" * 512) + lines + b"junk"
+    (code,) = parse_record(raw)
+    assert (code.addr, code.scope, code.gen, code.head, code.lines) == (
+        0x1000, 0x7000, 1, head, lines)
+    assert (code.name, len(code.filename)) == (b"n" * 128, 512)
 
 
 def test_rss_records_and_resident_sums_decode_by_member():
@@ -125,6 +154,8 @@ def test_python_layouts_match_the_c_structs_field_by_field(layout):
     c = c_fields(layout.c_name)
     if layout is COPY_LAYOUT:  # the stack bytes follow the header
         c.pop("stack")
+    if layout is probe_layout.PY_CODE_HEADER:  # so does the line table
+        c.pop("lines")
     assert mismatches(layout, c) == []
 
 
@@ -147,7 +178,9 @@ def test_constants_match_the_header():
                  "REC_MAPFILE", "REC_RSS", "STATE_ACTIVE", "STATE_ARMED", "NBUCKETS", "MAX_FRAMES",
                  "BATCH", "TASK_COMM_LEN", "PATH_BYTES", "SLOT_SHIFT", "NMEMBERS", "RSS_START",
                  "RSS_CHANGE", "RSS_END", "CAUSE_FAULT", "CAUSE_SYSCALL", "CAUSE_CONTEXT",
-                 "CAUSE_USER"):
+                 "CAUSE_USER", "REC_PYSTACK", "REC_PYCODE", "MAX_PY_FRAMES", "PY_CODE_BYTES",
+                 "PY_NAME_BYTES", "PY_FILE_BYTES", "PY_LINES_BYTES", "PY_FRAMES_OBJECT",
+                 "PY_FRAMES_IS_ENTRY", "PY_FRAMES_SHIM", "PY_CUT"):
         assert define(name) == getattr(probe_layout, name), name
     ctrs = sorted((int(v), n) for n, v in re.findall(r"^#define CTR_(\w+) (\d+)", HEADER, re.M))
     assert len(ctrs) == define("NCOUNTERS") == len(COUNTERS)

@@ -11,14 +11,17 @@ before is a dict lookup and a few 8-byte reads per frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from heaptrace.stacks.elf import DEBUG_ROOT, ElfFile, open_debug_file, open_mapped
 from heaptrace.stacks.procmaps import Mapping, ProcMaps, is_file
+from heaptrace.stacks.procmem import MemoryReader
+from heaptrace.stacks.symbols import SymbolTable, read_perf_map
 from heaptrace.stacks.unwind.arch import X86_64, Arch, host, of_machine, resolve
 from heaptrace.stacks.unwind.cfi import (
     EXPR,
     OFFSET,
+    RA,
     REGISTER,
     UNDEFINED,
     VAL_EXPR,
@@ -36,6 +39,14 @@ NO_CFI, UNMAPPED, AT_ENTRY = "no-cfi", "unmapped", "at-entry"
 # The dynamic loader's _start (and _dl_start_user after it) has no CFI: a pc this close
 # past a file's ELF entry point, without CFI, is the outermost frame.
 ENTRY_WINDOW = 64
+
+# CPython's perf trampoline (Python/asm_trampoline.S, x86_64): its call's return address is
+# TRAMPOLINE_CALL_END bytes in; at that call CFA = rsp + 16 and the return address is at
+# CFA - 8, rbp untouched.
+PERF_TRAMPOLINE_X86_64 = bytes.fromhex("4883ec08" "ffd1" "4883c408" "c3")
+TRAMPOLINE_CALL_END = 6
+PERF_TRAMPOLINE_RULE = Rule(RSP, 16, None, ((RA, OFFSET, -8),))
+CodeReader = Callable[[int], MemoryReader]  # pid -> a reader of its memory
 
 # Why a walk ended. "entry": the outermost frame (_start, a thread's clone) marks its
 # return address undefined, or it is 0: the stack is whole. Anything else cuts it short.
@@ -63,14 +74,19 @@ class Unwinder:
     """Unwinds copied user stacks of the address spaces described by `maps`."""
 
     def __init__(
-        self, maps: ProcMaps, max_frames: int = 128, debug_root: str = DEBUG_ROOT,
+        self, maps: ProcMaps, max_frames: int = 256, debug_root: str = DEBUG_ROOT,
         refresh: bool = False, arch: Union[Arch, str, None] = None,
+        code: Optional[CodeReader] = None, perf_map_dir: str = "/tmp",
     ) -> None:
         """`refresh`: when a pc falls in no known mapping, re-read /proc/PID/maps once for
         it (live tracing: a library mapped since the last snapshot). `arch` ("x86_64",
         "aarch64"): the instruction set of every address space; by default each one's is
-        read from the e_machine of its mapped files."""
+        read from the e_machine of its mapped files. `code(pid)`: reads the live process's
+        memory, to recognize JIT code whose shape is known (perf trampolines)."""
         self.maps = maps
+        self.code = code
+        self.perf_map_dir = perf_map_dir
+        self._perf_maps: Dict[int, SymbolTable] = {}
         self.arch = resolve(arch)
         self.max_frames = max_frames
         self.debug_root = debug_root
@@ -160,11 +176,12 @@ class Unwinder:
 
     def _lookup(self, pid: int, pc: int) -> Union[Rule, str]:
         mapping = self.maps.find(pid, pc)
-        if mapping is None:
-            return UNMAPPED
+        if mapping is None:  # JIT code made executable by mprotect, which is not traced
+            jit = self._jit_rule(pid, pc)
+            return UNMAPPED if jit is NO_CFI else jit
         loaded = self._table(mapping) if is_file(mapping) else None
         if loaded is None:
-            return NO_CFI
+            return self._jit_rule(pid, pc) if not is_file(mapping) else NO_CFI
         elf, table = loaded
         vaddr = elf.offset_to_vaddr(pc - mapping.start + mapping.offset)
         if vaddr is None:
@@ -173,6 +190,34 @@ class Unwinder:
         if rule is None:
             return AT_ENTRY if 0 <= vaddr - elf.entry < ENTRY_WINDOW else NO_CFI
         return rule
+
+    def _jit_rule(self, pid: int, pc: int) -> Union[Rule, str]:
+        """Anonymous code without CFI (or in no known mapping): a perf trampoline of CPython
+        3.12+ (`python -X perf`: `sub $8,%rsp; call *%rcx; add $8,%rsp; ret`, no frame
+        pointer) has CFA = rsp + 16 at its call; anything else gets the frame-pointer step.
+        `pc` is the return address minus one, inside the call. Known by its code while the
+        process runs, else by its entry in /tmp/perf-PID.map (a `py::` function of the
+        trampoline's size)."""
+        if self.arch_of(pid) is not X86_64:
+            return NO_CFI
+        start = pc - TRAMPOLINE_CALL_END + 1
+        code = self.code(pid)(start, len(PERF_TRAMPOLINE_X86_64)) if self.code else None
+        if code is None:
+            entry = self._perf_map(pid, pc)
+            size = len(PERF_TRAMPOLINE_X86_64)
+            if entry is not None and entry[:2] == (start, size) and entry[2].startswith("py::"):
+                return PERF_TRAMPOLINE_RULE
+        return PERF_TRAMPOLINE_RULE if code == PERF_TRAMPOLINE_X86_64 else NO_CFI
+
+    def _perf_map(self, pid: int, pc: int) -> Optional[Tuple[int, int, str]]:
+        """The perf map entry holding pc (the map is read again when it has none: JIT
+        code is added to it as the process runs)."""
+        table = self._perf_maps.get(pid)
+        entry = table.entry(pc) if table is not None else None
+        if entry is None:
+            table = self._perf_maps[pid] = read_perf_map(f"{self.perf_map_dir}/perf-{pid}.map")
+            entry = table.entry(pc)
+        return entry
 
     def _table(self, mapping: Mapping) -> Optional[Tuple[ElfFile, CfiTable]]:
         key = mapping.build_id or mapping.path

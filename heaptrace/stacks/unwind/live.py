@@ -7,6 +7,7 @@ from typing import Callable, List, Sequence, Tuple
 
 from heaptrace.backends.records import StackCopy
 from heaptrace.stacks.procmaps import ProcMaps
+from heaptrace.stacks.procmem import process_reader
 from heaptrace.stacks.unwind.bpf_rules import StepRule, rules_along
 from heaptrace.stacks.unwind.dwarf import Unwinder
 
@@ -17,7 +18,7 @@ class LiveUnwinder:
     """Callable on each StackCopy; counts how many copies unwound to an entry point."""
 
     def __init__(self, maps: ProcMaps, teach: Teach) -> None:
-        self.unwinder = Unwinder(maps, refresh=True)
+        self.unwinder = Unwinder(maps, refresh=True, code=process_reader)
         self.teach = teach
         self.copies = 0
         self.complete = 0
