@@ -11,8 +11,11 @@ import hashlib
 import json
 import operator
 import os
+import shutil
 import sqlite3
+import stat
 import struct
+import tempfile
 from dataclasses import fields
 from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -346,6 +349,33 @@ class RecordingWriter:
         self.close()
 
 
+def recovered_copy(path: str) -> Optional[str]:
+    """A private copy of a recording whose writer was killed in the middle of a write, its hot
+    journal rolled back (SQLite cannot roll back read-only, and the file may be another
+    user's); None when there is no journal to roll back."""
+    journal = f"{path}-journal"
+    try:
+        st = os.lstat(journal)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+        return None
+    scratch = tempfile.mkdtemp(prefix="heaptrace-recovered-")
+    copy = os.path.join(scratch, "recording.db")
+    try:
+        shutil.copyfile(path, copy)
+        shutil.copyfile(journal, copy + "-journal", follow_symlinks=False)
+        fix = sqlite3.connect(copy)
+        try:
+            fix.execute("PRAGMA application_id").fetchone()  # SQLite rolls the journal back
+        finally:
+            fix.close()
+    except (OSError, sqlite3.DatabaseError):
+        shutil.rmtree(scratch, ignore_errors=True)
+        return None
+    return copy
+
+
 class Recording:
     """Read access to a recording; opening checks that it is one, and a version we read."""
 
@@ -355,12 +385,20 @@ class Recording:
             raise RecordingError(
                 f"no recording at {path}", "record one with: sudo heaptrace run -- CMD"
             )
+        self.read_path = path  # the file read: a private copy when `path` needed recovery
+        self._scratch: Optional[str] = None
         try:
-            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            app_id, version = self._open(path)
         except sqlite3.DatabaseError:
-            raise RecordingError(f"not a heaptrace recording: {path}") from None
+            copy = recovered_copy(path)
+            if copy is None:
+                raise RecordingError(f"not a heaptrace recording: {path}") from None
+            self._scratch, self.read_path = os.path.dirname(copy), copy
+            try:
+                app_id, version = self._open(copy)
+            except sqlite3.DatabaseError:
+                self.close()
+                raise RecordingError(f"not a heaptrace recording: {path}") from None
         if app_id != APPLICATION_ID:
             raise RecordingError(f"not a heaptrace recording: {path}")
         if version > FORMAT_VERSION:
@@ -369,6 +407,12 @@ class Recording:
                 f"this one reads up to {FORMAT_VERSION})",
                 "upgrade heaptrace",
             )
+
+    def _open(self, path: str) -> Tuple[int, int]:
+        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        return app_id, version
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> List[tuple]:
         try:
@@ -578,7 +622,11 @@ class Recording:
         )
 
     def close(self) -> None:
-        self._db.close()
+        if hasattr(self, "_db"):
+            self._db.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def __enter__(self) -> Recording:
         return self

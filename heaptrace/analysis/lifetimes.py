@@ -115,7 +115,7 @@ class Lifetimes:
 
     def __init__(self, rec: Recording) -> None:
         self._scratch: Optional[str] = None
-        self.db = sqlite3.connect(f"file:{rec.path}?mode=ro", uri=True)
+        self.db = sqlite3.connect(f"file:{rec.read_path}?mode=ro", uri=True)
         if not current(self.db, rec):  # an older recording: built here, once per use
             self.db.close()
             self._scratch = tempfile.mkdtemp(prefix="heaptrace-lifetimes-")

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from heaptrace.analysis.retained import retained
+from heaptrace.analysis.stacks import Selection
 from heaptrace.errors import RecordingError
 from heaptrace.events import KINDS, Event, Frame, KindTotals, growth, mmap_class
 from heaptrace.recording import FORMAT_VERSION, Recording, RecordingWriter
@@ -156,3 +158,27 @@ def test_mapped_by_class_sql_is_mmap_class(tmp_path_factory, events):
             code = mmap_class(e).code if e.kind == "mmap" else e.mem_class
             want[(e.pid, code)] = want.get((e.pid, code), 0) + e.size
     assert got == {k: n for k, n in want.items() if n}
+
+
+def test_a_recording_killed_in_the_middle_of_a_write_is_read_as_of_its_last_commit(tmp_path):
+    # a writer dies inside a transaction that spilled pages into the file: a hot journal
+    path = tmp_path / "r.db"
+    writer = RecordingWriter(str(path))
+    writer.add_events([Event("mmap", 4096, ts_ns=1, pid=1, ret=0x10000, length=4096)])
+    writer.close()
+    script = (
+        "import os, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1])\n"
+        "db.execute('PRAGMA cache_size=1')\n"
+        "db.execute('BEGIN')\n"
+        "db.executemany('INSERT INTO meta VALUES (?, ?)',"
+        " [(str(i), 'x' * 500) for i in range(5000)])\n"
+        "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True)
+    journal = tmp_path / "r.db-journal"
+    assert journal.exists() and journal.stat().st_size > 0
+    before = path.read_bytes()
+    with Recording(str(path)) as rec:
+        assert rec.event_count() == 1 and "4999" not in rec.meta()
+        assert retained(rec, Selection(process_names=False)).held == 4096
+    assert path.read_bytes() == before and journal.exists()  # the file itself is not touched
