@@ -23,28 +23,14 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from heaptrace.analysis.replay import Replay, page_size, steps
 from heaptrace.analysis.stacks import Owner, Selection
-from heaptrace.recording import Recording
+from heaptrace.recording import Recording, RecordingWriter
+from heaptrace.recording.schema import DERIVED_INDEXES, DERIVED_SCHEMA
 
 VERSION = 1  # of the replay's rules: rows built by another version are built again
 LIVE, GIVEN, ENDED = 0, 1, 2  # lifetimes.how
 BATCH = 10_000
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS lifetimes (
-    pid INTEGER NOT NULL, taken_ns INTEGER NOT NULL, stack_id INTEGER, kind TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    end_ns INTEGER, -- given back or image ended then; NULL: live when the recording ended
-    how INTEGER NOT NULL -- 0 live at the end, 1 given back, 2 its image ended (held at exit)
-);
-CREATE TABLE IF NOT EXISTS releases ( -- given back, but taken by no traced call
-    pid INTEGER NOT NULL, ts_ns INTEGER NOT NULL, bytes INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS lifetimes_info (version INTEGER NOT NULL, events INTEGER NOT NULL);
-"""
-INDEXES = """
-CREATE INDEX IF NOT EXISTS lifetimes_taken ON lifetimes (pid, taken_ns);
-CREATE INDEX IF NOT EXISTS lifetimes_end ON lifetimes (end_ns);
-"""
+SCHEMA, INDEXES = DERIVED_SCHEMA, DERIVED_INDEXES  # the tables are the recording's (optional)
 
 Piece = Tuple[int, int, Optional[int], str, int, Optional[int], int]  # a lifetimes row
 Release = Tuple[int, int, int]
@@ -92,13 +78,9 @@ def store(db: sqlite3.Connection, rec: Recording) -> None:
 
 def store_in(path: str) -> None:
     """Build and store the lifetimes of the recording at `path` in the file itself (when
-    `heaptrace run` or `import` has just written it)."""
-    with Recording(path) as rec:
-        db = sqlite3.connect(path)
-        try:
-            store(db, rec)
-        finally:
-            db.close()
+    `heaptrace import` has just written it), opened as every update is (recording/files.py)."""
+    with RecordingWriter.open_existing(path) as writer:
+        writer.store_derived(store)
 
 
 def current(db: sqlite3.Connection, rec: Recording) -> bool:
@@ -115,9 +97,8 @@ class Lifetimes:
 
     def __init__(self, rec: Recording) -> None:
         self._scratch: Optional[str] = None
-        self.db = sqlite3.connect(f"file:{rec.read_path}?mode=ro", uri=True)
+        self.db = rec.connection()  # checked: the derived tables are as heaptrace defines them
         if not current(self.db, rec):  # an older recording: built here, once per use
-            self.db.close()
             self._scratch = tempfile.mkdtemp(prefix="heaptrace-lifetimes-")
             self.db = sqlite3.connect(os.path.join(self._scratch, "lifetimes.db"))
             self.db.execute("PRAGMA journal_mode=OFF")
@@ -125,8 +106,8 @@ class Lifetimes:
             store(self.db, rec)
 
     def close(self) -> None:
-        self.db.close()
-        if self._scratch is not None:
+        if self._scratch is not None:  # the recording's own connection is the Recording's
+            self.db.close()
             shutil.rmtree(self._scratch, ignore_errors=True)
 
     def __enter__(self) -> Lifetimes:

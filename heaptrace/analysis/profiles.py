@@ -102,7 +102,7 @@ def describe(rec: Recording, sel: Selection, counts: Collection[int], what: str 
     if sel.start_s is not None or sel.end_s is not None:
         words.append(f"from {sel.start_s or 0:g} s to {_end(sel)}")
     text = f"{' '.join(words)}: {human(sum(counts))} in {len(counts):,} stacks"
-    lost = int(rec.meta().get("lost_events", 0) or 0)
+    lost = rec.meta().lost_events
     return text + (f"; {lost:,} events lost, some stacks missing" if lost else "")
 
 

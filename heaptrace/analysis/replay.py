@@ -63,8 +63,8 @@ Piece = Tuple[int, int, Owner]  # [start, end) held, and who allocated it
 
 
 def page_size(rec: Recording) -> int:
-    size = rec.meta().get("page_size")
-    return size if isinstance(size, int) and size > 0 else DEFAULT_PAGE_SIZE
+    size = rec.meta().page_size
+    return size if size is not None and size > 0 else DEFAULT_PAGE_SIZE
 
 
 def page_end(addr: int, length: int, page: int) -> int:
@@ -352,9 +352,9 @@ def image_ends(rec: Recording, pid: Optional[int]) -> List[Tuple[int, int]]:
     marks = [(t, p) for p, times in ProcessNames(rec.processes()).exec_times().items()
              for t in times]
     last_end: Dict[int, int] = {}
-    for row_pid, _ppid, _comm, _start, end_ns, _code in rec.processes():
-        if end_ns is not None:
-            last_end[row_pid] = end_ns
+    for proc in rec.processes():
+        if proc.end_ns is not None:
+            last_end[proc.pid] = proc.end_ns
     marks += [(t, p) for p, t in last_end.items()]
     return sorted(m for m in marks if pid is None or m[1] == pid)
 

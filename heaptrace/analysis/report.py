@@ -26,7 +26,7 @@ from heaptrace.analysis.stacks import (
 from heaptrace.analysis.timeline import Bucket
 from heaptrace.errors import UsageError
 from heaptrace.events import Frame, MemClass, Rss, committed_growth
-from heaptrace.recording import Recording
+from heaptrace.recording import Recording, RunMeta
 
 DEFAULT_TOP = 5
 
@@ -41,8 +41,10 @@ class RunInfo:
     kernel: Optional[str] = None
     duration_s: Optional[float] = None
     exit_code: Optional[int] = None
-    complete: Optional[bool] = None  # False: cut short (heaptrace did not finish)
+    complete: Optional[bool] = None  # False: cut short (heaptrace did not finish) or failed
+    incomplete_reason: Optional[str] = None  # why a run failed, when it could say
     lost_events: int = 0
+    unwritten_events: int = 0  # received but not written (the run failed)
     imported: bool = False  # from data without addresses: nothing to match frees to
     imported_from: str = ""  # the file an import read
     pid: Optional[int] = None  # --pid: the report covers this process only
@@ -185,21 +187,18 @@ def held_ranking(rec: Recording, pieces: Iterable[Tuple[Owner, int]], top: int,
 
 # --- the rest ----------------------------------------------------------------------------
 
-def run_info(meta: dict, path: str, pid: Optional[int]) -> RunInfo:
-    complete = meta.get("complete")
+def run_info(meta: RunMeta, path: str, pid: Optional[int]) -> RunInfo:
     return RunInfo(
-        path=path, command=str(meta.get("command_line") or ""),
-        source=str(meta.get("source") or ""), kernel=meta.get("kernel"),
-        duration_s=meta.get("duration_s"), exit_code=meta.get("exit_code"),
-        complete=complete if isinstance(complete, bool) else None,
-        lost_events=int(meta.get("lost_events") or 0),
-        imported="imported_from" in meta and meta.get("addresses") is not True,
-        imported_from=str(meta.get("imported_from") or ""), pid=pid,
-        attached=bool(meta.get("attached")))
+        path=path, command=meta.command_line, source=meta.source, kernel=meta.kernel,
+        duration_s=meta.duration_s, exit_code=meta.exit_code, complete=meta.complete,
+        incomplete_reason=meta.incomplete_reason, lost_events=meta.lost_events,
+        unwritten_events=meta.events_unwritten, imported=meta.imported and not meta.addresses,
+        imported_from=meta.imported_from or "", pid=pid,
+        attached=meta.attached)
 
 
-def kind_rows(rec: Recording, meta: dict) -> List[KindRow]:
-    unknown = meta.get("unknown_totals") or {}
+def kind_rows(rec: Recording, meta: RunMeta) -> List[KindRow]:
+    unknown = meta.unknown_totals
     rows = []
     for kind, t in rec.totals().items():
         missing = unknown.get(kind, [])
@@ -213,9 +212,9 @@ def process_rows(rec: Recording, pid: Optional[int], pieces: Iterable[Tuple[Owne
     """One row per traced pid: calls, taken and given back (as the timeline counts them)
     and what the retained replay says it gave back and still held when it ended."""
     names: Dict[int, List[str]] = {}
-    for row_pid, _ppid, comm, *_rest in rec.processes():
-        if comm and comm not in names.setdefault(row_pid, []):
-            names[row_pid].append(comm)
+    for proc in rec.processes():
+        if proc.comm and proc.comm not in names.setdefault(proc.pid, []):
+            names[proc.pid].append(proc.comm)
     counts: Dict[int, Bucket] = {}
     for row_pid, calls, taken in rec.sums_by_bucket("pid", pid):
         counts[row_pid] = Bucket(0, 0, taken=taken, calls=calls)
@@ -287,7 +286,7 @@ def next_commands(report: Report) -> List[str]:
 def check_pid(rec: Recording, pid: Optional[int]) -> None:
     if pid is None or rec.last_event_ns(pid) is not None:
         return
-    pids = sorted({row[0] for row in rec.processes()})
+    pids = sorted({proc.pid for proc in rec.processes()})
     if pid not in pids:
         have = ", ".join(map(str, pids)) or "none"
         raise UsageError(f"no process {pid} in {rec.path} (its processes: {have})")

@@ -76,10 +76,10 @@ def run_peak(rec: Recording, rows: List[RecordedRss], pid: Optional[int]) -> Opt
     """The peak of the summed RSS: the probe's exact one (meta) for the whole run, the
     process's own for one pid; None when the recording has no RSS."""
     meta = rec.meta()
-    peak, classes = meta.get("peak_rss"), meta.get("peak_rss_classes")
-    if pid is None and isinstance(peak, int) and isinstance(classes, dict):
-        split = Rss(**{k: int(classes.get(k, 0)) for k in ("anon", "file", "shmem", "swap")})
-        return Peak(peak, split, meta.get("peak_rss_ns"))
+    peak, classes = meta.peak_rss, meta.peak_rss_classes  # no classes: sampled (older runs)
+    if pid is None and peak is not None and classes:
+        split = Rss(**{k: classes.get(k, 0) for k in ("anon", "file", "shmem", "swap")})
+        return Peak(peak, split, meta.peak_rss_ns)
     if pid is not None:
         return process_peaks(rows).get(pid)
     points = list(summed(rows))

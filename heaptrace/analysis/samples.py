@@ -106,10 +106,10 @@ def load_samples(path: str, sel: Selection, at: Optional[str] = None,
             description = describe_held(rec, sel, result, [v[0] for _, v in rows.values()])
         samples = Resolver(rec, SourceLines() if lines else None).samples(rows)
         meta = rec.meta()
-    started, duration = meta.get("started_at"), meta.get("duration_s")
+    started, duration = meta.started_at, meta.duration_s
     return Samples(types, samples, description, sel.process_names,
-                   int(started * 1e9) if isinstance(started, (int, float)) else None,
-                   int(duration * 1e9) if isinstance(duration, (int, float)) else None)
+                   int(started * 1e9) if started is not None else None,
+                   int(duration * 1e9) if duration is not None else None)
 
 
 Rows = Dict[Key, Tuple[int, List[int]]]  # first_ns, values

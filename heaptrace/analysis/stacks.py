@@ -13,7 +13,7 @@ from typing import Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional
 
 from heaptrace.errors import UsageError
 from heaptrace.events import GROWTH_KINDS, KINDS, SYSCALL_KINDS, Event, Frame, growth
-from heaptrace.recording import Recording
+from heaptrace.recording import RecordedProcess, Recording
 
 Stack = Tuple[str, ...]
 Folded = Dict[Stack, int]
@@ -74,11 +74,11 @@ def counted_bytes(event: Event, kind: str = "all") -> int:
 
 def run_start_ns(rec: Recording) -> int:
     """Origin of --from/--to: the run's start, else the first event (imported files)."""
-    start = rec.meta().get("start_ns")
-    if isinstance(start, (int, float)):
-        return int(start)
-    first = next(rec.events(), None)
-    return first.ts_ns if first is not None else 0
+    start = rec.meta().start_ns
+    if start is not None:
+        return start
+    first = rec.first_event_ns()
+    return first if first is not None else 0
 
 
 def time_window(rec: Recording, sel: Selection) -> Tuple[Optional[int], Optional[int]]:
@@ -117,14 +117,14 @@ def frame_names(frames: Sequence[Frame]) -> Stack:
 class ProcessNames:
     """The comm of a pid at a given time: a pid that execs gets a new processes row."""
 
-    def __init__(self, rows: Iterable[tuple]) -> None:
+    def __init__(self, rows: Iterable[RecordedProcess]) -> None:
         self._by_pid: Dict[int, Tuple[List[int], List[str]]] = {}
-        for pid, _ppid, comm, start_ns, *_rest in rows:
-            starts, names = self._by_pid.setdefault(pid, ([], []))
-            if start_ns is None and starts:
+        for row in rows:
+            starts, names = self._by_pid.setdefault(row.pid, ([], []))
+            if row.start_ns is None and starts:
                 continue  # an image whose start is unknown cannot be placed in time
-            starts.append(start_ns or 0)
-            names.append(comm or f"[pid {pid}]")
+            starts.append(row.start_ns or 0)
+            names.append(row.comm or f"[pid {row.pid}]")
 
     def image(self, pid: int, ts_ns: int) -> int:
         """Which image of the pid (0, 1, ... one per exec) ran at ts_ns."""

@@ -120,9 +120,9 @@ def nice_interval(duration_s: float, buckets: int = DEFAULT_BUCKETS) -> float:
 
 def run_end_ns(rec: Recording, times: Iterable[int], origin: int) -> int:
     """The end of the run: meta end_ns, or the last event or RSS record if later."""
-    end = rec.meta().get("end_ns")
+    end = rec.meta().end_ns
     last = max(times, default=origin)
-    return max(int(end), last) if isinstance(end, (int, float)) else last
+    return max(end, last) if end is not None else last
 
 
 def make_axis(rec: Recording, interval_s: Optional[float], times: Sequence[int]) -> Axis:
@@ -262,7 +262,7 @@ def timeline(rec: Recording, interval_s: Optional[float] = None,
     add_rss(buckets, axis, list(summed(rows)), peak)
     add_resident(buckets, axis, resident)
     return Timeline(
-        buckets, axis.width / 1e9, pid, str(rec.meta().get("command_line") or ""),
+        buckets, axis.width / 1e9, pid, rec.meta().command_line,
         taken=sum(b.taken for b in buckets), given=sum(b.given for b in buckets),
         calls=sum(b.calls for b in buckets), held_at_exit=held_at_exit,
         peak_rss=peak.total if peak else None, peak_rss_split=peak.rss if peak else None,

@@ -25,6 +25,7 @@ from heaptrace.events import KINDS
 from heaptrace.formats import dtrace_events
 from heaptrace.formats.imported import write_recording
 from heaptrace.formats.textinput import input_lines
+from heaptrace.recording.files import RECORDING
 
 SCRIPT = "heaptrace-events.d"
 SIGNALS = "heaptrace-signals.d"  # proc:::signal-send: on illumos and macOS, where it exists
@@ -67,7 +68,7 @@ def find_dtrace() -> str:
 def record_with_dtrace(
     cmd: Sequence[str],
     output: str,
-    force: bool = False,
+    overwrite: str = RECORDING,
     kinds: Sequence[str] = KINDS,
     dtrace: Optional[str] = None,
     stderr: TextIO = sys.stderr,
@@ -87,9 +88,14 @@ def record_with_dtrace(
         imported = dtrace_events.to_imported(out, tuple(k for k in KINDS if k in kinds))
     finally:
         os.unlink(events_path)
-    imported.meta.update(drops, backend="dtrace", command=list(cmd),
-                         page_size=os.sysconf("SC_PAGE_SIZE"))
-    write_recording(imported, output, force)
+    meta = imported.meta
+    meta.command, meta.command_line = list(cmd), " ".join(cmd)
+    meta.page_size = os.sysconf("SC_PAGE_SIZE")
+    meta.lost_events = drops.get("lost_events", 0)
+    meta.aggregation_drops = drops.get("aggregation_drops", 0)
+    meta.dynvar_drops = drops.get("dynvar_drops", 0)
+    meta.complete = True
+    write_recording(imported, output, overwrite)
     status = out.exit_status()
     return rc if status is None else status
 

@@ -356,6 +356,11 @@ class EbpfTracer:
         self._polled: List[Record] = []
         self._fp_stacks = fp_stacks
         self.members = rss_members(tracefs_format("kmem/rss_stat"))
+        # The first exception raised while handling a record (a write error, a bug): ctypes
+        # would print and swallow it, so it is kept here and ends the run (see poll()).
+        self.failure: Optional[BaseException] = None
+        self.callback_errors = 0
+        self._closed = False
         self._bpf["events"].open_ring_buffer(self._callback)
 
     def _callback(self, _ctx: object, data: int, size: int) -> None:
@@ -458,13 +463,26 @@ class EbpfTracer:
         self._bpf["py_procs"][ctypes.c_uint32(pid)] = self._bpf["py_procs"].Leaf(*fields)
 
     def poll(self, timeout_ms: int) -> None:
+        if self.failure is not None:
+            return
         self._bpf.ring_buffer_poll(timeout_ms)
-        self._deliver()
+        self._handed_on()
+
+    def _handed_on(self) -> None:
+        """Deliver what was polled; the first exception raised while handling a record (a
+        write error, a bug) is kept (`failure`) and ends the run: nothing more is handed on."""
+        try:
+            self._deliver()
+        except BaseException as exc:  # kept, and raised by the run
+            self.failure = exc
+            self.callback_errors += 1
 
     def drain(self) -> None:
         """Deliver everything still buffered, partial per-CPU batches included."""
         self._bpf.ring_buffer_consume()
-        self._deliver()
+        self._handed_on()
+        if self.failure is not None:
+            return
         for batch in self._bpf["batches"].getvalue(ctypes.c_int(0)):
             raw = ctypes.string_at(ctypes.addressof(batch), ctypes.sizeof(batch))
             for call in batch_calls(raw):
@@ -508,7 +526,9 @@ class EbpfTracer:
         return {name: sum(table.getvalue(ctypes.c_int(i))) for i, name in enumerate(COUNTERS)}
 
     def close(self) -> None:
-        self._bpf.cleanup()
+        if not self._closed:
+            self._closed = True
+            self._bpf.cleanup()
 
 
 def _raw(value: object) -> bytes:

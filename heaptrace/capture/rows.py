@@ -74,6 +74,10 @@ class Recorder:
         self._stack_ids: Dict[tuple, int] = {}
         self._pending: List[Event] = []
         self._last_flush = time.monotonic()
+        self.started = False  # a traced process exec'd or made a call: the command runs
+        # Called after each committed batch, also from inside a flood of records that keeps
+        # the poll loop from coming round (the run's checkpoints).
+        self.after_flush: Callable[[], None] = lambda: None
         self.events = 0
         self.growth = 0
         self.with_stack = 0
@@ -85,6 +89,9 @@ class Recorder:
         self._rss_peaks: Dict[Tuple[int, int], RssSample] = {}  # the latest, with its peak
 
     def __call__(self, record: Record) -> None:
+        if isinstance(record, Call) or (isinstance(record, ProcessChange)
+                                        and record.what == "exec"):
+            self.started = True
         if isinstance(record, Call):
             self._add_call(record)
         elif isinstance(record, WalkedStack):
@@ -250,3 +257,4 @@ class Recorder:
         self._pending, self._rss_rows = [], []
         self.writer.commit()
         self._last_flush = time.monotonic()
+        self.after_flush()

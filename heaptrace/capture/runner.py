@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shlex
@@ -9,13 +10,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
 import psutil
 
 from heaptrace import __version__
 from heaptrace.analysis.coverage import StackCoverage, coverage
-from heaptrace.analysis.lifetimes import store_in as store_lifetimes
+from heaptrace.analysis.lifetimes import store as store_lifetimes
 from heaptrace.backends.dtrace import SYSTEMS as DTRACE_SYSTEMS
 from heaptrace.backends.dtrace import record_with_dtrace
 from heaptrace.backends.ebpf import (
@@ -29,19 +30,22 @@ from heaptrace.capture.mapped import read_mapped
 from heaptrace.capture.rows import Recorder
 from heaptrace.capture.rss import process_rss
 from heaptrace.capture.target import Progress, attach_traced, process_command, run_traced
-from heaptrace.errors import BackendUnavailable, CommandNotFound, UsageError
+from heaptrace.errors import BackendUnavailable, HeaptraceError, UsageError
 from heaptrace.events import KINDS, KindTotals, Rss
-from heaptrace.recording import Recording, RecordingWriter
+from heaptrace.recording import Recording, RecordingWriteError, RecordingWriter, RunMeta
+from heaptrace.recording.files import ANY_FILE, RECORDING
 from heaptrace.stacks.procmaps import ProcMaps
 from heaptrace.stacks.python.tracker import warm_up
-from heaptrace.stacks.symbols import symbolize_recording
+from heaptrace.stacks.symbols import symbolize_into
 from heaptrace.stacks.unwind.live import LiveUnwinder
+
+CHECKPOINT_S = 0.5  # how often a run commits its exact totals and mappings so far
 
 
 @dataclass
 class RunOptions:
     output: str = "heaptrace.db"
-    force: bool = True
+    force: bool = False  # replace OUTPUT even when it is not a heaptrace recording
     kinds: Sequence[str] = KINDS
     unwind: str = "dwarf"
     stack_bytes: int = 16384
@@ -50,6 +54,11 @@ class RunOptions:
     @property
     def fp(self) -> bool:
         return self.unwind == "fp"
+
+    @property
+    def overwrite(self) -> str:
+        """What the output may replace: a previous recording, or with --force any file."""
+        return ANY_FILE if self.force else RECORDING
 
     def cflags(self) -> List[str]:
         """The probe's compile-time settings for these options."""
@@ -81,48 +90,113 @@ def record(argv: Sequence[str], options: RunOptions) -> RunResult:
 
 
 def _record_with_dtrace(argv: Sequence[str], options: RunOptions) -> RunResult:
-    code = record_with_dtrace(argv, options.output, force=options.force, kinds=options.kinds)
+    code = record_with_dtrace(argv, options.output, overwrite=options.overwrite,
+                              kinds=options.kinds)
     with Recording(options.output) as rec:
         totals, meta, events = rec.totals(), rec.meta(), rec.event_count()
-    return RunResult(code, totals, {"lost": int(meta.get("lost_events", 0) or 0)}, events)
+    return RunResult(code, totals, {"lost": meta.lost_events}, events)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, HeaptraceError):
+        return str(exc)
+    return f"internal error while recording: {type(exc).__name__}: {exc}"
 
 
 class EbpfCapture:
     """One eBPF recording: the probe, the recorder and the recording file, from set-up to the
-    finished, symbolized recording."""
+    finished, symbolized recording.
 
-    def __init__(self, options: RunOptions, command: Sequence[str]) -> None:
+    The recording is written to a private file beside the output until the traced command
+    has started (its first records arrived): a failed start, a bad option or Ctrl-C before
+    that leaves the previous output as it was. From then on it is the output, committed in
+    batches, so a run cut short (heaptrace killed) leaves a readable recording that says it
+    is incomplete. A write error or an exception while handling the probe's records stops
+    the recording: the file then says why, what was written and what was not."""
+
+    def __init__(self, options: RunOptions, command: Sequence[str], attached: bool = False,
+                 stderr: Optional[TextIO] = None) -> None:
         preflight()
         self.options = options
         self.command = list(command)
-        self.writer = RecordingWriter(options.output, force=options.force)
-        self.maps = ProcMaps()
-        self.live = LiveUnwinder(self.maps, lambda *rules: self.tracer.teach(*rules))
-        self.recorder = Recorder(self.writer, self.live, maps=self.maps,
-                                 teach_python=lambda *py: self.tracer.teach_python(*py))
-        warming = threading.Thread(target=warm_up, args=(self.command,), daemon=True)
-        warming.start()  # while the probe compiles
-        self.tracer = EbpfTracer(self.recorder, options.cflags(), fp_stacks=options.fp,
-                                 look_ahead=self.recorder.prepare)
-        warming.join()
-        if options.fp:
-            self.recorder.fp_stack = self.tracer.stack_ips
-        self.progress = Progress()
-        self.started = time.time()
-        self.writer.set_meta(
-            command=self.command, command_line=shlex.join(self.command),
-            start_ns=time.monotonic_ns(), started_at=self.started, kernel=kernel_release(),
-            heaptrace_version=__version__, source="ebpf", unwind=options.unwind,
-            kinds=list(options.kinds), cwd=os.getcwd(), complete=False,
-            page_size=os.sysconf("SC_PAGE_SIZE"),
-        )
-        self.writer.commit()
+        self.attached = attached
+        self.stderr = stderr or sys.stderr
+        self.failure: Optional[BaseException] = None
+        self._finishing = False
+        self._last_checkpoint = 0.0
+        self._final: Optional[Tuple[Dict[str, KindTotals], Dict[str, int]]] = None
+        self._rss_end: Dict[str, object] = {}  # the exact peak RSS and resident classes
+        self._peak: Tuple[Optional[int], Optional[Rss]] = (None, None)
+        self._python_notes: List[str] = []
+        meta = RunMeta(
+            source="ebpf", command=self.command, command_line=shlex.join(self.command),
+            kernel=kernel_release(), heaptrace_version=__version__, unwind=options.unwind,
+            kinds=list(options.kinds), cwd=_cwd(), page_size=os.sysconf("SC_PAGE_SIZE"),
+            attached=attached, complete=False)
+        self.writer = RecordingWriter(options.output, options.overwrite, meta)
+        try:
+            self.maps = ProcMaps()
+            self.live = LiveUnwinder(self.maps, lambda *rules: self.tracer.teach(*rules))
+            self.recorder = Recorder(self.writer, self.live, maps=self.maps,
+                                     teach_python=lambda *py: self.tracer.teach_python(*py))
+            self.recorder.after_flush = self._after_flush
+            warming = threading.Thread(target=warm_up, args=(self.command,), daemon=True)
+            warming.start()  # while the probe compiles
+            self.tracer = EbpfTracer(self.recorder, options.cflags(), fp_stacks=options.fp,
+                                     look_ahead=self.recorder.prepare)
+            warming.join()
+            if options.fp:
+                self.recorder.fp_stack = self.tracer.stack_ips
+            self.progress = Progress()
+            self.started = time.time()
+            self.writer.set_meta(start_ns=time.monotonic_ns(), started_at=self.started)
+            self.writer.commit()
+        except BaseException:
+            if hasattr(self, "tracer"):
+                self.tracer.close()
+            self.writer.discard()
+            raise
+
+    # --- while tracing -------------------------------------------------------------------
+
+    def poll(self, timeout_ms: int) -> None:
+        """Deliver the probe's records; after a failure, only wait (the target goes on
+        untraced), or with --pid end the run at once."""
+        if self.failure is not None:
+            time.sleep(timeout_ms / 1000)
+            return
+        self.tracer.poll(timeout_ms)
+        if self.tracer.failure is not None:
+            self._fail(self.tracer.failure)
+            if self.attached:
+                raise self.failure  # type: ignore[misc]
 
     def tick(self) -> None:
-        if self.recorder.due():
-            self.tracer.drain_resident()
-            self._rss_now()
-            self.recorder.flush()
+        if self.failure is not None:
+            return
+        try:
+            if not self.writer.published and self.recorder.started:
+                self.writer.publish()  # the command runs: from now on this is the output
+            if self.recorder.due():
+                self.tracer.drain_resident()
+                self._rss_now()
+                self.recorder.flush()  # then _after_flush: the checkpoint
+        except Exception as exc:
+            self._fail(exc)
+            if self.attached:
+                raise
+
+    def _after_flush(self) -> None:
+        """After each committed batch, from the poll loop or from inside the probe's
+        callback (a flood of records can keep poll() from returning for long): publish the
+        file once the command runs, and checkpoint every CHECKPOINT_S."""
+        if self.failure is not None or self._finishing:
+            return
+        if not self.writer.published and self.recorder.started:
+            self.writer.publish()
+        now = time.monotonic()
+        if now - self._last_checkpoint >= CHECKPOINT_S:
+            self._last_checkpoint = now
             lost = self.checkpoint()
             self.progress.update(self.recorder.events, self.recorder.growth, lost)
 
@@ -137,10 +211,21 @@ class EbpfCapture:
         lost so far."""
         lost = self.tracer.counters()["lost"]
         self.writer.set_totals(self.tracer.totals())
-        self.writer.set_meta(lost_events=lost)
+        self.writer.set_meta(lost_events=lost, events_recorded=self.recorder.events)
         self.maps.save(self.writer, changed_only=True)
         self.writer.commit()
         return lost
+
+    def _fail(self, exc: BaseException) -> None:
+        """Stop recording: keep the probe's exact totals, detach it, and say so at once."""
+        self.failure = exc
+        self._final = (self.tracer.totals(), self.tracer.counters())
+        self.tracer.close()
+        self.progress.done()
+        if not self.attached:
+            print(f"heaptrace: recording failed: {_reason(exc)}; "
+                  f"{os.path.basename(self.command[0])} goes on untraced", file=self.stderr,
+                  flush=True)
 
     def arm(self, pid: int) -> None:
         """The target, stopped before its exec: traced from the exec on."""
@@ -158,7 +243,8 @@ class EbpfCapture:
         attached = sum(self._attach_one(proc) for proc in procs)
         more = f" and {attached - 1} descendants" if attached > 1 else ""
         print(f"heaptrace: attached to PID {pid}{more}", file=sys.stderr, flush=True)
-        self.writer.set_meta(attached=True, root_pid=pid)
+        self.writer.set_meta(root_pid=pid)
+        self.writer.publish()
 
     def _attach_one(self, proc: psutil.Process) -> bool:
         try:
@@ -179,72 +265,133 @@ class EbpfCapture:
         self.recorder.note_parent(pid, ppid)
         self.writer.add_process(pid, ppid, comm, time.monotonic_ns())
 
-    def finish(self, exit_code: Optional[int], discard: bool = False) -> RunResult:
-        """Drain the probe, write totals and metadata, close, symbolize."""
-        self.tracer.drain()
-        self.tracer.drain_resident(final=True)
-        self._rss_now()
-        self.recorder.finish_rss()
-        totals, counters = self.tracer.totals(), self.tracer.counters()
-        peak, peak_ns, peak_rss = self.tracer.rss_peak()
-        self.recorder.flush()
-        self.progress.done()
-        self.writer.set_totals(totals)
-        self.writer.set_meta(
+    # --- the end -------------------------------------------------------------------------
+
+    def finish(self, exit_code: Optional[int], attach_end: Optional[str] = None) -> RunResult:
+        """Drain the probe, write totals and metadata, symbolize and close: the recording is
+        complete. If nothing was traced (the command never started), the private file is
+        removed and the previous output left alone. After a failure, the file is marked
+        incomplete with what was and was not written, and the failure is raised."""
+        self._finishing = True
+        if self.failure is None:
+            try:
+                self.tracer.drain()
+                if self.tracer.failure is not None:
+                    raise self.tracer.failure
+                self.tracer.drain_resident(final=True)
+                self._rss_now()
+                self.recorder.finish_rss()
+            except Exception as exc:
+                self._fail(exc)
+        if self.failure is None:
+            totals, counters = self.tracer.totals(), self.tracer.counters()
+            peak, peak_ns, peak_rss = self.tracer.rss_peak()
+            self._peak = (peak, peak_rss)
+            self._rss_end = dict(
+                peak_rss=peak, peak_rss_ns=peak_ns, peak_rss_classes=_classes(peak_rss),
+                resident_classes={name: [t.calls, t.bytes, t.released]
+                                  for name, t in self.tracer.rss_classes().items()})
+            self.tracer.close()
+            self.progress.done()
+        else:
+            assert self._final is not None
+            totals, counters = self._final
+        if not self.writer.published and not self.recorder.started:
+            self.writer.discard()  # nothing ran: the previous output stays
+            if self.failure is not None:
+                raise self.failure
+            return RunResult(exit_code or 0, totals, counters)
+        if self.failure is None:
+            try:
+                return self._complete(exit_code, attach_end, totals, counters)
+            except Exception as exc:
+                self.failure = exc
+        self._store_failure(exit_code, attach_end, totals, counters)
+        raise AssertionError("not reached")
+
+    def _end_meta(self, exit_code: Optional[int], attach_end: Optional[str],
+                  counters: Dict[str, int]) -> Dict[str, object]:
+        return dict(
             end_ns=time.monotonic_ns(), duration_s=time.time() - self.started,
             lost_events=counters["lost"], events_recorded=self.recorder.events,
             events_with_stack=self.recorder.with_stack, probe_counters=counters,
             stack_copies_unwound=self.live.copies, stack_copies_whole=self.live.complete,
-            peak_rss=peak, peak_rss_ns=peak_ns, peak_rss_classes=_classes(peak_rss),
-            resident_classes={name: [t.calls, t.bytes, t.released]
-                              for name, t in self.tracer.rss_classes().items()},
-            resident_sums=self.recorder.resident_sums, complete=True,
-        )
-        if exit_code is not None:
-            self.writer.set_meta(exit_code=exit_code)
+            resident_sums=self.recorder.resident_sums, exit_code=exit_code,
+            attach_end=attach_end, **self._rss_end)
+
+    def _complete(self, exit_code: Optional[int], attach_end: Optional[str],
+                  totals: Dict[str, KindTotals], counters: Dict[str, int]) -> RunResult:
+        self.recorder.flush()
+        self.writer.publish()
+        self.writer.set_totals(totals)
+        self.writer.set_meta(**self._end_meta(exit_code, attach_end, counters))
         self.maps.save(self.writer)
+        self.writer.commit()
+        symbolize_into(self.writer)  # the mappings are complete now
+        interpreters, self._python_notes = self.recorder.python.summary()
+        if interpreters or self._python_notes:
+            self.writer.set_meta(python_interpreters=interpreters,
+                                 python_notes=self._python_notes)
+        self.writer.store_derived(store_lifetimes)  # for the held views
+        stacks = coverage(self.writer.reader())
+        self.writer.set_meta(bytes_with_whole_stack_share=round(stacks.whole_share, 6),
+                             frames_unsymbolized_share=round(stacks.unsymbolized_share, 6),
+                             complete=True)
         self.writer.close()
-        self.tracer.close()
-        if discard:
-            os.unlink(self.options.output)  # nothing ran: leave no empty recording behind
-            return RunResult(exit_code or 0, totals, counters)
-        stacks = _finish_stacks(self.options.output)
-        interpreters, notes = self.recorder.python.summary()
-        if interpreters or notes:
-            with RecordingWriter.open_existing(self.options.output) as writer:
-                writer.set_meta(python_interpreters=interpreters, python_notes=notes)
         return RunResult(exit_code or 0, totals, counters, self.recorder.events, stacks,
-                         peak, peak_rss, notes)
+                         *self._peak, self._python_notes)
+
+    def _store_failure(self, exit_code: Optional[int], attach_end: Optional[str],
+                       totals: Dict[str, KindTotals], counters: Dict[str, int]) -> None:
+        """Mark the recording incomplete with the reason and the counts, and raise."""
+        failure = self.failure
+        assert failure is not None
+        reason = _reason(failure)
+        received, written = self.recorder.events, self.writer.events_written
+        self.writer.rollback()
+        if not self.writer.published and self.recorder.started:
+            with contextlib.suppress(Exception):
+                self.writer.publish()  # the command ran: its file says what happened
+        if not self.writer.published:
+            self.writer.discard()
+            if not isinstance(failure, Exception):
+                raise failure
+            raise RecordingWriteError(f"{reason}; nothing was written to "
+                                      f"{self.options.output}") from None
+        stored = self.writer.mark_failed(
+            reason, totals=totals, events_unwritten=received - written,
+            **{k: v for k, v in self._end_meta(exit_code, attach_end, counters).items()
+               if k in ("end_ns", "duration_s", "lost_events", "events_recorded",
+                        "probe_counters", "exit_code", "attach_end")})
+        with contextlib.suppress(Exception):
+            self.writer.close()
+        if not isinstance(failure, Exception):
+            raise failure
+        said = "it says it is incomplete" if stored else "it holds the last checkpoint"
+        raise RecordingWriteError(
+            f"{reason}; {written:,} of {received:,} events received were written to "
+            f"{self.options.output} ({said})") from None
 
 
 def _classes(rss: Rss) -> Dict[str, int]:
     return {"anon": rss.anon, "file": rss.file, "shmem": rss.shmem, "swap": rss.swap}
 
 
-def _finish_stacks(path: str) -> StackCoverage:
-    """Symbolize every stack (the mappings are complete now) and note how whole they are;
-    store what became of every byte taken (analysis/lifetimes.py), for the held views."""
-    symbolize_recording(path)
-    store_lifetimes(path)
-    with Recording(path) as rec:
-        stacks = coverage(rec)
-    with RecordingWriter.open_existing(path) as writer:
-        writer.set_meta(bytes_with_whole_stack_share=round(stacks.whole_share, 6),
-                        frames_unsymbolized_share=round(stacks.unsymbolized_share, 6))
-    return stacks
+def _cwd() -> Optional[str]:
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
 
 
 def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
     """Trace argv and everything it starts into options.output; returns what happened."""
     capture = EbpfCapture(options, argv)
-    target, failed_to_start = None, False
+    target = None
     try:
-        target = run_traced(argv, capture.arm, capture.tracer.poll, capture.tick)
-    except CommandNotFound:
-        failed_to_start = True
-        raise
+        target = run_traced(argv, capture.arm, capture.poll, capture.tick)
     finally:
-        result = capture.finish(target.exit_code if target else None, failed_to_start)
+        result = capture.finish(target.exit_code if target else None)
     return result
 
 
@@ -255,10 +402,10 @@ def attach_process(pid: int, options: RunOptions, duration: Optional[float]) -> 
         raise BackendUnavailable("--pid is implemented for the eBPF backend (Linux) only",
                                  f"on {platform.system()}, use dtrace -p {pid} with probes/*.d")
     command = process_command(pid)
-    capture = EbpfCapture(options, command)
+    capture = EbpfCapture(options, command, attached=True)
+    end = None
     try:
-        capture.writer.set_meta(attach_end=attach_traced(
-            pid, capture.attach, capture.tracer.poll, capture.tick, duration))
+        end = attach_traced(pid, capture.attach, capture.poll, capture.tick, duration)
     finally:
-        result = capture.finish(None)
+        result = capture.finish(None, end)
     return result

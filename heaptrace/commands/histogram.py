@@ -35,4 +35,4 @@ def histogram(file: str, kind: Optional[str], as_json: bool) -> None:
     if as_json:
         render_json(totals, sys.stdout, meta)
     else:
-        render_text(totals, sys.stdout, int(meta.get("lost_events", 0) or 0), meta)
+        render_text(totals, sys.stdout, meta)

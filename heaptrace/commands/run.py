@@ -22,7 +22,11 @@ def _kinds(value: str) -> Tuple[str, ...]:
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("-o", "--output", default="heaptrace.db", show_default=True, help="Recording file.")
+@click.option("-o", "--output", default="heaptrace.db", show_default=True,
+              help="Recording file (a previous recording there is replaced once CMD runs).")
+@click.option("--force", is_flag=True,
+              help="Replace OUTPUT even if it is not a heaptrace recording (never a link, a "
+                   "directory or a device).")
 @click.option("--events", "events", default=",".join(KINDS), show_default=True,
               help="Kinds of calls to trace.")
 @click.option("--unwind", type=click.Choice(["dwarf", "fp"]), default="dwarf", show_default=True,
@@ -36,7 +40,7 @@ def _kinds(value: str) -> Tuple[str, ...]:
 @click.option("--ebpf", "show_ebpf", is_flag=True,
               help="Print the BPF program with these settings and exit.")
 @click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
-def run(output: str, events: str, unwind: str, stack_bytes: int, buffer_mib: int,
+def run(output: str, force: bool, events: str, unwind: str, stack_bytes: int, buffer_mib: int,
         pid: Optional[int], duration: Optional[float], show_ebpf: bool,
         cmd: Tuple[str, ...]) -> Optional[int]:
     """Run CMD (or watch the running process PID) and record its memory calls (brk, mmap,
@@ -50,7 +54,7 @@ def run(output: str, events: str, unwind: str, stack_bytes: int, buffer_mib: int
     Exits with CMD's exit code (128+N if signal N killed it); with --pid, Ctrl-C ends tracing
     and leaves the process running.
     """
-    options = RunOptions(output=output, kinds=_kinds(events), unwind=unwind,
+    options = RunOptions(output=output, force=force, kinds=_kinds(events), unwind=unwind,
                          stack_bytes=stack_bytes, ringbuf_mib=buffer_mib)
     if show_ebpf:
         click.echo(options.probe_text())

@@ -18,6 +18,7 @@ from heaptrace.formats import collapse
 from heaptrace.formats.dtrace_text import BLANK, QUANTIZE_HEADER, QUANTIZE_ROW
 from heaptrace.formats.imported import Imported, LineError, Sample, totals_from_samples
 from heaptrace.formats.textinput import checked_int
+from heaptrace.recording import RecordedProcess, RunMeta
 
 _A = re.ASCII
 _INT = r"(-?\d+)"
@@ -173,7 +174,7 @@ def parse_lines(path: str, lines: Iterable[str]) -> EventsOutput:
 
 def to_imported(out: EventsOutput, kinds: Tuple[str, ...] = KINDS) -> Imported:
     """The recording's contents: events with stacks, exact totals, processes."""
-    imported = Imported(meta={"source": "dtrace"})
+    imported = Imported(meta=RunMeta(source="dtrace"))
     breaks = _brk_growth(out)
     for index, call in enumerate(out.calls):
         if call.kind in kinds:
@@ -181,9 +182,9 @@ def to_imported(out: EventsOutput, kinds: Tuple[str, ...] = KINDS) -> Imported:
             imported.samples.append(Sample(_frames(call.frames), event))
     imported.totals = _totals(out, imported, kinds)
     imported.processes = _processes(out)
-    imported.meta["addresses"] = True  # each call's addresses: frees match allocations
+    imported.meta.addresses = True  # each call's addresses: frees match allocations
     if out.target is not None:
-        imported.meta["target_pid"] = out.target
+        imported.meta.target_pid = out.target
     return imported
 
 
@@ -256,9 +257,8 @@ def _brk_growth(out: EventsOutput) -> Dict[int, int]:
     return growth
 
 
-def _processes(out: EventsOutput) -> List[Tuple[int, Optional[int], Optional[str], int,
-                                                Optional[int], Optional[int]]]:
-    """(pid, ppid, comm, start_ns, end_ns, exit_code) of every process seen."""
+def _processes(out: EventsOutput) -> List[RecordedProcess]:
+    """Every process seen, with its parent, name, start, end and exit code."""
     parents = {child: (parent, ts) for child, parent, ts in out.forks}
     names: Dict[int, str] = {}
     for pid, _, name in out.execs:
@@ -270,5 +270,5 @@ def _processes(out: EventsOutput) -> List[Tuple[int, Optional[int], Optional[str
         parent, start = parents.get(pid, (None, 0))
         end = out.exits.get(pid, (None, 0))[0]
         code = out.exit_codes.get(pid)
-        result.append((pid, parent, names.get(pid), start, end, code))
+        result.append(RecordedProcess(pid, parent, names.get(pid), start, end, code))
     return result

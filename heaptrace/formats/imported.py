@@ -2,22 +2,20 @@
 atomic write.
 
 A parser reads its input completely into an `Imported` before anything is written; the
-recording is then written to a temporary file next to the output and renamed into place, so a
-malformed input never leaves a half-imported recording behind.
+recording is then written to a private file next to the output and renamed into place
+(recording/files.py), so a malformed input never leaves a half-imported recording behind.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from heaptrace.analysis.quantize import quantize
-from heaptrace.errors import RecordingError
 from heaptrace.events import Event, Frame, KindTotals
 from heaptrace.formats.textinput import LineError  # noqa: F401  (the parsers' error)
-from heaptrace.recording import RecordingWriter
+from heaptrace.recording import RecordedProcess, RecordingWriter, RunMeta
+from heaptrace.recording.files import NEVER
 
 
 @dataclass
@@ -34,10 +32,8 @@ class Imported:
 
     samples: List[Sample] = field(default_factory=list)
     totals: Dict[str, KindTotals] = field(default_factory=dict)
-    meta: Dict[str, Any] = field(default_factory=dict)  # JSON values, as Recording.meta()
-    # (pid, ppid, comm, start_ns, end_ns, exit_code): only the DTrace backend knows these
-    processes: List[Tuple[int, Optional[int], Optional[str], int, Optional[int],
-                          Optional[int]]] = field(default_factory=list)
+    meta: RunMeta = field(default_factory=RunMeta)
+    processes: List[RecordedProcess] = field(default_factory=list)  # the DTrace backend's
     # What the user should know about this input (printed by `import`, not stored)
     notes: List[str] = field(default_factory=list)
 
@@ -62,40 +58,23 @@ def totals_from_samples(samples: Iterable[Sample], with_buckets: bool) -> Dict[s
     return totals
 
 
-def write_recording(imported: Imported, output: str, force: bool) -> None:
-    """Write the recording to a temporary file beside `output`, then rename it into place."""
-    if os.path.exists(output) and not force:
-        raise RecordingError(f"file already exists, will not overwrite without --force: {output}")
-    directory = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(prefix=".heaptrace-import-", suffix=".db", dir=directory)
-    os.close(fd)
-    try:
-        _fill(RecordingWriter(tmp, force=True), imported)
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _fill(writer: RecordingWriter, imported: Imported) -> None:
-    with writer:
-        writer.set_meta(**imported.meta)
+def write_recording(imported: Imported, output: str, overwrite: str = NEVER) -> None:
+    """Write the recording to a private file beside `output`, renamed into place at the end:
+    a malformed input or a failed write leaves whatever was at `output` as it was.
+    `overwrite` says what it may replace there (recording/files.py: NEVER, RECORDING,
+    ANY_FILE; never a link, a directory or a device)."""
+    with RecordingWriter(output, overwrite, imported.meta) as writer:
         events = []
         for s in imported.samples:
             stack_id = writer.add_stack(frames=s.frames) if s.frames is not None else None
             events.append(_with_stack(s.event, stack_id))
         writer.add_events(events)
         writer.set_totals(imported.totals)
-        for pid, ppid, comm, start_ns, end_ns, exit_code in imported.processes:
-            writer.add_process(pid, ppid, comm, start_ns)
-            if end_ns is not None or exit_code is not None:
-                writer.end_process(pid, end_ns or 0, exit_code)
+        for p in imported.processes:
+            writer.add_process(p.pid, p.ppid, p.comm, p.start_ns)
+            if p.end_ns is not None or p.exit_code is not None:
+                writer.end_process(p.pid, p.end_ns or 0, p.exit_code)
 
 
 def _with_stack(event: Event, stack_id: Optional[int]) -> Event:
-    if stack_id is None:
-        return event
-    values = dict(event.__dict__)
-    values["stack_id"] = stack_id
-    return Event(**values)
+    return event if stack_id is None else replace(event, stack_id=stack_id)

@@ -9,6 +9,7 @@ from heaptrace.errors import ImportFormatError
 from heaptrace.formats.imported import Imported, write_recording
 from heaptrace.formats.textinput import fits
 from heaptrace.importers import common, dtrace, folded, perf
+from heaptrace.recording.files import ANY_FILE, NEVER
 
 FORMATS = ("dtrace", "perf", "folded")
 
@@ -24,9 +25,9 @@ def import_file(fmt: str, path: str, output: str, kind: Optional[str] = None,
         imported = perf.parse(path, kind)
     else:
         imported = folded.parse(path, kind, counts, column)
-    imported.meta["imported_from"] = path
+    imported.meta.imported_from = path
     check_fits(imported, path)
-    write_recording(imported, output, force)
+    write_recording(imported, output, ANY_FILE if force else NEVER)
     return imported.notes
 
 

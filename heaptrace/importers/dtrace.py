@@ -32,6 +32,7 @@ from heaptrace.formats.dtrace_text import BLANK, QUANTIZE_HEADER, QUANTIZE_ROW
 from heaptrace.formats.imported import Imported, LineError, Sample
 from heaptrace.formats.textinput import checked_int, input_lines
 from heaptrace.importers.common import leaf_kind, stack_event
+from heaptrace.recording import RunMeta
 
 _A = re.ASCII
 COUNT = re.compile(r"^\s*(-?\d+)$", _A)
@@ -234,7 +235,7 @@ def parse(path: str, kind: Optional[str] = None, counts: str = "bytes") -> Impor
 
 
 def _build(parsed: _Parsed, kind: Optional[str], counts: str) -> Imported:
-    imported = Imported(meta={"source": "dtrace"})
+    imported = Imported(meta=RunMeta(source="dtrace"))
     empty = not (parsed.tables or parsed.totals or parsed.stacks)
     if kind is not None and empty:
         imported.totals[kind] = KindTotals()  # an empty aggregation: no calls, no bytes
@@ -249,7 +250,7 @@ def _build(parsed: _Parsed, kind: Optional[str], counts: str) -> Imported:
     _finish_meta(imported, parsed, titles, known)
     imported.totals = _in_file_order(imported.totals, parsed, kind, only)
     if stack_kinds:
-        imported.meta["counts"] = {k: counts for k in sorted(set(stack_kinds))}
+        imported.meta.counts = {k: counts for k in sorted(set(stack_kinds))}
     return imported
 
 
@@ -305,7 +306,7 @@ def _add_totals(imported: Imported, totals: list, kind: Optional[str],
                 only: Optional[str]) -> Dict[str, set]:
     """Apply printa() totals; returns which fields each kind got from them."""
     known: Dict[str, set] = {}
-    other: Dict[str, List[List[object]]] = {}
+    other: Dict[str, List[Tuple[str, int]]] = {}
     for number, k, label, field_name, value in totals:
         k = k or kind or only
         if k is None:
@@ -313,12 +314,12 @@ def _add_totals(imported: Imported, totals: list, kind: Optional[str],
                             "brk, mmap, munmap or mremap (or give --event)")
         t = imported.totals.setdefault(k, KindTotals())
         if field_name is None:
-            other.setdefault(k, []).append([label, value])
+            other.setdefault(k, []).append((label, value))
             continue
         setattr(t, field_name, getattr(t, field_name) + value)
         known.setdefault(k, set()).add(field_name)
     if other:
-        imported.meta["other_totals"] = other
+        imported.meta.other_totals = other
     return known
 
 
@@ -353,11 +354,11 @@ def _finish_meta(imported: Imported, parsed: _Parsed, titles: Dict[str, str],
         if missing:
             unknown[k] = missing
     if titles:
-        imported.meta["titles"] = titles
+        imported.meta.titles = titles
     if unknown:
-        imported.meta["unknown_totals"] = unknown
+        imported.meta.unknown_totals = unknown
     if parsed.header:
-        imported.meta["header"] = parsed.header
+        imported.meta.header = list(parsed.header)
     if parsed.lost:
-        imported.meta["lost_events"] = parsed.lost
+        imported.meta.lost_events = parsed.lost
 

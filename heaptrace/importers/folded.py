@@ -16,12 +16,13 @@ from heaptrace.formats.folded import SPACE, is_count, is_whole_number, split_cou
 from heaptrace.formats.imported import Imported, LineError, Sample, totals_from_samples
 from heaptrace.formats.textinput import fits, input_lines, to_int
 from heaptrace.importers.common import leaf_kind, stack_event, unknown_totals
+from heaptrace.recording import RunMeta
 
 
 def parse(path: str, kind: Optional[str] = None, counts: str = "bytes",
           column: int = 2) -> Imported:
     """Parse a folded file; `kind` applies to every stack, else each leaf frame must say."""
-    imported = Imported(meta={"source": "folded"})
+    imported = Imported(meta=RunMeta(source="folded"))
     widths: List[int] = []
     try:
         for number, line in enumerate(input_lines(path), 1):
@@ -35,10 +36,10 @@ def parse(path: str, kind: Optional[str] = None, counts: str = "bytes",
     except LineError as exc:
         raise ImportFormatError(path, exc.line, exc.expected) from None
     imported.totals = totals_from_samples(imported.samples, with_buckets=False)
-    imported.meta["unknown_totals"] = unknown_totals(imported.totals, counts)
-    imported.meta["counts"] = {k: counts for k in imported.totals}
+    imported.meta.unknown_totals = unknown_totals(imported.totals, counts)
+    imported.meta.counts = {k: counts for k in imported.totals}
     if widths == [2]:
-        imported.meta["folded_column"] = column
+        imported.meta.folded_column = column
     return imported
 
 

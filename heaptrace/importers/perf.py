@@ -32,6 +32,7 @@ from heaptrace.formats.imported import Imported, LineError, Sample, totals_from_
 from heaptrace.formats.perf_script import Header, parse_args, parse_callchain, parse_header
 from heaptrace.formats.textinput import fits, input_lines, to_int
 from heaptrace.importers.perfbrk import EXIT_BRK, BrkCalls
+from heaptrace.recording import RunMeta
 
 _A = re.ASCII
 SYSCALL = re.compile(r"^(?:syscalls:)?sys_enter_(" + "|".join(SYSCALL_KINDS) + r")$", _A)
@@ -65,7 +66,7 @@ class _State:
 def parse(path: str, kind: Optional[str] = None) -> Imported:
     """Parse `perf script` output; `kind` names the kind of events that are not memory
     syscall tracepoints."""
-    state = _State(Imported(meta={"source": "perf", "counts": {}}), kind)
+    state = _State(Imported(meta=RunMeta(source="perf")), kind)
     try:
         for number, line in enumerate(input_lines(path), 1):
             _feed(state, number, line)
@@ -126,7 +127,7 @@ def _new_sample(state: _State, number: int, h: Header) -> _Sample:
                                              ret=_exit_value(number, h.args)), exit_brk=True)
     event_kind = _kind(number, h.event, state.kind)
     weighted = SYSCALL.match(h.event) and event_kind in BYTE_KINDS
-    state.imported.meta["counts"].setdefault(event_kind, "bytes" if weighted else "calls")
+    state.imported.meta.counts.setdefault(event_kind, "bytes" if weighted else "calls")
     args = parse_args(h.args) if SYSCALL.match(h.event) else {}
     if not all(map(fits, (h.pid, h.tid, ts_ns, h.period or 0, *args.values()))):
         raise LineError(number, "expected numbers below 2^63 in the sample header")
@@ -206,7 +207,7 @@ def _modules_of_inlined(sample: _Sample) -> List[Frame]:
 
 def _finish(state: _State) -> None:
     imported = state.imported
-    counts = imported.meta["counts"]
+    counts = imported.meta.counts
     unknown_first = state.brk.finish()
     if "brk" in counts:
         counts["brk"] = "bytes"
@@ -216,10 +217,10 @@ def _finish(state: _State) -> None:
     unknown = {k: ["bytes"] for k, c in counts.items() if c == "calls"}
     if unknown_first:
         unknown["brk"] = ["bytes"]
-        imported.meta["brk_growth_unknown"] = unknown_first
+        imported.meta.brk_growth_unknown = unknown_first
         imported.notes.append(
             f"brk bytes are not known in full: the break before the first growth of "
             f"{unknown_first} process(es) is not in the data (record syscalls:sys_exit_brk "
             "too: it gives each call's new break)")
     if unknown:
-        imported.meta["unknown_totals"] = unknown
+        imported.meta.unknown_totals = unknown

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, TextIO
 
 from heaptrace.analysis.quantize import rows
 from heaptrace.events import SPEC, KindTotals
+from heaptrace.recording import RunMeta
 
 BAR_WIDTH = 40
 CLASS_LABELS = {"mmap": "Bytes mapped {}", "mremap": "Bytes grown {}"}
@@ -29,14 +30,14 @@ def total_line(label: str, value: int) -> str:
     return f"  {label:<50} {value:>16}"
 
 
-def kind_lines(kind: str, t: KindTotals, meta: Optional[dict] = None) -> List[str]:
+def kind_lines(kind: str, t: KindTotals, meta: Optional[RunMeta] = None) -> List[str]:
     """One kind's table and totals. An imported recording's meta may give the table's title
-    ("titles"), totals its source could not know ("unknown_totals") and other printa()
-    lines ("other_totals"), so the histogram prints what the source printed."""
-    meta = meta or {}
+    (titles), totals its source could not know (unknown_totals) and other printa() lines
+    (other_totals), so the histogram prints what the source printed."""
+    meta = meta or RunMeta()
     spec = SPEC.get(kind)
-    title = meta.get("titles", {}).get(kind) or (spec.title if spec else f"{kind}() sizes")
-    unknown = meta.get("unknown_totals", {}).get(kind, [])
+    title = meta.titles.get(kind) or (spec.title if spec else f"{kind}() sizes")
+    unknown = meta.unknown_totals.get(kind, [])
     lines = quantize_table(title, t.buckets) if t.buckets else []
     if lines:
         lines.append("")
@@ -53,29 +54,32 @@ def kind_lines(kind: str, t: KindTotals, meta: Optional[dict] = None) -> List[st
     if kind in CLASS_LABELS and t.bytes:
         lines.extend(total_line(CLASS_LABELS[kind].format(cls), nbytes)
                      for cls, nbytes in t.classes.items())
-    others = meta.get("other_totals", {}).get(kind, [])
+    others = meta.other_totals.get(kind, [])
     lines.extend(total_line(label, value) for label, value in others)
     return lines
 
 
 def render_text(
-    totals: Dict[str, KindTotals], out: TextIO, lost_events: int = 0,
-    meta: Optional[dict] = None,
+    totals: Dict[str, KindTotals], out: TextIO, meta: Optional[RunMeta] = None,
 ) -> None:
     """Every kind's table and totals, separated by blank lines as DTrace separates them."""
+    meta = meta or RunMeta()
     for kind, t in totals.items():
         lines = kind_lines(kind, t, meta)
         out.write("\n" + "\n".join(line.rstrip() for line in lines) + "\n")
-    if lost_events:
-        out.write(f"\n  {lost_events} events lost from the per-event stream "
+    if meta.lost_events:
+        out.write(f"\n  {meta.lost_events} events lost from the per-event stream "
                   "(totals above are exact; some stacks are missing)\n")
-    if (meta or {}).get("complete") is False:
+    if meta.complete is False and meta.incomplete_reason:
+        out.write(f"\n  recording incomplete: {meta.incomplete_reason}; "
+                  f"{meta.events_unwritten:,} events received were not written\n")
+    elif meta.complete is False:
         out.write("\n  recording cut short (heaptrace did not finish): totals as of its last "
                   "checkpoint; run `heaptrace symbolize` for names\n")
 
 
-def to_json(totals: Dict[str, KindTotals], meta: Optional[dict] = None) -> dict:
-    unknown = (meta or {}).get("unknown_totals", {})
+def to_json(totals: Dict[str, KindTotals], meta: Optional[RunMeta] = None) -> dict:
+    unknown = meta.unknown_totals if meta is not None else {}
     events = {
         kind: {
             "calls": None if "calls" in unknown.get(kind, []) else t.calls,
@@ -89,10 +93,11 @@ def to_json(totals: Dict[str, KindTotals], meta: Optional[dict] = None) -> dict:
     }
     doc: dict = {"events": events}
     if meta is not None:
-        doc["recording"] = meta
+        doc["recording"] = meta.to_json()
     return doc
 
 
-def render_json(totals: Dict[str, KindTotals], out: TextIO, meta: Optional[dict] = None) -> None:
+def render_json(totals: Dict[str, KindTotals], out: TextIO,
+                meta: Optional[RunMeta] = None) -> None:
     json.dump(to_json(totals, meta), out, indent=2)
     out.write("\n")

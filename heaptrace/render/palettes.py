@@ -10,14 +10,17 @@ colour a name got the first time, whatever the options of later graphs.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
 import re
+import stat
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from heaptrace.errors import HeaptraceError, ImportFormatError, UsageError
 from heaptrace.events import is_python_name
+from heaptrace.recording.files import write_text
 
 Shades = Tuple[float, float, float]
 
@@ -155,36 +158,45 @@ def diff_color(delta: int, max_delta: int) -> str:
 
 # --- palette map (flamegraph.pl's palette.map: one `name->rgb(r,g,b)` line per name) -----
 
+MAX_PALETTE_MAP = 64 << 20
 _COLOR = re.compile(r"^(rgb\(\d{1,3},\d{1,3},\d{1,3}\)|#[0-9a-fA-F]{6})$")
 
 
 def read_palette_map(path: str) -> Dict[str, str]:
     """The colours a palette map file pins, {} if it does not exist yet. A name may itself
-    contain "->" (C++ `operator->`): the colour is after the last one."""
-    if not os.path.exists(path):
-        return {}
-    colors: Dict[str, str] = {}
+    contain "->" (C++ `operator->`): the colour is after the last one. Only a regular file
+    is read (not a link, a FIFO or a device), and only up to MAX_PALETTE_MAP bytes."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for number, line in enumerate(f, 1):
-                name, sep, color = line.rstrip("\r\n").rpartition("->")
-                if not line.strip():
-                    continue
-                if not sep or not _COLOR.match(color.strip()):
-                    raise ImportFormatError(path, number, "expected `name->rgb(r,g,b)`")
-                colors[name] = color.strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return {}
     except OSError as exc:
-        raise HeaptraceError(f"cannot read palette map {path}: {exc.strerror}") from None
+        raise HeaptraceError(f"cannot read palette map {path}: "
+                             f"{'a symbolic link' if exc.errno == errno.ELOOP else exc.strerror}"
+                             ) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise HeaptraceError(f"cannot read palette map {path}: not a regular file")
+        data = f.read(MAX_PALETTE_MAP + 1)
+    if len(data) > MAX_PALETTE_MAP:
+        raise HeaptraceError(f"palette map {path} is larger than {MAX_PALETTE_MAP:,} bytes")
+    colors: Dict[str, str] = {}
+    for number, line in enumerate(data.decode("utf-8", "replace").split("\n"), 1):
+        line = line.rstrip("\r")
+        name, sep, color = line.rpartition("->")
+        if not line.strip():
+            continue
+        if not sep or not _COLOR.match(color.strip()):
+            raise ImportFormatError(path, number, "expected `name->rgb(r,g,b)`")
+        colors[name] = color.strip()
     return colors
 
 
 def write_palette_map(path: str, colors: Mapping[str, str]) -> None:
     """Sorted `name->colour` lines, as flamegraph.pl writes palette.map; names that cannot
-    sit on one line are left out (they get their usual colour next time)."""
+    sit on one line are left out (they get their usual colour next time). Written as every
+    output is (recording/files.py): a private file renamed over the old map, never through a
+    link."""
     lines = [f"{name}->{color}\n" for name, color in sorted(colors.items())
              if "\n" not in name and "\r" not in name]
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(lines)
-    except OSError as exc:
-        raise HeaptraceError(f"cannot write palette map {path}: {exc.strerror}") from None
+    write_text(path, "".join(lines), "a palette map")

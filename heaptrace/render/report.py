@@ -49,7 +49,12 @@ def run_lines(run: RunInfo) -> List[str]:
 
 def state_lines(run: RunInfo) -> List[str]:
     lines = []
-    if run.complete is False:
+    if run.complete is False and run.incomplete_reason:
+        lines.append(f"  INCOMPLETE: {one_line(run.incomplete_reason, 90)}")
+        if run.unwritten_events:
+            lines.append(f"  {run.unwritten_events:,} events received were not written; the "
+                         "run was not recorded after that")
+    elif run.complete is False:
         lines.append("  CUT SHORT: heaptrace did not finish; this is what was committed")
     if run.lost_events:
         lines.append(f"  {run.lost_events:,} events lost from the per-event stream: stacks "

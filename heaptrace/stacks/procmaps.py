@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
+from heaptrace.recording import RecordedMapping
 from heaptrace.stacks.elf import open_elf
 
 PROT_EXEC = 0x4
-U64 = 1 << 64
 ANON = ""  # path of an anonymous executable mapping (JIT code: see /tmp/perf-PID.map)
 
 
@@ -235,21 +235,20 @@ class ProcMaps:
             writer.delete_mappings(pid)
             for m in self._space(pid).all:
                 writer.add_mapping(
-                    pid, _i64(m.start), _i64(m.end), m.offset, m.path, m.build_id,
+                    pid, m.start, m.end, m.offset, m.path, m.build_id,
                     m.first_ns, m.last_ns,
                 )
 
     @classmethod
-    def from_rows(cls, rows: Iterable[tuple]) -> ProcMaps:
-        """Rebuild from Recording.mappings() rows (pid, start, end, offset, path, build_id,
-        first_ns, last_ns)."""
+    def from_rows(cls, rows: Iterable[RecordedMapping]) -> ProcMaps:
+        """Rebuild from the mappings a recording stored."""
         maps = cls()
-        for pid, start, end, offset, path, build_id, first_ns, last_ns in rows:
-            mapping = Mapping(start % U64, end % U64, offset or 0, path or ANON, build_id,
-                              first_ns or 0)
-            mapping.last_ns = last_ns
-            maps._space(pid).add(mapping)
-            maps._touch(pid)
+        for row in rows:
+            mapping = Mapping(row.start, row.end, row.offset, row.path or ANON, row.build_id,
+                              row.first_ns)
+            mapping.last_ns = row.last_ns
+            maps._space(row.pid).add(mapping)
+            maps._touch(row.pid)
         return maps
 
     @classmethod
@@ -264,11 +263,6 @@ class ProcMaps:
             mapping.build_id = elf.build_id if elf else None
             maps.add(pid, mapping)
         return maps
-
-
-def _i64(value: int) -> int:
-    """SQLite integers are signed: [vsyscall] and other top-half addresses wrap around."""
-    return value - U64 if value >= 1 << 63 else value
 
 
 def is_file(mapping: Mapping) -> bool:

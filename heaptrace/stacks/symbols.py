@@ -16,7 +16,7 @@ import subprocess
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from heaptrace.events import ENTRY_POINTS, TRUNCATED, Frame
-from heaptrace.recording import Recording, RecordingWriter
+from heaptrace.recording import RecordedStack, RecordingWriter
 from heaptrace.stacks.elf import DEBUG_ROOT, ElfFile, open_debug_file, open_mapped
 from heaptrace.stacks.procmaps import Mapping, ProcMaps, is_file
 from heaptrace.stacks.python.mixed import CodeNames, CodeRow, eval_groups, merge
@@ -215,13 +215,32 @@ def is_symbolized(frame: Frame) -> bool:
 
 
 def symbolize_stacks(
-    raw: Sequence[Tuple[int, Optional[int], Sequence[int], Optional[int]]],
-    symbolizer: Symbolizer,
+    raw: Sequence[RecordedStack], symbolizer: Symbolizer
 ) -> Dict[int, List[Frame]]:
-    """Frames for Recording.raw_stacks() rows (id, pid, leaf-first ips, ts), by stack id."""
-    frames = symbolizer.stacks([(pid or 0, ips) for _, pid, ips, _ in raw],
-                               times=[ts for *_, ts in raw])
-    return {row[0]: f for row, f in zip(raw, frames)}
+    """Frames for recorded stacks with addresses (leaf first), by stack id."""
+    frames = symbolizer.stacks([(s.pid or 0, s.ips) for s in raw],
+                               times=[s.ts_ns for s in raw])
+    return {s.id: f for s, f in zip(raw, frames)}
+
+
+def symbolize_into(writer: RecordingWriter, debug_root: str = DEBUG_ROOT) -> Tuple[int, int, int]:
+    """(Re)write the frames of every stack the writer's recording holds, from its raw
+    addresses and stored mappings, through the writer's own connection; returns (stacks,
+    frames, frames without a symbol)."""
+    rec = writer.reader()
+    raw = [s for s in rec.stack_rows() if s.ips]
+    frames = symbolize_stacks(raw, Symbolizer(ProcMaps.from_rows(rec.mappings()),
+                                              debug_root=debug_root))
+    py_stacks = rec.py_stacks()
+    if py_stacks:  # the Python frames of its Python stacks in place
+        frames = with_python_frames(frames, [(s.id, s.pid, s.ips, s.ts_ns) for s in raw],
+                                    py_stacks, code_names(rec.py_codes()))
+    frames = {stack_id: mark_cut(stack) for stack_id, stack in frames.items()}
+    for stack_id, stack in frames.items():
+        writer.set_stack_frames(stack_id, stack)
+    writer.commit()
+    flat = [f for stack in frames.values() for f in stack]
+    return len(frames), len(flat), sum(not is_symbolized(f) for f in flat)
 
 
 def code_names(rows: Sequence[tuple]) -> CodeNames:
@@ -256,18 +275,6 @@ def mark_cut(frames: List[Frame]) -> List[Frame]:
 
 
 def symbolize_recording(path: str, debug_root: str = DEBUG_ROOT) -> Tuple[int, int, int]:
-    """(Re)write the frames of every stack of the recording at `path` from its raw addresses
-    and stored mappings, with the Python frames of its Python stacks in place; returns
-    (stacks, frames, frames without a symbol)."""
-    with Recording(path) as rec:
-        raw, maps = rec.raw_stacks(), ProcMaps.from_rows(rec.mappings())
-        py_stacks, py_codes = rec.py_stacks(), rec.py_codes()
-    frames = symbolize_stacks(raw, Symbolizer(maps, debug_root=debug_root))
-    if py_stacks:
-        frames = with_python_frames(frames, raw, py_stacks, code_names(py_codes))
-    frames = {stack_id: mark_cut(stack) for stack_id, stack in frames.items()}
+    """`heaptrace symbolize`: symbolize the recording at `path` in place."""
     with RecordingWriter.open_existing(path) as writer:
-        for stack_id, stack in frames.items():
-            writer.set_stack_frames(stack_id, stack)
-    flat = [f for stack in frames.values() for f in stack]
-    return len(frames), len(flat), sum(not is_symbolized(f) for f in flat)
+        return symbolize_into(writer, debug_root)

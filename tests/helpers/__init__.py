@@ -2,6 +2,7 @@
 
     cli            running heaptrace as a user does (the one way tests invoke it)
     synth          synthetic recordings written event by event
+    fullrecording  a small recording with every table filled, as a run writes one
     exportdata     the synthetic recording the export tests add up
     importing      the importers' data files and the folding they are compared with
     strace_oracle  the same program under strace: what heaptrace's totals must be

@@ -108,7 +108,7 @@ def test_cpp_names_are_demangled(programs, tmp_path):
 
 def test_fp_mode_records_kernel_stacks(programs, tmp_path):
     rec = record(tmp_path, [str(programs["big_malloc"])], "--unwind", "fp")
-    assert rec.meta()["unwind"] == "fp"
+    assert rec.meta().unwind == "fp"
     assert all(e.stack_id is not None for e in rec.events())
 
 
@@ -118,11 +118,11 @@ def test_exec_images_are_not_confused(programs, tmp_path, name):
     (found from its auxiliary vector and its library mappings, not from /proc after it left)."""
     rec = record(tmp_path, [str(programs[name])])
     stacks = rec.stacks()
-    execs = {pid for pid, _, comm, *_ in rec.processes() if comm == "exec_target"}
+    execs = {p.pid for p in rec.processes() if p.comm == "exec_target"}
     assert execs
     after = [[f.name for f in stacks[e.stack_id]] for e in rec.events() if e.pid in execs
-             and e.ts_ns >= max(start for pid, _, comm, start, *_ in rec.processes()
-                                if pid == e.pid and comm == "exec_target")]
+             and e.ts_ns >= max(p.start_ns for p in rec.processes()
+                                if p.pid == e.pid and p.comm == "exec_target")]
     assert after and all(s[-1] == "_start" for s in after)
     assert not any("spawn_and_wait" in s or "child_body" in s for s in after)
     cov = coverage(rec)

@@ -48,13 +48,13 @@ def test_records_events_totals_processes_and_drops(tmp_path):
         meta, totals = rec.meta(), rec.totals()
         events = list(rec.events())
         processes = rec.processes()
-    assert meta["lost_events"] == 6 and meta["backend"] == "dtrace"
+    assert meta.lost_events == 6 and meta.source == "dtrace" and meta.complete
     assert (totals["brk"].calls, totals["brk"].failed, totals["brk"].bytes) == (6, 1, 131072)
     assert sum(totals["brk"].buckets.values()) == 3
     brk = [e for e in events if e.kind == "brk" and e.ret >= 0]
     assert sum(e.size for e in brk) == totals["brk"].bytes  # growth rebuilt in time order
     assert [e.ret for e in events if e.ret < 0] == [-12]  # ENOMEM
-    assert [(p[0], p[1], p[2], p[5]) for p in processes] == [(4242, None, None, 3),
+    assert [(p.pid, p.ppid, p.comm, p.exit_code) for p in processes] == [(4242, None, None, 3),
                                                              (4243, 4242, "gzip", 0)]
 
 

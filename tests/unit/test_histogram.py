@@ -8,6 +8,7 @@ from pathlib import Path
 
 from heaptrace.analysis.quantize import bucket, quantize, rows
 from heaptrace.events import KindTotals
+from heaptrace.recording import RunMeta
 from heaptrace.render.histogram import quantize_table, render_json, render_text, total_line
 
 DATA = Path(__file__).parent.parent / "data"
@@ -54,7 +55,7 @@ def test_text_report_has_every_kind_and_a_lost_warning():
     totals = {"brk": KindTotals(calls=3, bytes=135168, buckets={131072: 1}),
               "munmap": KindTotals(calls=1, bytes=38879, buckets={32768: 1})}
     out = io.StringIO()
-    render_text(totals, out, lost_events=7)
+    render_text(totals, out, RunMeta(lost_events=7))
     text = out.getvalue()
     assert "Total number of brk() calls" in text and "Total bytes released" in text
     assert "7 events lost" in text
@@ -64,11 +65,11 @@ def test_text_report_has_every_kind_and_a_lost_warning():
 def test_json_has_calls_bytes_and_buckets_per_kind():
     totals = {"mmap": KindTotals(calls=2, failed=1, bytes=4096, buckets={4096: 1})}
     out = io.StringIO()
-    render_json(totals, out, {"command": ["x"]})
+    render_json(totals, out, RunMeta(command=["x"]))
     doc = json.loads(out.getvalue())
     assert doc["events"]["mmap"] == {
         "calls": 2, "bytes": 4096, "failed": 1, "released": 0,
         "buckets": [{"value": 2048, "count": 0}, {"value": 4096, "count": 1},
                     {"value": 8192, "count": 0}],
     }
-    assert doc["recording"] == {"command": ["x"]}
+    assert doc["recording"]["command"] == ["x"] and doc["recording"]["lost_events"] == 0

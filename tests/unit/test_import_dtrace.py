@@ -35,8 +35,8 @@ def test_pkgin_original_totals_and_rows(tmp_path):
     values = [v for v, _ in rows(brk.buckets)]
     assert values[0] == 32768 and values[-1] == 268435456
     assert brk.buckets[65536] == 573 and brk.buckets[134217728] == 1
-    assert meta["titles"] == {"brk": "brk() allocation sizes"}
-    assert meta["source"] == "dtrace"
+    assert meta.titles == {"brk": "brk() allocation sizes"}
+    assert meta.source == "dtrace"
 
 
 def test_histogram_json_of_an_imported_table(tmp_path):
@@ -69,7 +69,7 @@ def test_stack_import_knows_bytes_but_not_calls(tmp_path):
     golden = read(data("dtrace", "pkgin-brkbytes.stackcollapse.folded"))
     golden_sum = sum(int(line.rsplit(" ", 1)[1]) for line in golden if line)
     assert totals["brk"].bytes == sum(e.size for e in events) == golden_sum
-    assert meta["unknown_totals"] == {"brk": ["calls"]}
+    assert meta.unknown_totals == {"brk": ["calls"]}
     assert all(e.kind == "brk" and e.calls == 0 for e in events)  # from the leaf _brk_unlocked
     printed = heaptrace("histogram", out, check=True).stdout
     assert "Total bytes allocated" in printed and "calls" not in printed
@@ -79,7 +79,7 @@ def test_dtrace_header_is_kept_in_meta(tmp_path):
     out = str(tmp_path / "run.db")
     import_file("dtrace", data("dtrace", "cxx-brk-count.txt"), out, counts="calls")
     with Recording(out) as rec:
-        assert rec.meta()["header"][0].startswith("CPU     ID")
+        assert rec.meta().header[0].startswith("CPU     ID")
         assert rec.totals()["brk"].calls == 16
 
 
@@ -135,7 +135,7 @@ def test_numeric_key_above_a_table_is_its_title(tmp_path):
             "            4096 |@@@@ 2\n            8192 |     0\n\n")
     out = _import_text(tmp_path, text, kind="brk")
     with Recording(out) as rec:
-        assert rec.meta()["titles"] == {"brk": "4242"}
+        assert rec.meta().titles == {"brk": "4242"}
         assert rec.totals()["brk"].calls == 2
 
 

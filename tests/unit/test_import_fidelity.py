@@ -42,7 +42,7 @@ def test_perf_brk_bytes_come_from_the_breaks_and_equal_strace(tmp_path):
         brk = rec.totals()["brk"]
         meta = rec.meta()
     assert (brk.calls, brk.bytes, brk.failed) == (52, STRACE_BRK_BYTES, 0)
-    assert "brk" not in meta.get("unknown_totals", {}) and meta["counts"]["brk"] == "bytes"
+    assert "brk" not in meta.unknown_totals and meta.counts["brk"] == "bytes"
     doc = json.loads(heaptrace("histogram", out, "--json", check=True).stdout)
     assert doc["events"]["brk"]["bytes"] == STRACE_BRK_BYTES
 
@@ -76,7 +76,7 @@ def test_perf_brk_without_exits_knows_all_but_the_first_growth(tmp_path):
         sizes = [e.size for e in rec.events()]
         meta = rec.meta()
     assert sizes == [0, 0, 0x20000]  # the first growth's break before it is not in the data
-    assert meta["unknown_totals"] == {"brk": ["bytes"]}
+    assert meta.unknown_totals == {"brk": ["bytes"]}
     report = heaptrace("report", out, check=True).stdout
     assert "taken at least" in report and "brk bytes unknown" in report
 
@@ -116,7 +116,8 @@ def test_import_dtrace_reads_heaptrace_events_output_as_the_backend_does(tmp_pat
     import_file("dtrace", source, out)
     backend = dtrace_events.to_imported(dtrace_events.parse_lines(source, input_lines(source)))
     with Recording(out) as rec:
-        assert [p[:3] for p in rec.processes()] == [p[:3] for p in backend.processes]
+        assert [(p.pid, p.ppid, p.comm) for p in rec.processes()] == [
+            (p.pid, p.ppid, p.comm) for p in backend.processes]
         assert rec.event_count() == len(backend.samples)
         assert {k: (t.calls, t.bytes) for k, t in rec.totals().items()} == {
             k: (t.calls, t.bytes) for k, t in backend.totals.items()}

@@ -39,8 +39,8 @@ def test_perf_bytes_are_the_len_argument(tmp_path):
         assert sum(totals[kind].buckets.values()) == len(values)
     # brk bytes come from the breaks; this file has no sys_exit_brk, so the break before
     # the first growth (after glibc's unanswered brk(0)) is not in it.
-    assert meta["counts"] == {"brk": "bytes", "mmap": "bytes", "munmap": "bytes"}
-    assert meta["unknown_totals"] == {"brk": ["bytes"]} and meta["brk_growth_unknown"] == 1
+    assert meta.counts == {"brk": "bytes", "mmap": "bytes", "munmap": "bytes"}
+    assert meta.unknown_totals == {"brk": ["bytes"]} and meta.brk_growth_unknown == 1
     assert [e.size for e in events if e.kind == "brk"] == [0, 0, 0, 0x20000]
     assert [e.ts_ns for e in events] == sorted(e.ts_ns for e in events)
     assert all(e.fd in (-1, 3) for e in events if e.kind == "mmap")
@@ -86,7 +86,7 @@ def test_folded_round_trip(tmp_path):
     assert fold(out) == ["a;b;mmap 8192", "a;c;mmap 8192"]
     with Recording(out) as rec:
         assert rec.totals()["mmap"].bytes == 16384
-        assert rec.meta()["unknown_totals"] == {"mmap": ["calls"]}
+        assert rec.meta().unknown_totals == {"mmap": ["calls"]}
 
 
 def test_folded_two_columns_pick_one(tmp_path):

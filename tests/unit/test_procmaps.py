@@ -94,4 +94,4 @@ def test_save_writes_only_what_changed_and_stays_idempotent(tmp_path):
         maps.save(w, changed_only=True)
         maps.save(w)  # the final full save replaces, never duplicates
     with Recording(path) as rec:
-        assert sorted((m[0], m[4]) for m in rec.mappings()) == [(7, "/bin/a"), (8, "/bin/b")]
+        assert sorted((m.pid, m.path) for m in rec.mappings()) == [(7, "/bin/a"), (8, "/bin/b")]

@@ -67,7 +67,7 @@ def test_exec_starts_a_new_process_row_and_a_new_stack_image(tmp_path):
     rec.flush()
     writer.close()
     with Recording(path) as r:
-        assert [(p[0], p[2], p[3], p[4]) for p in r.processes()] == [
+        assert [(p.pid, p.comm, p.start_ns, p.end_ns) for p in r.processes()] == [
             (7, "sh", 0, 2), (7, "prog", 2, 4)]
         before, after = (e.stack_id for e in r.events())
     assert before != after  # same addresses, different program

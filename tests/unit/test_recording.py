@@ -14,7 +14,8 @@ from heaptrace.analysis.retained import retained
 from heaptrace.analysis.stacks import Selection
 from heaptrace.errors import RecordingError
 from heaptrace.events import KINDS, Event, Frame, KindTotals, growth, mmap_class
-from heaptrace.recording import FORMAT_VERSION, Recording, RecordingWriter
+from heaptrace.recording import FORMAT_VERSION, RecordedProcess, Recording, RecordingWriter
+from heaptrace.recording.files import RECORDING
 from tests.helpers.cli import heaptrace
 
 
@@ -38,7 +39,7 @@ def test_round_trip(tmp_path):
     path = tmp_path / "r.db"
     sid, other = _write(path)
     with Recording(str(path)) as rec:
-        assert rec.meta()["command"] == ["prog", "a b"]
+        assert rec.meta().command == ["prog", "a b"]
         events = list(rec.events())
         assert [e.kind for e in events] == ["mmap", "brk"]  # time order
         assert events[1] == Event("brk", 4096, ts_ns=5, pid=7, tid=7, addr=1, ret=2, stack_id=sid)
@@ -47,7 +48,7 @@ def test_round_trip(tmp_path):
         assert stacks[other] == (Frame("malloc", "libc.so.6"), Frame("main"))
         assert [f.addr for f in stacks[sid]] == [0x401000, 0x402000]
         assert rec.totals()["brk"] == KindTotals(1, 0, 4096, 0, {4096: 1})
-        assert rec.processes() == [(7, 1, "prog", 0, 99, 0)]
+        assert rec.processes() == [RecordedProcess(7, 1, "prog", 0, 99, 0)]
 
 
 def test_existing_file_is_not_overwritten_without_force(tmp_path):
@@ -55,7 +56,7 @@ def test_existing_file_is_not_overwritten_without_force(tmp_path):
     _write(path)
     with pytest.raises(RecordingError, match="will not overwrite"):
         RecordingWriter(str(path))
-    RecordingWriter(str(path), force=True).close()
+    RecordingWriter(str(path), RECORDING).close()
 
 
 def test_foreign_sqlite_file_is_rejected(tmp_path):
@@ -100,6 +101,7 @@ import os
 from heaptrace.events import Event
 from heaptrace.recording import RecordingWriter
 w = RecordingWriter({str(path)!r})
+w.publish()  # from here on the output holds it (a run publishes once its command started)
 w.add_events([Event("mmap", 4096, ts_ns=i) for i in range(1000)])
 w.commit()
 w.add_events([Event("mmap", 4096, ts_ns=i) for i in range(500)])
@@ -179,6 +181,111 @@ def test_a_recording_killed_in_the_middle_of_a_write_is_read_as_of_its_last_comm
     assert journal.exists() and journal.stat().st_size > 0
     before = path.read_bytes()
     with Recording(str(path)) as rec:
-        assert rec.event_count() == 1 and "4999" not in rec.meta()
+        assert rec.event_count() == 1 and rec.meta().command == []
         assert retained(rec, Selection(process_names=False)).held == 4096
     assert path.read_bytes() == before and journal.exists()  # the file itself is not touched
+
+
+def _killed_mid_write(path, committed: int) -> None:
+    """A writer killed in the middle of a large write: its journal is hot beside the file."""
+    script = f"""
+import os
+from heaptrace.events import Event
+from heaptrace.recording import RecordingWriter
+w = RecordingWriter({str(path)!r})
+w.publish()
+w.add_events([Event("mmap", 4096, ts_ns=i) for i in range({committed})])
+w.commit()
+w._db.execute("PRAGMA cache_size=8")  # pages spill into the file before the commit
+w.add_events([Event("mmap", 4096, ts_ns=i, addr=i) for i in range(100000)])
+os._exit(9)
+"""
+    subprocess.run([sys.executable, "-c", script], check=False)
+
+
+def test_a_recording_killed_mid_write_is_read_as_of_its_last_commit(tmp_path, capfd):
+    path = tmp_path / "killed.db"
+    _killed_mid_write(path, 1000)
+    journal = tmp_path / "killed.db-journal"
+    assert journal.read_bytes()[:8] == b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7"  # hot
+    before = (path.read_bytes(), journal.read_bytes())
+    with Recording(str(path)) as rec:
+        assert rec.event_count() == 1000
+        assert len(list(rec.events())) == 1000
+    assert "cut short in the middle of a write" in capfd.readouterr().err
+    assert (path.read_bytes(), journal.read_bytes()) == before  # reading changes nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.db", "killed.db-journal"]
+    proc = heaptrace("symbolize", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert not journal.exists()  # rolled back in place
+    with Recording(str(path)) as rec:
+        assert rec.event_count() == 1000
+    assert "cut short" not in capfd.readouterr().err
+
+
+def test_a_recording_being_written_is_reported_as_locked(tmp_path):
+    path = tmp_path / "live.db"
+    script = f"""
+import sys, time
+from heaptrace.recording import RecordingWriter
+w = RecordingWriter({str(path)!r})
+w.publish()
+print("ready", flush=True)
+sys.stdin.readline()
+w.close()
+"""
+    writer = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "ready\n"
+        with pytest.raises(RecordingError, match="locked by another process"):
+            Recording(str(path))
+        proc = heaptrace("report", str(path))
+        assert proc.returncode == 1
+        assert proc.stderr.startswith(f"heaptrace: error: {path} is locked by another process")
+    finally:
+        writer.communicate("\n", timeout=30)
+    with Recording(str(path)) as rec:
+        assert rec.event_count() == 0
+
+
+def test_events_come_from_a_cursor_not_a_list_of_every_row(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "many.db"
+    with RecordingWriter(str(path)) as w:
+        for start in range(0, 200_000, 20_000):
+            w.add_events([Event("mmap", 4096, ts_ns=start + i, pid=7, addr=i)
+                          for i in range(20_000)])
+            w.commit()
+    with Recording(str(path)) as rec:
+        rec.event_count()
+        tracemalloc.start()
+        events = rec.events()
+        first = next(events)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert first.ts_ns == 0
+        assert peak < 4 << 20  # a few pages of rows, where 200,000 tuples would be ~100 MB
+        assert sum(1 for _ in events) == 199_999
+
+
+def test_a_report_decodes_each_stack_and_the_processes_once(tmp_path, monkeypatch):
+    from heaptrace.analysis.report import build_report
+    from heaptrace.recording import reader, rows
+    from tests.helpers.fullrecording import write_full_recording
+
+    path = tmp_path / "r.db"
+    write_full_recording(str(path))
+    decoded: list = []
+    real = rows.frames_from_json
+    monkeypatch.setattr(reader, "frames_from_json", lambda text: decoded.append(1) or real(text))
+    queries: list = []
+    with Recording(str(path)) as rec:
+        rec._db.set_trace_callback(queries.append)
+        build_report(rec)
+        stacks = len(rec.stack_rows())
+    assert len(decoded) == stacks == 3
+    assert sum("FROM stacks" in q for q in queries) == 1
+    assert sum("FROM processes" in q for q in queries) == 1
+    assert sum("FROM meta" in q for q in queries) == 1

@@ -1,0 +1,67 @@
+"""A small but complete recording, as a run writes one: every table filled (meta of an eBPF
+run, totals and buckets, events of every kind with stacks, processes with an exec, mappings,
+RSS samples), for tests that take recordings apart."""
+
+from __future__ import annotations
+
+from heaptrace.events import Event, Frame, KindTotals
+from heaptrace.recording import RecordingWriter
+
+START = 1_000_000_000
+MS = 1_000_000
+
+
+def write_full_recording(path: str, pid: int = 42) -> None:
+    with RecordingWriter(path) as w:
+        w.set_meta(source="ebpf", command=["prog", "--big"], command_line="prog --big",
+                   start_ns=START, end_ns=START + 900 * MS, duration_s=0.9, exit_code=0,
+                   kernel="6.18", kinds=["brk", "mmap", "munmap", "mremap", "madvise"],
+                   unwind="dwarf", complete=True, lost_events=0, events_recorded=9,
+                   probe_counters={"lost": 0}, peak_rss=5 << 20, page_size=4096)
+        w.add_process(pid, 1, "sh", START)
+        w.end_process(pid, START + 100 * MS)
+        w.add_process(pid, 1, "prog", START + 100 * MS)  # the exec
+        w.end_process(pid, START + 900 * MS, 0)
+        w.add_process(pid + 1, pid, "prog", START + 200 * MS)
+        w.end_process(pid + 1, START + 800 * MS, 0)
+        w.add_mapping(pid, 0x400000, 0x401000, 0, "/usr/bin/prog", "ab" * 20, START + 100 * MS)
+        w.add_mapping(pid, 0x7F0000000000, 0x7F0000100000, 0, "/lib/libc.so.6", None,
+                      START + 100 * MS, START + 850 * MS)
+        raw = w.add_stack(ips=[0x400100, 0x400200, 0x7F0000000100], pid=pid, ts_ns=START)
+        named = w.add_stack(frames=[Frame("malloc", "/lib/libc.so.6", 0x7F0000000100),
+                                    Frame("grow", "/usr/bin/prog", 0x400200),
+                                    Frame("main", "/usr/bin/prog", 0x400100),
+                                    Frame("_start", "/usr/bin/prog", 0x400010)])
+        child = w.add_stack(ips=[0x400300], pid=pid + 1, ts_ns=START + 300 * MS)
+        w.set_stack_frames(child, [Frame("child_main", "/usr/bin/prog", 0x400300)])
+        at = lambda ms: START + ms * MS  # noqa: E731
+        w.add_events([
+            Event("brk", 135168, at(110), pid, pid, addr=0x600000, ret=0x621000, stack_id=raw),
+            Event("mmap", 1 << 20, at(120), pid, pid, length=1 << 20, prot=3, flags=0x22,
+                  ret=0x7F1000000000, new_addr=0x7F1000000000, stack_id=named),
+            Event("mmap", 8192, at(130), pid, pid, length=8192, prot=5, flags=2, fd=3,
+                  ret=0x7F2000000000, new_addr=0x7F2000000000, stack_id=named),
+            Event("mremap", 1 << 20, at(300), pid, pid, addr=0x7F1000000000, length=1 << 20,
+                  new_length=2 << 20, flags=1, ret=0x7F3000000000, new_addr=0x7F3000000000,
+                  stack_id=raw),
+            Event("madvise", 4096, at(400), pid, pid, addr=0x7F3000000000, length=4096,
+                  flags=4, stack_id=named),
+            Event("munmap", 1 << 20, at(500), pid, pid, addr=0x7F3000000000, length=1 << 20,
+                  stack_id=named),
+            Event("brk", -4096, at(600), pid, pid, addr=0x620000, ret=0x620000, stack_id=None),
+            Event("mmap", 65536, at(310), pid + 1, pid + 1, length=65536, prot=3, flags=0x22,
+                  ret=0x7F4000000000, new_addr=0x7F4000000000, stack_id=child),
+            Event("mmap", 0, at(320), pid + 1, pid + 1, length=1 << 40, prot=3, flags=0x22,
+                  ret=-12, stack_id=child),
+        ])
+        for i, rss in enumerate((1 << 20, 3 << 20, 5 << 20, 2 << 20)):
+            w.add_sample(at(100 + 200 * i), pid, rss, rss * 4)
+        w.add_sample(at(350), pid + 1, 1 << 20, 4 << 20)
+        w.set_totals({
+            "brk": KindTotals(2, 0, 135168, 4096, {131072: 1}),
+            "mmap": KindTotals(4, 1, (1 << 20) + 8192 + 65536, 0,
+                               {8192: 1, 65536: 1, 1 << 20: 1}),
+            "munmap": KindTotals(1, 0, 1 << 20, 0, {1 << 20: 1}),
+            "mremap": KindTotals(1, 0, 1 << 20, 0, {1 << 20: 1}),
+            "madvise": KindTotals(1, 0, 4096, 0, {4096: 1}),
+        })
