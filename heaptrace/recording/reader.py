@@ -62,7 +62,7 @@ COPY_MARGIN = 64 << 20  # free space left in the temporary directory after a rec
 
 _INT = "typeof({0}) = 'integer'"
 _KIND_LIST = ", ".join(f"'{k}'" for k in KINDS)
-# What every events row must satisfy; one scan in SQLite the first time events are read.
+# What every events row must satisfy: a scan in SQLite finds the row a bad value is in.
 _EVENTS_OK = " AND ".join(
     ["typeof(kind) = 'text'", f"kind IN ({_KIND_LIST})",
      "typeof(stack_id) IN ('integer', 'null')"]
@@ -376,12 +376,31 @@ class Recording:
     def events(
         self, kinds: Optional[Sequence[str]] = None, pid: Optional[int] = None
     ) -> Iterator[Event]:
-        """Events in time order, optionally only some kinds or one process."""
-        self._check_events()
-        sql = f"SELECT {self._event_columns()} FROM events"
+        """Events in time order, optionally only some kinds or one process; each batch of
+        rows is type-checked as it comes from the cursor."""
+        sql = f"SELECT id, {self._event_columns()} FROM events"
         where, args = _where(kinds, pid)
-        for row in self._iterate(sql + where + " ORDER BY ts_ns, id", args):
-            yield Event(*row)
+        try:
+            cursor = self._db.execute(sql + where + " ORDER BY ts_ns, id", args)
+            while True:
+                rows = cursor.fetchmany(1024)
+                if not rows:
+                    return
+                if not _events_ok(rows):
+                    self._check_events()  # names the row
+                    raise self._malformed("events", "?", "a value of the wrong type")
+                for row in rows:
+                    yield Event(*row[1:])
+        except DB_ERRORS as exc:
+            raise self._corrupt(exc) from None
+
+    def _events_result(self, rows: List[tuple], ok: bool) -> List[tuple]:
+        """Rows of an aggregate over events: if their types are wrong, the events hold a
+        malformed value; one scan then finds and names it."""
+        if not ok:
+            self._check_events()
+            raise self._malformed("events", "?", "a value of the wrong type")
+        return rows
 
     def taken_by_stack(self, kinds: Sequence[str], pid: Optional[int] = None,
                        committed: bool = False) -> List[Tuple[Optional[int], int, int]]:
@@ -491,7 +510,6 @@ class Recording:
         """(pid, stack_id, kind, first ts_ns, last ts_ns, calls, sum of positive sizes) per
         process, stack and kind, of some kinds, one process and a time window; `committed`:
         only the events whose bytes are growth (events.growth)."""
-        self._check_events()
         where, args = _where(kinds, pid)
         for clause, value in (("ts_ns >= ?", lo_ns), ("ts_ns <= ?", hi_ns)):
             if value is not None:
@@ -499,31 +517,38 @@ class Recording:
                 args.append(value)
         if committed:
             where += " AND " + committed_sql(self._layout.mem_class)
-        return self._query(
+        rows = self._query(
             "SELECT pid, stack_id, kind, MIN(ts_ns), MAX(ts_ns), SUM(calls), "
             "SUM(CASE WHEN size > 0 THEN size ELSE 0 END) FROM events "
             f"{where} GROUP BY pid, stack_id, kind", args)
+        return self._events_result(rows, all(
+            type(p) is int and _opt_int(sid) and k in _KIND_SET
+            and all(type(v) is int for v in values) for p, sid, k, *values in rows))
 
     def bytes_by_stack(
         self, kinds: Optional[Sequence[str]] = None,
     ) -> Dict[Optional[int], Tuple[int, int]]:
         """stack_id (None: no stack) -> (events, sum of |size|) of some kinds (or every event),
         computed in SQLite."""
-        self._check_events()
         where, args = _where(kinds, None)
         rows = self._query(
             "SELECT stack_id, COUNT(*), COALESCE(SUM(ABS(size)), 0) FROM events"
             f"{where} GROUP BY stack_id", args)
+        rows = self._events_result(rows, all(
+            _opt_int(sid) and type(total) is int for sid, _n, total in rows))
         return {sid: (n, total) for sid, n, total in rows}
 
     def first_event_ns(self) -> Optional[int]:
-        self._check_events()
-        return self._query("SELECT MIN(ts_ns) FROM events")[0][0]
+        return self._event_time("SELECT MIN(ts_ns) FROM events")
 
     def last_event_ns(self, pid: Optional[int] = None) -> Optional[int]:
-        self._check_events()
         sql = "SELECT MAX(ts_ns) FROM events" + (" WHERE pid = ?" if pid is not None else "")
-        return self._query(sql, () if pid is None else (pid,))[0][0]
+        return self._event_time(sql, () if pid is None else (pid,))
+
+    def _event_time(self, sql: str, args: Sequence[object] = ()) -> Optional[int]:
+        value = self._query(sql, args)[0][0]
+        self._events_result([], _opt_int(value))
+        return value
 
     def event_count(self) -> int:
         return self._query("SELECT COUNT(*) FROM events")[0][0]
@@ -623,6 +648,22 @@ def _is_bucket(value: int) -> bool:
 
 def _remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+_KIND_SET = frozenset(KINDS)
+
+
+def _events_ok(rows: List[tuple]) -> bool:
+    """Whether rows of (id, *EVENT_COLUMNS) have their types: column by column, in C loops."""
+    columns = list(zip(*rows))
+    kind, stack_id = 1 + EVENT_COLUMNS.index("kind"), 1 + EVENT_COLUMNS.index("stack_id")
+    for i, column in enumerate(columns):
+        if i == kind:
+            if not set(column) <= _KIND_SET:
+                return False
+        elif not set(map(type, column)) <= ({int, type(None)} if i == stack_id else {int}):
+            return False
+    return True
 
 
 def _opt_int(value: object) -> bool:

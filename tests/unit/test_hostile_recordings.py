@@ -51,7 +51,7 @@ def test_a_recursive_view_in_place_of_a_table_is_refused_before_any_query(tmp_pa
 @pytest.mark.parametrize("statement, says", [
     ("CREATE TRIGGER t AFTER INSERT ON events BEGIN DELETE FROM events; END",
      "unexpected trigger 't'"),
-    ("CREATE INDEX slow ON events (length(printf('%.*c', 1000000000, 'x')))",
+    ("CREATE INDEX slow ON events (length(printf('%.*c', size % 1000, 'x')))",
      "unexpected index 'slow'"),
     ("CREATE VIEW extra AS SELECT 1", "unexpected view 'extra'"),
     ("ALTER TABLE events ADD COLUMN big TEXT AS (zeroblob(1000000000))",
