@@ -1,4 +1,4 @@
-"""Every file heaptrace writes (recordings, imports, palette maps) is made the same way:
+"""Every file heaptrace writes (recordings, imports, palette maps, exports) is made the same way:
 created with O_CREAT, O_EXCL and O_NOFOLLOW under a private name in the output's directory,
 filled, then renamed over the output. Nothing is ever written through a link, into a device,
 or over a file that is not what the command writes, and a previous output stays whole until the
@@ -20,12 +20,13 @@ import stat
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Set, Tuple
+from typing import BinaryIO, Callable, Iterator, Optional, Set, Tuple
 
 from heaptrace.errors import RecordingError
 
-# What an output may replace: nothing, a heaptrace recording, or any regular file (--force).
-NEVER, RECORDING, ANY_FILE = "never", "recording", "file"
+# What an output may replace: nothing, a heaptrace recording, or any regular file (--force);
+# an export, any regular file but a recording.
+NEVER, RECORDING, ANY_FILE, NOT_A_RECORDING = "never", "recording", "file", "not a recording"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DIR_LOCK_SECONDS = 10.0
 _OPEN_EXISTING = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -118,8 +119,10 @@ def allow(existing: Existing, overwrite: str, shown: str, what: str) -> None:
                           "wait for it to end or choose another output")
     if existing.kind == "recording" and overwrite in (RECORDING, ANY_FILE):
         return
-    if existing.kind == "file" and overwrite == ANY_FILE:
+    if existing.kind == "file" and overwrite in (ANY_FILE, NOT_A_RECORDING):
         return
+    if overwrite == NOT_A_RECORDING:
+        raise OutputError(f"{shown} is a heaptrace recording: will not overwrite it with {what}")
     if existing.kind == "recording" or overwrite == NEVER:
         raise OutputError(f"file already exists, will not overwrite without --force: {shown}")
     raise OutputError(f"{shown} exists and is not {what}: will not replace it without --force")
@@ -275,15 +278,15 @@ def held_by_another_fd(ident: Tuple[int, int], ours: int = -1) -> bool:
     return False
 
 
-def write_text(path: str, text: str, what: str = "a file heaptrace wrote") -> None:
-    """Write a small text output (a palette map) the same way: private file, then rename over
-    any regular file at `path` (never through a link, never into a device)."""
-    out = PrivateFile(path, ANY_FILE, what, recording_id=-1, mode=0o666)
+def write_file(path: str, write: Callable[[BinaryIO], None], overwrite: str = ANY_FILE,
+               what: str = "a file heaptrace wrote", recording_id: int = -1) -> None:
+    """Write an output that is not a recording (a palette map, an export) the same way: a
+    private file (0666 less the umask) that `write` fills, then renamed over what `overwrite`
+    lets it replace at `path` (never through a link, never into a device)."""
+    out = PrivateFile(path, overwrite, what, recording_id, mode=0o666)
     try:
-        data = text.encode("utf-8")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(out.fd, view):]
+        with os.fdopen(os.dup(out.fd), "wb") as stream:
+            write(stream)
         out.replace_output()
     except OSError as exc:
         out.discard()
@@ -292,6 +295,14 @@ def write_text(path: str, text: str, what: str = "a file heaptrace wrote") -> No
         out.discard()
         raise
     out.close()
+
+
+def write_text(path: str, text: str, what: str = "a file heaptrace wrote") -> None:
+    """A small text output (a palette map), over any regular file at `path`."""
+    def write(stream: BinaryIO) -> None:
+        stream.write(text.encode("utf-8"))
+
+    write_file(path, write, ANY_FILE, what)
 
 
 def notice(message: str) -> None:

@@ -4,14 +4,13 @@ to stdout or to a file that appears whole or not at all."""
 from __future__ import annotations
 
 import io
-import os
 import sys
-import tempfile
 from typing import BinaryIO, Callable, Dict
 
-from heaptrace.analysis.profiles import is_recording
 from heaptrace.analysis.samples import Samples
-from heaptrace.errors import HeaptraceError, UsageError
+from heaptrace.errors import UsageError
+from heaptrace.recording import APPLICATION_ID
+from heaptrace.recording.files import NOT_A_RECORDING, write_file
 from heaptrace.render import pprof, speedscope
 
 
@@ -35,7 +34,8 @@ WITH_LINES = {"pprof"}  # the formats that carry source lines (speedscope's fram
 
 def export(fmt: str, samples: Samples, name: str, output: str) -> None:
     """Write `samples` as `fmt` to `output` ("-": stdout). A file is written beside its
-    final name and renamed into place; a heaptrace recording is never overwritten."""
+    final name and renamed into place (recording/files.py); a heaptrace recording, a link, a
+    directory or a device is never overwritten."""
     write = WRITERS[fmt]
     if output == "-":
         if fmt == "pprof" and sys.stdout.isatty():
@@ -43,28 +43,5 @@ def export(fmt: str, samples: Samples, name: str, output: str) -> None:
         write(samples, name, sys.stdout.buffer)
         sys.stdout.flush()
         return
-    if os.path.isdir(output):
-        raise UsageError(f"{output} is a directory")
-    if os.path.isfile(output) and is_recording(output):
-        raise UsageError(f"{output} is a heaptrace recording: will not overwrite it with an export")
-    directory = os.path.dirname(os.path.abspath(output))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".heaptrace-export-", dir=directory)
-    except OSError as exc:
-        raise HeaptraceError(f"cannot write {output}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(samples, name, out)
-        os.chmod(tmp, 0o666 & ~_umask())  # as open() would have made it, not mkstemp's 0600
-        os.replace(tmp, output)
-    except BaseException as exc:
-        os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise HeaptraceError(f"cannot write {output}: {exc.strerror}") from None
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    write_file(output, lambda stream: write(samples, name, stream), NOT_A_RECORDING,
+               f"a {fmt} export", APPLICATION_ID)

@@ -218,6 +218,27 @@ def test_write_text_refuses_what_is_not_a_regular_file(tmp_path):
     assert entries(tmp_path) == ["fifo"]
 
 
+def test_an_export_is_written_like_every_output(tmp_path):
+    rec = tmp_path / "r.db"
+    before = recording(rec)
+    victim = tmp_path / "victim"
+    (tmp_path / "link.pb.gz").symlink_to(victim)
+    os.mkfifo(tmp_path / "fifo")
+    for out, says in (("link.pb.gz", "symbolic link"), ("fifo", "not a regular file"),
+                      ("r.db", "is a heaptrace recording: will not overwrite it")):
+        proc = heaptrace("export", "speedscope", str(rec), "-o", str(tmp_path / out))
+        assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and says in proc.stderr, (
+            out, proc.stderr)
+    assert not victim.exists() and rec.read_bytes() == before
+    assert entries(tmp_path) == ["fifo", "link.pb.gz", "r.db"]
+    other = tmp_path / "old.json"
+    other.write_text("replaced by the export")
+    heaptrace("export", "speedscope", str(rec), "-o", str(other), check=True)
+    assert other.read_text().startswith("{") and stat.S_IMODE(os.stat(other).st_mode) == (
+        0o666 & ~_umask())
+    assert entries(tmp_path) == ["fifo", "link.pb.gz", "old.json", "r.db"]
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from heaptrace.analysis.retained import retained
 from heaptrace.analysis.stacks import Selection
 from heaptrace.errors import RecordingError
-from heaptrace.events import KINDS, Event, Frame, KindTotals, growth, mmap_class
+from heaptrace.events import KINDS, Event, Frame, KindTotals, MemClass, growth, mmap_class
 from heaptrace.recording import FORMAT_VERSION, RecordedProcess, Recording, RecordingWriter
 from heaptrace.recording.files import RECORDING
-from tests.helpers.cli import heaptrace
+from tests.helpers.cli import heaptrace, in_process
 
 
 def _write(path, **meta):
@@ -289,3 +289,123 @@ def test_a_report_decodes_each_stack_and_the_processes_once(tmp_path, monkeypatc
     assert sum("FROM stacks" in q for q in queries) == 1
     assert sum("FROM processes" in q for q in queries) == 1
     assert sum("FROM meta" in q for q in queries) == 1
+
+
+# The tables as heaptrace wrote them as format 1 before memory classes, verbatim (SQLite keeps
+# each CREATE statement as it was written, and a reader compares them entry for entry).
+FORMAT_1_BEFORE_CLASSES = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE processes (
+    pid INTEGER NOT NULL, ppid INTEGER, comm TEXT, start_ns INTEGER, end_ns INTEGER,
+    exit_code INTEGER
+);
+CREATE TABLE stacks (
+    id INTEGER PRIMARY KEY, key BLOB UNIQUE NOT NULL, pid INTEGER,
+    ts_ns INTEGER, -- first seen: says which image of the pid (before or after an exec) it ran
+    ips BLOB,      -- raw user addresses, leaf first, little-endian u64: kept for re-symbolizing
+    frames TEXT    -- JSON [[name, module, addr], ...], leaf first; NULL until symbolized
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, size INTEGER NOT NULL, ts_ns INTEGER,
+    pid INTEGER, tid INTEGER, addr INTEGER, length INTEGER, prot INTEGER, flags INTEGER,
+    fd INTEGER, ret INTEGER, stack_id INTEGER REFERENCES stacks(id), calls INTEGER NOT NULL,
+    new_addr INTEGER, new_length INTEGER
+);
+CREATE TABLE totals (
+    kind TEXT PRIMARY KEY, calls INTEGER NOT NULL, failed INTEGER NOT NULL,
+    bytes INTEGER NOT NULL, released INTEGER NOT NULL
+);
+CREATE TABLE buckets (
+    kind TEXT NOT NULL, value INTEGER NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (kind, value)
+);
+CREATE TABLE mappings (
+    pid INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, offset INTEGER,
+    path TEXT, build_id TEXT, first_ns INTEGER, last_ns INTEGER
+);
+CREATE TABLE samples (ts_ns INTEGER NOT NULL, pid INTEGER NOT NULL, rss INTEGER, vms INTEGER);
+"""
+CLASSES_TABLE = """CREATE TABLE classes (
+    kind TEXT NOT NULL, class TEXT NOT NULL, bytes INTEGER NOT NULL,
+    PRIMARY KEY (kind, class)
+);
+"""
+ANON, FILE_MAP = (0x22, 3, -1), (0x2, 5, 3)  # (flags, prot, fd): private anonymous; a file
+
+
+def _format_1(path, with_classes: bool = False) -> None:
+    """A format 1 recording of two mmaps (anonymous, file-backed), as heaptrace wrote one."""
+    db = sqlite3.connect(path)
+    schema = FORMAT_1_BEFORE_CLASSES
+    if with_classes:
+        schema = schema.replace("CREATE TABLE mappings", CLASSES_TABLE + "CREATE TABLE mappings")
+    db.executescript(schema)
+    db.execute("PRAGMA application_id=0x48545243")
+    db.execute("PRAGMA user_version=1")
+    db.executemany("INSERT INTO meta VALUES (?, ?)",
+                   [("source", '"ebpf"'), ("command_line", '"old"'), ("complete", "true")])
+    for ts, (flags, prot, fd) in ((1, ANON), (2, FILE_MAP)):
+        db.execute("INSERT INTO events (kind, size, ts_ns, pid, tid, addr, length, prot, flags, "
+                   "fd, ret, stack_id, calls, new_addr, new_length) "
+                   "VALUES ('mmap', 8192, ?, 7, 7, 0, 8192, ?, ?, ?, ?, NULL, 1, 0, 0)",
+                   (ts, prot, flags, fd, ts << 20))
+    db.execute("INSERT INTO totals VALUES ('mmap', 2, 0, 16384, 0)")
+    if with_classes:
+        db.executemany("INSERT INTO classes VALUES ('mmap', ?, 8192)", [("committed",), ("file",)])
+    db.commit()
+    db.close()
+
+
+def test_a_recording_is_format_2_and_keeps_memory_classes(tmp_path):
+    path = tmp_path / "r.db"
+    with RecordingWriter(str(path)) as w:
+        w.add_events([Event("mmap", 8192, ts_ns=1, length=8192, prot=0, flags=0x22, fd=-1,
+                            mem_class=MemClass.RESERVED.code),
+                      Event("mprotect", 4096, ts_ns=2, length=4096, prot=3,
+                            mem_class=MemClass.COMMITTED.code)])
+        w.set_totals({"mmap": KindTotals(1, 0, 8192, 0, {8192: 1}, {"reserved": 8192})})
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 2
+    db.close()
+    with Recording(str(path)) as rec:
+        mmap, mprotect = rec.events()
+        assert (mmap.mem_class, mprotect.mem_class) == (2, 1)
+        assert growth(mmap) == 0  # reserved address space is not growth
+        assert rec.totals()["mmap"].classes == {"reserved": 8192}
+
+
+@pytest.mark.parametrize("with_classes", [False, True])
+def test_format_1_is_read_with_mmaps_classified_by_their_flags(tmp_path, with_classes):
+    path = tmp_path / "old.db"
+    _format_1(path, with_classes)
+    with Recording(str(path)) as rec:
+        anon, mapped = rec.events()
+        assert (anon.mem_class, mapped.mem_class) == (0, 0)  # not known: no column
+        assert (growth(anon), growth(mapped)) == (8192, 0)  # a file mapping is not growth
+        classes = rec.totals()["mmap"].classes
+    assert classes == ({"committed": 8192, "file": 8192} if with_classes else {})
+    for view in (["report"], ["histogram"], ["flame", "--folded"], ["timeline", "--json"]):
+        code, _, err = in_process(*view, str(path))
+        assert code == 0, (view, err)
+    proc = heaptrace("symbolize", str(path))  # updated in place, in its own format
+    assert proc.returncode == 0, proc.stderr
+    with Recording(str(path)) as rec:
+        assert len(list(rec.events())) == 2
+
+
+def test_format_1_with_the_schema_of_format_2_is_read(tmp_path):
+    path = tmp_path / "r.db"
+    _write(path)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version=1")  # as heaptrace wrote it before the version said classes
+    db.commit()
+    db.close()
+    with Recording(str(path)) as rec:
+        assert [e.kind for e in rec.events()] == ["mmap", "brk"]
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE events DROP COLUMN mem_class")  # format 2 must have its columns
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    with pytest.raises(RecordingError, match="its schema is not heaptrace's"):
+        Recording(str(path))

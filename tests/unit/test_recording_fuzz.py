@@ -40,7 +40,7 @@ TABLES = {
 VALUES = ["NULL", "0", "-1", "1", "42", "43", "4096", "9223372036854775807",
           "-9223372036854775808", "1e300", "1.5", "-0.0", "'x'", "''", "X'00'", "X'0102'",
           "X'FFFFFFFFFFFFFFFF'", "'brk'", "'mmap'", "'munmap'", "'mremap'", "'madvise'",
-          "'growth'", "'[]'", "'{}'", "'null'", "'[[\"a\", null, 1]]'", "'[[\"\", \"\", -5]]'",
+          "'growth'", "'committed'", "'reserved'", "'[]'", "'{}'", "'null'", "'[[\"a\", null, 1]]'", "'[[\"\", \"\", -5]]'",
           "'[[null, null, null]]'", "'\"str\"'", "'NaN'", "'1e999'", "'[1,2,3]'",
           "'{\"brk\": [\"calls\", \"bytes\"]}'", "'{\"mmap\": [[\"x\", 1]]}'",
           "'\u202e\x1b]52;c;AAAA\x07'", "printf('%.5000c', 'z')", "randomblob(24)",
@@ -51,7 +51,7 @@ META_VALUES = ["null", "0", "-1", "1e308", "true", "\"x\"", "[]", "{}", "[1, \"a
 SCHEMA_CHANGES = [
     "CREATE VIEW v AS SELECT 1", "CREATE INDEX i ON events (ts_ns)",
     "CREATE TRIGGER t AFTER UPDATE ON meta BEGIN SELECT 1; END", "DROP TABLE samples",
-    "ALTER TABLE processes ADD COLUMN extra INTEGER", "PRAGMA user_version = 2",
+    "ALTER TABLE processes ADD COLUMN extra INTEGER", "PRAGMA user_version = 3",
     "PRAGMA user_version = 0", "PRAGMA application_id = 7", "DROP INDEX IF EXISTS nothing",
 ]
 
