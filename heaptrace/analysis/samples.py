@@ -10,6 +10,7 @@ add up to the same bytes.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
@@ -107,9 +108,13 @@ def load_samples(path: str, sel: Selection, at: Optional[str] = None,
         samples = Resolver(rec, SourceLines() if lines else None).samples(rows)
         meta = rec.meta()
     started, duration = meta.started_at, meta.duration_s
-    return Samples(types, samples, description, sel.process_names,
-                   int(started * 1e9) if started is not None else None,
-                   int(duration * 1e9) if duration is not None else None)
+    return Samples(types, samples, description, sel.process_names, _ns(started), _ns(duration))
+
+
+def _ns(seconds: Optional[float]) -> Optional[int]:
+    """Seconds as nanoseconds, None where a recording's value does not fit 64 bits."""
+    ns = seconds * 1e9 if seconds is not None else math.inf
+    return int(ns) if abs(ns) < 2**63 else None
 
 
 Rows = Dict[Key, Tuple[int, List[int]]]  # first_ns, values

@@ -1,5 +1,6 @@
 """A seeded mutation fuzzer over real recordings: byte corruption and SQL changes of a full
-recording, each read by every view (histogram, report, flame, timeline, diff, symbolize).
+recording, each read by every view (histogram, report, flame, timeline, export, diff,
+symbolize).
 Every case must end in output or one error line: no traceback, no hang.
 
 Each case is a recording of a few rows, so whatever a view does with it is bounded by what
@@ -31,16 +32,18 @@ TABLES = {
     "processes": ["pid", "ppid", "comm", "start_ns", "end_ns", "exit_code"],
     "stacks": ["key", "pid", "ts_ns", "ips", "frames"],
     "events": ["kind", "size", "ts_ns", "pid", "tid", "addr", "length", "prot", "flags", "fd",
-               "ret", "stack_id", "calls", "new_addr", "new_length"],
+               "ret", "stack_id", "calls", "new_addr", "new_length", "mem_class"],
     "totals": ["kind", "calls", "failed", "bytes", "released"],
     "buckets": ["kind", "value", "count"],
+    "classes": ["kind", "class", "bytes"],
     "mappings": ["pid", "start", "end", "offset", "path", "build_id", "first_ns", "last_ns"],
     "samples": ["ts_ns", "pid", "rss", "vms"],
 }
 VALUES = ["NULL", "0", "-1", "1", "42", "43", "4096", "9223372036854775807",
           "-9223372036854775808", "1e300", "1.5", "-0.0", "'x'", "''", "X'00'", "X'0102'",
           "X'FFFFFFFFFFFFFFFF'", "'brk'", "'mmap'", "'munmap'", "'mremap'", "'madvise'",
-          "'growth'", "'committed'", "'reserved'", "'[]'", "'{}'", "'null'", "'[[\"a\", null, 1]]'", "'[[\"\", \"\", -5]]'",
+          "'mprotect'", "'growth'", "'committed'", "'reserved'", "'[]'", "'{}'", "'null'",
+          "'[[\"a\", null, 1]]'", "'[[\"\", \"\", -5]]'",
           "'[[null, null, null]]'", "'\"str\"'", "'NaN'", "'1e999'", "'[1,2,3]'",
           "'{\"brk\": [\"calls\", \"bytes\"]}'", "'{\"mmap\": [[\"x\", 1]]}'",
           "'\u202e\x1b]52;c;AAAA\x07'", "printf('%.5000c', 'z')", "randomblob(24)",
@@ -110,7 +113,7 @@ def mutation(rng: random.Random, size: int) -> Tuple[str, Mutation]:
         key = rng.choice(["command", "command_line", "start_ns", "end_ns", "duration_s",
                           "complete", "lost_events", "peak_rss", "unknown_totals", "counts",
                           "other_totals", "titles", "header", "probe_counters", "kinds",
-                          "exit_code", "incomplete_reason"])
+                          "exit_code", "incomplete_reason", "started_at"])
         text = rng.choice(META_VALUES)
         return f"meta {key} = {text[:40]}", sql(
             f"INSERT OR REPLACE INTO meta (key, value) VALUES ('{key}', '{text}')")
@@ -154,6 +157,7 @@ def _alarm(signum: int, frame: object) -> None:
 
 def check_case(number: int, what: str, path: Path, original: Path) -> None:
     views = [[*args, str(path)] for args in VIEWS]
+    views.append(["export", "speedscope", "-o", str(path.parent / "export.json"), str(path)])
     views.append(["diff", str(original), str(path)])
     views.append(["symbolize", str(path)])  # last: it writes
     for args in views:
