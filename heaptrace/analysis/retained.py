@@ -48,7 +48,7 @@ def held_when(rec: Recording, at: str) -> str:
     bytes are those at the end of tracing."""
     if at == "peak":
         return "at peak"
-    return "at the end of tracing" if rec.meta().get("attached") else "at exit"
+    return "at the end of tracing" if rec.meta().attached else "at exit"
 
 
 END_OF_TIME = (1 << 63) - 1

@@ -270,4 +270,4 @@ def timeline(rec: Recording, interval_s: Optional[float] = None,
         resident=sum(b.resident for b in buckets),
         resident_split=sum((b.resident_split for b in buckets), Rss()),
         growth_bucket=index, growth=grew, growers=grown,
-        attached=bool(rec.meta().get("attached")))
+        attached=rec.meta().attached)
