@@ -1,11 +1,12 @@
 """A small but complete recording, as a run writes one: every table filled (meta of an eBPF
 run, totals with buckets and memory classes, events of every kind with stacks and classes,
-processes with an exec, mappings, RSS samples), for tests that take recordings apart."""
+processes with an exec, mappings, the kernel's RSS counters), for tests that take recordings
+apart."""
 
 from __future__ import annotations
 
-from heaptrace.events import KINDS, Event, Frame, KindTotals, MemClass
-from heaptrace.recording import RecordingWriter
+from heaptrace.events import KINDS, Event, Frame, KindTotals, MemClass, Rss
+from heaptrace.recording import RecordedRss, RecordingWriter
 
 START = 1_000_000_000
 C = MemClass.COMMITTED.code
@@ -58,9 +59,10 @@ def write_full_recording(path: str, pid: int = 42) -> None:
             Event("mmap", 0, at(320), pid + 1, pid + 1, length=1 << 40, prot=3, flags=0x22,
                   ret=-12, stack_id=child),
         ])
-        for i, rss in enumerate((1 << 20, 3 << 20, 5 << 20, 2 << 20)):
-            w.add_sample(at(100 + 200 * i), pid, rss, rss * 4)
-        w.add_sample(at(350), pid + 1, 1 << 20, 4 << 20)
+        why = ("start", "change", "peak", "end")
+        w.add_rss([RecordedRss(at(100 + 200 * i), pid, 7, why[i], Rss(anon, 1 << 20, 0, 0))
+                   for i, anon in enumerate((1 << 20, 3 << 20, 5 << 20, 2 << 20))])
+        w.add_rss([RecordedRss(at(350), pid + 1, 8, "start", Rss(1 << 20, 0, 4096, 0))])
         w.set_totals({
             "brk": KindTotals(2, 0, 135168, 4096, {131072: 1}),
             "mmap": KindTotals(4, 1, (1 << 20) + 8192 + 65536, 0,

@@ -96,7 +96,7 @@ def test_a_malformed_value_of_meta_is_one_line_in_every_view(tmp_path, statement
     ("UPDATE processes SET pid = 'x' WHERE rowid = 2", "processes row 2"),
     ("UPDATE totals SET calls = 'many' WHERE kind = 'brk'", "totals row 1"),
     ("UPDATE buckets SET count = 1.5 WHERE kind = 'mmap'", "buckets row"),
-    ("UPDATE samples SET rss = 'lots' WHERE rowid = 1", "samples row 1"),
+    ("UPDATE rss SET anon = 'lots' WHERE rowid = 1", "rss row 1"),
 ])
 def test_a_malformed_row_is_one_line_naming_its_table_and_row(tmp_path, statement, says):
     path = tampered(tmp_path, statement)

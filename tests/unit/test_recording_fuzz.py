@@ -38,6 +38,7 @@ TABLES = {
     "classes": ["kind", "class", "bytes"],
     "mappings": ["pid", "start", "end", "offset", "path", "build_id", "first_ns", "last_ns"],
     "samples": ["ts_ns", "pid", "rss", "vms"],
+    "rss": ["ts_ns", "pid", "space", "why", "anon", "file", "shmem", "swap"],
 }
 VALUES = ["NULL", "0", "-1", "1", "42", "43", "4096", "9223372036854775807",
           "-9223372036854775808", "1e300", "1.5", "-0.0", "'x'", "''", "X'00'", "X'0102'",

@@ -11,7 +11,7 @@ import sqlite3
 import struct
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote
 
 import pytest
@@ -19,7 +19,7 @@ import pytest
 from heaptrace.backends import ebpf
 from heaptrace.capture import runner
 from heaptrace.errors import CommandNotFound, HeaptraceError, RecordingError
-from heaptrace.events import KINDS, KindTotals
+from heaptrace.events import KINDS, KindTotals, Rss
 from heaptrace.recording import Recording, RecordingWriteError, RecordingWriter
 
 CALLS = 25_000  # more than one batch of the recorder (flushed from inside the callback)
@@ -46,6 +46,7 @@ class ScriptedTracer(ebpf.EbpfTracer):
     calls = CALLS
     on_init: Optional[Callable[[], None]] = None
     deliver = True
+    members = dict(ebpf.DEFAULT_MEMBERS)
 
     def __init__(self, on_record, cflags, fp_stacks=False) -> None:  # noqa: ANN001
         if ScriptedTracer.on_init is not None:
@@ -75,6 +76,18 @@ class ScriptedTracer(ebpf.EbpfTracer):
 
     def drain(self) -> None:
         self.poll(0)
+
+    def drain_resident(self, final: bool = False) -> None:
+        pass  # no RSS records: the scripted target has no pages
+
+    def rss_now(self) -> Iterator[object]:
+        return iter(())
+
+    def rss_peak(self) -> Tuple[int, int, Rss]:
+        return 0, 0, Rss()
+
+    def rss_classes(self) -> Dict[str, KindTotals]:
+        return {}
 
     def totals(self) -> Dict[str, KindTotals]:
         return {"brk": KindTotals(self.calls, 0, 4096 * self.calls, 0, {4096: self.calls})}
