@@ -184,14 +184,20 @@ class PrivateFile:
         except BaseException:
             os.close(self.dirfd)
             raise
-        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new inode: nobody else holds it
-        owner = invoking_user()
-        if owner is not None:
-            os.fchown(self.fd, *owner)
-        os.fchmod(self.fd, mode & ~_umask() if mode != 0o600 else 0o600)
-        st = os.fstat(self.fd)
-        self.ident = (st.st_dev, st.st_ino)
         self.replaced = False
+        try:  # Ctrl-C from here on must not leave the private file behind either
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new inode: nobody holds it
+            owner = invoking_user()
+            if owner is not None:
+                os.fchown(self.fd, *owner)
+            os.fchmod(self.fd, mode & ~_umask() if mode != 0o600 else 0o600)
+            st = os.fstat(self.fd)
+            self.ident = (st.st_dev, st.st_ino)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp_name, dir_fd=self.dirfd)
+            self.close()
+            raise
 
     @property
     def tmp_path(self) -> str:
