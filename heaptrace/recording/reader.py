@@ -149,7 +149,7 @@ def validate(db: sqlite3.Connection, path: str) -> Layout:
     known = KNOWN.get(without_derived(master))
     if known is None or version not in known.versions:
         raise RecordingError(f"corrupt recording {path}: its schema is not heaptrace's "
-                             f"({describe_difference(master)})")
+                             f"({describe_difference(without_derived(master))})")
     return known
 
 

@@ -70,7 +70,7 @@ def recorded_chains(path: Path) -> Dict[int, List[Chain]]:
     """pid -> the Python chain (root first) of every stack of the recording."""
     chains: Dict[int, List[Chain]] = {}
     with Recording(str(path)) as rec:
-        pids = {sid: pid for sid, pid, _ips, _ts in rec.raw_stacks()}
+        pids = {s.id: s.pid for s in rec.stack_rows() if s.ips}
         for stack_id, frames in rec.stacks().items():
             chain = []
             for frame in reversed(frames):
@@ -204,7 +204,7 @@ def test_perf_trampolines_keep_stacks_whole(python, version, tmp_path):
     assert missing_chains(printed, recorded_chains(db)) == []
     parent = printed[0]["pid"]
     with Recording(str(db)) as rec:
-        pids = {sid: pid for sid, pid, _ips, _ts in rec.raw_stacks()}
+        pids = {s.id: s.pid for s in rec.stack_rows() if s.ips}
         ours = [s for sid, s in rec.stacks().items()
                 if pids.get(sid) == parent and any(f.module == str(PROGRAM) for f in s)]
     assert ours and all(any(f.name.startswith("py::") for f in s) for s in ours)

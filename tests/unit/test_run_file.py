@@ -30,7 +30,7 @@ def call_batch(pid: int, first_ts: int, count: int) -> bytes:
     """A struct call_batch of `count` brk calls of 4096 bytes, as the probe sends it."""
     body = b"".join(
         ebpf.CALL_REC.pack(KINDS.index("brk"), pid, first_ts + i, pid, -1, 0, 0, 0, 0, 0, 0,
-                           0x1000 + 4096 * i, 4096, 0x401000, 0, 0, 0, 0)
+                           0x1000 + 4096 * i, 4096, 0x401000, 0, 0, 0, 0, 0)
         for i in range(count))
     return ebpf.BATCH_HEADER.pack(ebpf.REC_BATCH, count, 0) + body
 
@@ -48,7 +48,7 @@ class ScriptedTracer(ebpf.EbpfTracer):
     deliver = True
     members = dict(ebpf.DEFAULT_MEMBERS)
 
-    def __init__(self, on_record, cflags, fp_stacks=False) -> None:  # noqa: ANN001
+    def __init__(self, on_record, cflags, fp_stacks=False, look_ahead=None) -> None:  # noqa: ANN001
         if ScriptedTracer.on_init is not None:
             ScriptedTracer.on_init()
         self._on_record = on_record
@@ -56,6 +56,9 @@ class ScriptedTracer(ebpf.EbpfTracer):
         self.failure = None
         self.callback_errors = 0
         self._closed = False
+        self._polled: List[object] = []
+        self._look_ahead = None
+        self._bpf = self  # its ring_buffer_consume(): records come through poll() only
         self.queue: List[bytes] = []
         self.delivered = 0
 
@@ -67,15 +70,21 @@ class ScriptedTracer(ebpf.EbpfTracer):
             self.queue.append(call_batch(pid, 2000 + start, min(1000, self.calls - start)))
 
     def poll(self, timeout_ms: int) -> None:
-        while self.queue:
+        while self.queue and self.failure is None:  # each record through the real path
             data = self.queue.pop(0)
             buf = ctypes.create_string_buffer(data, len(data))
-            if self._callback(None, ctypes.addressof(buf), len(data)) < 0:
-                return
+            self._callback(None, ctypes.addressof(buf), len(data))
+            self._handed_on()
             self.delivered += 1
 
     def drain(self) -> None:
         self.poll(0)
+
+    def ring_buffer_consume(self) -> None:
+        pass
+
+    def teach_python(self, pid: int, fields: object) -> None:
+        pass  # the scripted probe walks no Python frames
 
     def drain_resident(self, final: bool = False) -> None:
         pass  # no RSS records: the scripted target has no pages
@@ -230,14 +239,12 @@ def test_a_bug_in_the_callback_is_caught_counted_and_ends_the_run(scripted, tmp_
         assert "IndexError" in (rec.meta().incomplete_reason or "")
 
 
-def test_the_callback_returns_minus_one_and_keeps_the_exception():
+def test_a_failure_handing_records_on_is_kept_and_ends_the_delivery():
     tracer = ScriptedTracer(lambda record: 1 / 0, [])
-    data = exec_record(7, 1)
-    buf = ctypes.create_string_buffer(data, len(data))
-    assert tracer._callback(None, ctypes.addressof(buf), len(data)) == -1
+    tracer.queue = [exec_record(7, 1), exec_record(8, 2)]
+    tracer.poll(0)
     assert isinstance(tracer.failure, ZeroDivisionError) and tracer.callback_errors == 1
-    assert tracer._callback(None, ctypes.addressof(buf), len(data)) == -1  # nothing more
-    assert tracer.callback_errors == 1
+    assert tracer.queue == [exec_record(8, 2)]  # nothing more was handed on
 
 
 def test_records_decode_as_the_probe_sends_them():
