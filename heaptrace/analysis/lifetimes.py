@@ -1,6 +1,6 @@
 """Lifetimes: what became of every committed byte a traced call took, computed once.
 
-One pass of the held replay (analysis/retained.py) over a recording's events, in time order,
+One pass of the held replay (analysis/replay.py) over a recording's events, in time order,
 cuts each taken range into pieces, each with its end: given back at a time by a later call
 (munmap, brk or mremap shrink, madvise, mprotect PROT_NONE, a mapping laid over it), ended
 with its process image (exec or exit: it was still held then), or live when the recording
@@ -32,8 +32,8 @@ BATCH = 10_000
 
 SCHEMA, INDEXES = DERIVED_SCHEMA, DERIVED_INDEXES  # the tables are the recording's (optional)
 
-Piece = Tuple[int, int, Optional[int], str, int, Optional[int], int]  # a lifetimes row
-Release = Tuple[int, int, int]
+# A piece is alive at a moment when it was taken by then and has not ended by then.
+ALIVE_AFTER = "(how = 0 OR end_ns > ?)"
 
 
 def pieces(rec: Recording) -> Iterator[Tuple[str, tuple]]:
@@ -41,13 +41,12 @@ def pieces(rec: Recording) -> Iterator[Tuple[str, tuple]]:
     time order (one replay; its memory is what is mapped at a time, not the events)."""
     replay = Replay(page_size(rec))
     for ts, step in steps(rec, Selection(kind="all")):
-        unmatched = replay.unmatched
         replay.step(step)
         for (pid, taken, stack_id, kind), nbytes in replay.released:
             yield "lifetimes", (pid, taken, stack_id, kind, nbytes, ts, GIVEN)
-        if replay.unmatched > unmatched:
+        if replay.unmatched_now > 0:
             yield "releases", (step if isinstance(step, int) else step.pid, ts,
-                               replay.unmatched - unmatched)
+                               replay.unmatched_now)
         if replay.ended_now is not None:
             for (pid, taken, stack_id, kind), nbytes in replay.ended_now.held():
                 yield "lifetimes", (pid, taken, stack_id, kind, nbytes, ts, ENDED)
@@ -125,7 +124,7 @@ class Lifetimes:
         hi, whichever came first)."""
         where, args = self._taken(kinds, pid, lo, moment if moment is not None else hi)
         if moment is not None:
-            where.append("(how = 0 OR end_ns > ?)")
+            where.append(ALIVE_AFTER)
             args.append(moment)
         elif hi is not None:
             where.append("NOT (how = 1 AND end_ns <= ?)")
@@ -153,13 +152,9 @@ class Lifetimes:
         """(ts_ns, bytes) of the first moment inside [lo, hi] at which the live images (of
         `pid`) held the most, every kind counted; the window's start is such a moment,
         holding what was held before it. None if nothing was held in it."""
-        only = "AND pid = ?" if pid is not None else ""
-        args: List[object] = [pid] if pid is not None else []
+        changes, args = self._changes("{ts}", pid)
         row = self.db.execute(
-            "WITH d(ts, delta) AS ("
-            f" SELECT taken_ns, bytes FROM lifetimes WHERE 1 {only}"
-            " UNION ALL"
-            f" SELECT end_ns, -bytes FROM lifetimes WHERE how != 0 {only}),"
+            f"WITH d(ts, delta) AS ({changes}),"
             " s(ts, delta) AS (SELECT ts, SUM(delta) FROM d GROUP BY ts),"
             " c(ts, held) AS (SELECT ts, SUM(delta) OVER (ORDER BY ts ROWS UNBOUNDED PRECEDING)"
             " FROM s),"
@@ -169,7 +164,7 @@ class Lifetimes:
             "  SELECT ?, COALESCE((SELECT held FROM c WHERE ts < ? ORDER BY ts DESC LIMIT 1), 0)"
             "  WHERE ? IS NOT NULL)"
             " SELECT ts, held FROM m WHERE held > 0 ORDER BY held DESC, ts LIMIT 1",
-            args + args + [lo, lo, hi, hi, lo, lo, lo]).fetchone()
+            args + [lo, lo, hi, hi, lo, lo, lo]).fetchone()
         return (row[0], row[1]) if row else None
 
     def released(self, pid: Optional[int], until: Optional[int] = None) -> int:
@@ -196,17 +191,22 @@ class Lifetimes:
                 out[p] = out.get(p, 0) + n
         return out
 
+    def _changes(self, key: str, pid: Optional[int]) -> Tuple[str, List[object]]:
+        """SQL rows (key, delta) of every change of the live images' held bytes: +bytes when a
+        piece was taken, -bytes when it ended; `key` is an expression of its time, {ts}."""
+        only = "AND pid = ?" if pid is not None else ""
+        sql = (f"SELECT {key.format(ts='taken_ns')}, bytes FROM lifetimes WHERE 1 {only}"
+               f" UNION ALL SELECT {key.format(ts='end_ns')}, -bytes FROM lifetimes"
+               f" WHERE how != 0 {only}")
+        return sql, [pid] * 2 if pid is not None else []
+
     def held_deltas(self, bucket_sql: str, pid: Optional[int]) -> Iterable[Tuple[int, int]]:
         """(bucket, change of the live images' held bytes in it); `bucket_sql` maps a column
         named ts to a bucket index."""
-        only = "AND pid = ?" if pid is not None else ""
-        args = [pid] * 2 if pid is not None else []
-        sql = ("SELECT b, SUM(delta) FROM ("
-               f" SELECT {bucket_sql.format(ts='taken_ns')} AS b, bytes AS delta FROM lifetimes"
-               f" WHERE 1 {only} UNION ALL"
-               f" SELECT {bucket_sql.format(ts='end_ns')}, -bytes FROM lifetimes"
-               f" WHERE how != 0 {only}) GROUP BY b")
-        return self.db.execute(sql, args).fetchall()
+        changes, args = self._changes(bucket_sql, pid)
+        return self.db.execute(
+            f"WITH c(b, delta) AS ({changes}) SELECT b, SUM(delta) FROM c GROUP BY b",
+            args).fetchall()
 
     def given_per_bucket(self, bucket_sql: str, pid: Optional[int]) -> Iterable[Tuple[int, int]]:
         """(bucket, bytes given back in it)."""
@@ -227,8 +227,8 @@ class Lifetimes:
         if pid is not None:
             args.append(pid)
         return self.db.execute(
-            "SELECT stack_id, SUM(bytes) FROM lifetimes WHERE taken_ns <= ? AND "
-            f"(how = 0 OR end_ns > ?) {only} GROUP BY stack_id", args).fetchall()
+            f"SELECT stack_id, SUM(bytes) FROM lifetimes WHERE taken_ns <= ? AND {ALIVE_AFTER} "
+            f"{only} GROUP BY stack_id", args).fetchall()
 
     def held_at_exit(self, pid: Optional[int]) -> int:
         only = "AND pid = ?" if pid is not None else ""

@@ -224,14 +224,19 @@ class Replay:
         self.total = 0
         self.unmatched = 0  # bytes given back that no traced allocation covered
         # What the last step gave back: held pages it unmapped, replaced, advised away or made
-        # PROT_NONE, by who took them (`released`), plus bytes no traced call took (mapped
-        # before an attach); `given` sums both. An image's end gives nothing back: it ends.
+        # PROT_NONE, by who took them (`released`), and bytes no traced call took (mapped
+        # before an attach, `unmatched_now`). An image's end gives nothing back: it ends.
         self.released: List[Tuple[Owner, int]] = []
-        self.given = 0
+        self.unmatched_now = 0
         self.ended_now: Optional[AddressSpace] = None  # the image the last step ended
 
+    @property
+    def given(self) -> int:
+        """Bytes the last step gave back: `released` and `unmatched_now` together."""
+        return sum(n for _, n in self.released) + self.unmatched_now
+
     def step(self, step: Step) -> None:
-        self.released, self.given, self.ended_now = [], 0, None
+        self.released, self.unmatched_now, self.ended_now = [], 0, None
         if isinstance(step, int):
             self.end_image(step)
             return
@@ -243,7 +248,7 @@ class Replay:
         if handler is not None and step.ret >= 0:
             handler(self, space, step, (step.pid, step.ts_ns, step.stack_id, step.kind))
         self.total += space.total - before
-        self.given = sum(n for _, n in self.released) + self.unmatched - unmatched
+        self.unmatched_now = self.unmatched - unmatched
 
     def end_image(self, pid: int) -> None:
         space = self.spaces.pop(pid, None)

@@ -39,7 +39,7 @@ class Retained:
     moment_ns: Optional[int]  # when the peak was (None for exit)
     unmatched: int  # bytes released that matched no traced allocation
     pieces: List[Tuple[Owner, int]] = field(default_factory=list)  # what made `folded`
-    given_by_pid: Dict[int, int] = field(default_factory=dict)  # Replay.given, summed
+    given_by_pid: Dict[int, int] = field(default_factory=dict)  # Lifetimes.given_by_pid
     when: str = "at exit"  # how views say the moment: held_when()
 
 
