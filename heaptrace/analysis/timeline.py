@@ -30,7 +30,7 @@ from heaptrace.analysis.retained import END_OF_TIME
 from heaptrace.analysis.rss import CLASS_NAME, Peak, Point, run_peak, summed
 from heaptrace.analysis.stacks import NO_STACK, UNKNOWN_FRAME, run_start_ns
 from heaptrace.errors import UsageError
-from heaptrace.events import Event, Frame, Rss, growth
+from heaptrace.events import Event, Frame, Rss
 from heaptrace.recording import Recording
 
 DEFAULT_BUCKETS = 40
@@ -136,14 +136,6 @@ def make_axis(rec: Recording, interval_s: Optional[float], times: Sequence[int])
         raise UsageError(f"--interval {interval_s:g} makes {count:,} buckets of a "
                          f"{duration_ns / 1e9:.1f} s run; the most is {MAX_BUCKETS:,}")
     return Axis(origin, width, count)
-
-
-def add_call(bucket: Bucket, event: Event, given: int) -> None:
-    """Count a call: its committed growth taken, and `given`, what the replay says it gave
-    back (Replay.given: held pages, page-granular)."""
-    bucket.calls += event.calls
-    bucket.taken += growth(event)
-    bucket.given += given
 
 
 def fill_buckets(rec: Recording, lifetimes: Lifetimes, axis: Axis, buckets: List[Bucket],
