@@ -304,10 +304,9 @@ def build_report(rec: Recording, top: int = DEFAULT_TOP, pid: Optional[int] = No
     totals = kind_rows(rec, meta)
     held = held_ranking(rec, kept.pieces, top, timed=not info.imported)
     held.known = not info.imported
-    rss_rows = rec.rss(pid)
-    peak = run_peak(rec, rss_rows, pid)
+    peak = run_peak(rec, pid)
     processes = process_rows(rec, pid, kept.pieces, kept.given_by_pid)
-    add_resident(processes, process_peaks(rss_rows), resident_by_process(rec, pid))
+    add_resident(processes, process_peaks(rec, pid), resident_by_process(rec, pid))
     if info.imported:  # as the held ranking says: no addresses to match frees to
         for row in processes:
             row.held = None

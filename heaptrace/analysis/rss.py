@@ -6,15 +6,22 @@ sent (when RSS moved by a step, when heaptrace read them, at start and end) plus
 exact peak. A process's RSS at a moment is the sum of its live spaces (one per image: an exec
 replaces it); the summed RSS of a run is the sum over processes. Each point of those series is
 exact at its time; the run's peak (meta peak_rss) is the probe's own, exact whatever the points.
+
+The series are computed in SQLite (one query per view, window functions over the rss table),
+so a view's memory is its buckets and processes, never the rows. A row's value counts from
+the row on until the next row of its space replaces it (an "end" row empties the space); the
+row read at attach, before the probe named the space (space NULL), counts until the pid's next
+row of any space. tests/helpers/rss_reference.py replays the rows one by one the same way: the
+property tests hold the queries to it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from heaptrace.events import RSS_CLASS, RSS_CLASSES, Event, Rss
-from heaptrace.recording import RecordedRss, Recording
+from heaptrace.events import RSS_CLASS, RSS_CLASSES, Rss
+from heaptrace.recording import Recording
 
 CLASS_NAME = {v: k for k, v in RSS_CLASS.items()}
 Point = Tuple[int, Rss]  # (ts_ns, RSS)
@@ -30,78 +37,110 @@ class Peak:
     ts_ns: Optional[int] = None
 
 
-class Spaces:
-    """The live address spaces of each process, as the rows say them, in time order."""
-
-    def __init__(self) -> None:
-        self.by_pid: Dict[int, Dict[Optional[int], Rss]] = {}
-
-    def apply(self, row: RecordedRss) -> None:
-        spaces = self.by_pid.setdefault(row.pid, {})
-        if row.space is not None:
-            spaces.pop(None, None)  # the RSS read at attach, until the probe names the space
-        if row.why == "end":
-            spaces.pop(row.space, None)
-        else:
-            spaces[row.space] = row.rss
-
-    def of(self, pid: int) -> Rss:
-        return sum(self.by_pid.get(pid, {}).values(), Rss())
-
-    def total(self) -> Rss:
-        return sum((self.of(pid) for pid in self.by_pid), Rss())
+CLASSES = ("anon", "file", "shmem", "swap")
+_TOTAL = "(anon + file + shmem)"  # Rss.total
 
 
-def summed(rows: Iterable[RecordedRss]) -> Iterator[Point]:
-    """The summed RSS of every process in `rows` after each row."""
-    spaces = Spaces()
-    for row in rows:
-        spaces.apply(row)
-        yield row.ts_ns, spaces.total()
+def _deltas(pid: Optional[int]) -> Tuple[str, List[object]]:
+    """CTEs r, n, d: every row in time order (seq), and d(pos, pid, ts, classes...), the
+    changes of the sums: at each row its value (0 for an "end" row), and minus that value at
+    the row that ends it. Each row has an entry at its own position."""
+    where, args = ("WHERE pid = ?", [pid]) if pid is not None else ("", [])
+    cols = ", ".join(CLASSES)
+    own = ", ".join(f"CASE WHEN why IS 'end' THEN 0 ELSE {c} END" for c in CLASSES)
+    minus = ", ".join(f"-{c}" for c in CLASSES)
+    sql = (
+        f"r AS (SELECT ROW_NUMBER() OVER (ORDER BY ts_ns, rowid) AS seq, ts_ns, pid, space, "
+        f"why, {cols} FROM rss {where}),"
+        f" n AS (SELECT seq, ts_ns, pid, why, {cols},"
+        "  CASE WHEN space IS NULL THEN LEAD(seq) OVER (PARTITION BY pid ORDER BY seq)"
+        "  ELSE LEAD(seq) OVER (PARTITION BY pid, space ORDER BY seq) END AS nxt FROM r),"
+        f" d(pos, pid, ts, {cols}) AS (SELECT seq, pid, ts_ns, {own} FROM n"
+        f"  UNION ALL SELECT nxt, pid, NULL, {minus} FROM n"
+        "  WHERE why IS NOT 'end' AND nxt IS NOT NULL)")
+    return sql, args
 
 
-def process_peaks(rows: Iterable[RecordedRss]) -> Dict[int, Peak]:
-    """Each process's largest RSS (over its images) and when."""
-    spaces = Spaces()
-    peaks: Dict[int, Peak] = {}
-    for row in rows:
-        spaces.apply(row)
-        now = spaces.of(row.pid)
-        if row.pid not in peaks or now.total > peaks[row.pid].total:
-            peaks[row.pid] = Peak(now.total, now, row.ts_ns)
+def _series(pid: Optional[int], per_process: bool) -> Tuple[str, List[object]]:
+    """CTEs ending in c(pos, pid, ts, classes...): after each row, the summed RSS of every
+    process (per_process: of the row's own process, pid set only then)."""
+    deltas, args = _deltas(pid)
+    group = "pid, pos" if per_process else "pos"
+    part = "PARTITION BY pid " if per_process else ""
+    sums = ", ".join(f"SUM({c}) AS {c}" for c in CLASSES)
+    running = ", ".join(f"SUM({c}) OVER w AS {c}" for c in CLASSES)
+    sql = (f"WITH {deltas},"
+           f" p AS (SELECT pos, {'pid' if per_process else 'NULL AS pid'}, MAX(ts) AS ts, {sums}"
+           f"  FROM d GROUP BY {group}),"
+           f" c AS (SELECT pos, pid, ts, {running} FROM p"
+           f"  WINDOW w AS ({part}ORDER BY pos ROWS UNBOUNDED PRECEDING))")
+    return sql, args
+
+
+def _rss(row: tuple) -> Rss:
+    return Rss(*row)
+
+
+def process_peaks(rec: Recording, pid: Optional[int] = None) -> Dict[int, Peak]:
+    """Each process's (or `pid`'s) largest RSS, over its images, and the first time it had it."""
+    series, args = _series(pid, per_process=True)
+    rows = rec.rss_query(
+        f"{series} SELECT pid, ts, {', '.join(CLASSES)} FROM (SELECT *, ROW_NUMBER() OVER"
+        f" (PARTITION BY pid ORDER BY {_TOTAL} DESC, pos) AS k FROM c) WHERE k = 1", args)
+    peaks = {}
+    for row_pid, ts, *sizes in rows:
+        rss = _rss(sizes)
+        peaks[row_pid] = Peak(rss.total, rss, ts)
     return peaks
 
 
-def run_peak(rec: Recording, rows: List[RecordedRss], pid: Optional[int]) -> Optional[Peak]:
+def run_peak(rec: Recording, pid: Optional[int]) -> Optional[Peak]:
     """The peak of the summed RSS: the probe's exact one (meta) for the whole run, the
     process's own for one pid; None when the recording has no RSS."""
     meta = rec.meta()
     peak, classes = meta.peak_rss, meta.peak_rss_classes  # no classes: sampled (older runs)
     if pid is None and peak is not None and classes:
-        split = Rss(**{k: classes.get(k, 0) for k in ("anon", "file", "shmem", "swap")})
+        split = Rss(**{k: classes.get(k, 0) for k in CLASSES})
         return Peak(peak, split, meta.peak_rss_ns)
     if pid is not None:
-        return process_peaks(rows).get(pid)
-    points = list(summed(rows))
-    if not points:
+        return process_peaks(rec, pid).get(pid)
+    series, args = _series(None, per_process=False)
+    rows = rec.rss_query(f"{series} SELECT ts, {', '.join(CLASSES)} FROM c"
+                         f" ORDER BY {_TOTAL} DESC, pos LIMIT 1", args)
+    if not rows:
         return None
-    ts, best = max(points, key=lambda p: p[1].total)
-    return Peak(best.total, best, ts)
+    rss = _rss(rows[0][1:])
+    return Peak(rss.total, rss, rows[0][0])
 
 
-def resident_rss(events: Iterable[Event]) -> Rss:
-    """Bytes made resident by `resident` events, by class."""
-    by = {name: 0 for name in RSS_CLASSES}
-    for e in events:
-        name = CLASS_NAME.get(e.flags)
-        if e.kind == "resident" and name is not None:
-            by[name] += e.size
-    return Rss(**by)
+def rss_by_bucket(rec: Recording, bucket_sql: str,
+                  pid: Optional[int]) -> Dict[int, Tuple[Rss, Rss]]:
+    """{bucket: (the largest summed RSS after a row in it, the first such; the summed RSS
+    after its last row)} of the buckets that have rows; `bucket_sql` maps a column named
+    {ts} to a bucket index."""
+    series, args = _series(pid, per_process=False)
+    cols = ", ".join(CLASSES)
+    rows = rec.rss_query(
+        f"{series}, bk AS (SELECT {bucket_sql.format(ts='ts')} AS b, pos, {cols} FROM c),"
+        f" k AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY b ORDER BY {_TOTAL} DESC, pos)"
+        "  AS top, ROW_NUMBER() OVER (PARTITION BY b ORDER BY pos DESC) AS last FROM bk)"
+        f" SELECT b, top = 1, last = 1, {cols} FROM k WHERE top = 1 OR last = 1", args)
+    out: Dict[int, List[Rss]] = {}
+    for b, top, last, *sizes in rows:
+        pair = out.setdefault(b, [Rss(), Rss()])
+        if top:
+            pair[0] = _rss(sizes)
+        if last:
+            pair[1] = _rss(sizes)
+    return {b: (pair[0], pair[1]) for b, pair in out.items()}
 
 
 def resident_by_process(rec: Recording, pid: Optional[int] = None) -> Dict[int, Rss]:
-    """Bytes each process made resident, by class."""
-    events: Dict[int, List[Event]] = {}
-    for e in rec.events(["resident"], pid):
-        events.setdefault(e.pid, []).append(e)
-    return {p: resident_rss(es) for p, es in events.items()}
+    """Bytes each process made resident, by class (summed in SQLite)."""
+    by: Dict[int, Dict[str, int]] = {}
+    for row_pid, code, nbytes, _positive in rec.resident_sums("pid", pid):
+        counts = by.setdefault(row_pid, {name: 0 for name in RSS_CLASSES})
+        name = CLASS_NAME.get(code)
+        if name is not None:
+            counts[name] += nbytes
+    return {p: Rss(**counts) for p, counts in by.items()}

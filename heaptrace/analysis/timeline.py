@@ -27,10 +27,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from heaptrace.analysis.compact import OWN_FRAMES, own_positions
 from heaptrace.analysis.lifetimes import Lifetimes
 from heaptrace.analysis.retained import END_OF_TIME
-from heaptrace.analysis.rss import CLASS_NAME, Peak, Point, run_peak, summed
+from heaptrace.analysis.rss import CLASS_NAME, Peak, rss_by_bucket, run_peak
 from heaptrace.analysis.stacks import NO_STACK, UNKNOWN_FRAME, run_start_ns
 from heaptrace.errors import UsageError
-from heaptrace.events import Event, Frame, Rss
+from heaptrace.events import Frame, Rss
 from heaptrace.recording import Recording
 
 DEFAULT_BUCKETS = 40
@@ -154,18 +154,17 @@ def fill_buckets(rec: Recording, lifetimes: Lifetimes, axis: Axis, buckets: List
         bucket.held = held
 
 
-def add_rss(buckets: List[Bucket], axis: Axis, points: Sequence[Point],
+def add_rss(rec: Recording, buckets: List[Bucket], axis: Axis, pid: Optional[int],
             peak: Optional[Peak]) -> None:
     """Each bucket's largest RSS: the value it starts with (the last before it) or a point
     in it, and the exact peak in its bucket."""
+    by_bucket = rss_by_bucket(rec, axis.sql(), pid)
     current: Optional[Rss] = None
-    i = 0
     for index, b in enumerate(buckets):
         best = current
-        while i < len(points) and axis.index(points[i][0]) <= index:
-            current = points[i][1]
-            best = current if best is None or current.total > best.total else best
-            i += 1
+        if index in by_bucket:
+            top, current = by_bucket[index]
+            best = top if best is None or top.total > best.total else best
         if best is not None:
             b.rss, b.rss_split = best.total, best
     if peak is not None and peak.ts_ns is not None:
@@ -174,14 +173,16 @@ def add_rss(buckets: List[Bucket], axis: Axis, points: Sequence[Point],
             b.rss, b.rss_split = peak.total, peak.rss
 
 
-def add_resident(buckets: List[Bucket], axis: Axis, events: Iterable[Event]) -> None:
-    for e in events:
-        b = buckets[axis.index(e.ts_ns)]
-        name = CLASS_NAME.get(e.flags)
-        if name is None or e.size <= 0:
+def add_resident(rec: Recording, buckets: List[Bucket], axis: Axis,
+                 pid: Optional[int]) -> None:
+    """The bytes made resident in each bucket, by class (summed in SQLite)."""
+    for index, code, _nbytes, positive in rec.resident_sums(axis.sql(), pid):
+        name = CLASS_NAME.get(code)
+        if name is None or positive <= 0:
             continue
-        b.resident += e.size
-        b.resident_split = b.resident_split + Rss(**{name: e.size})
+        b = buckets[index]
+        b.resident += positive
+        b.resident_split = b.resident_split + Rss(**{name: positive})
 
 
 def most_growth(buckets: Sequence[Bucket]) -> Tuple[Optional[int], int]:
@@ -239,10 +240,7 @@ def growers(rec: Recording, lifetimes: Lifetimes, axis: Axis, index: int,
 def timeline(rec: Recording, interval_s: Optional[float] = None,
              pid: Optional[int] = None) -> Timeline:
     """The recording (or one pid of it) in time buckets."""
-    rows = rec.rss(pid)
-    resident = list(rec.events(["resident"], pid))
-    last_event = rec.last_event_ns(pid)
-    times = [t for t in (last_event, rows[-1].ts_ns if rows else None) if t is not None]
+    times = [t for t in (rec.last_event_ns(pid), rec.last_rss_ns(pid)) if t is not None]
     axis = make_axis(rec, interval_s, times)
     buckets = axis.buckets()
     with Lifetimes(rec) as lifetimes:
@@ -250,9 +248,9 @@ def timeline(rec: Recording, interval_s: Optional[float] = None,
         index, grew = most_growth(buckets)
         grown = growers(rec, lifetimes, axis, index, pid) if index is not None else []
         held_at_exit = lifetimes.held_at_exit(pid)
-    peak = run_peak(rec, rows, pid)
-    add_rss(buckets, axis, list(summed(rows)), peak)
-    add_resident(buckets, axis, resident)
+    peak = run_peak(rec, pid)
+    add_rss(rec, buckets, axis, pid, peak)
+    add_resident(rec, buckets, axis, pid)
     return Timeline(
         buckets, axis.width / 1e9, pid, rec.meta().command_line,
         taken=sum(b.taken for b in buckets), given=sum(b.given for b in buckets),

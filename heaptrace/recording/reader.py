@@ -68,6 +68,10 @@ _EVENTS_OK = " AND ".join(
      "typeof(stack_id) IN ('integer', 'null')"]
     + [_INT.format(c) for c in EVENT_COLUMNS if c not in ("kind", "stack_id", "mem_class")])
 _MEM_CLASS_OK = " AND typeof(mem_class) IN ('integer', 'null')"
+# What every rss row must satisfy (as rss() checks each row it reads).
+_RSS_OK = " AND ".join(
+    [_INT.format(c) for c in ("ts_ns", "pid", "anon", "file", "shmem", "swap")]
+    + ["typeof(space) IN ('integer', 'null')", "typeof(why) IN ('text', 'null')"])
 
 
 def _error_name(exc: Exception) -> str:
@@ -570,6 +574,34 @@ class Recording:
                 raise self._malformed("rss", rowid, "expected integers and a reason")
             result.append(RecordedRss(ts, row_pid, space, why or "", Rss(*sizes)))
         return result
+
+    def rss_query(self, sql: str, args: Sequence[object] = ()) -> List[tuple]:
+        """The rows of a query over the rss table (an aggregate: analysis/rss.py), its values
+        checked first by one scan in SQLite; no rows for a recording made without RSS."""
+        if not self._layout.rss:
+            return []
+        self._check_rows("rss", _RSS_OK)
+        return self._query(sql, args)
+
+    def last_rss_ns(self, pid: Optional[int] = None) -> Optional[int]:
+        """When the last RSS row (of `pid`) was recorded; None without any."""
+        sql = "SELECT MAX(ts_ns) FROM rss" + (" WHERE pid = ?" if pid is not None else "")
+        rows = self.rss_query(sql, () if pid is None else (pid,))
+        return rows[0][0] if rows else None
+
+    def resident_sums(self, group_sql: str, pid: Optional[int] = None
+                      ) -> List[Tuple[int, int, int, int]]:
+        """(group, RSS class code, bytes, bytes of the positive sizes) that `resident` events
+        made resident, summed in SQLite per group and class; `group_sql` is an SQL expression
+        of the columns, {ts} naming the time column (a time bucket's index, or pid)."""
+        sql = (f"SELECT {group_sql.format(ts='ts_ns')} AS g, flags, SUM(size), "
+               "SUM(CASE WHEN size > 0 THEN size ELSE 0 END) FROM events "
+               "WHERE kind = 'resident'")
+        args: Tuple[int, ...] = ()
+        if pid is not None:
+            sql, args = sql + " AND pid = ?", (pid,)
+        rows = self._query(sql + " GROUP BY g, flags", args)
+        return self._events_result(rows, all(all(type(v) is int for v in row) for row in rows))
 
     # --- stacks, processes, mappings -----------------------------------------------------
 

@@ -15,9 +15,9 @@ from typing import Dict
 
 import pytest
 
-from heaptrace.analysis.rss import summed
 from heaptrace.recording import Recording
 from tests.helpers.cli import argv, heaptrace, histogram_json
+from tests.helpers.rss_reference import summed
 
 KIB, MIB = 1 << 10, 1 << 20
 CHUNK = 512  # glibc's chunk for a 500-byte malloc: 500 + 8 bytes of header, 16-aligned

@@ -4,7 +4,12 @@ turning the probe's RSS records and resident sums into rows."""
 
 from __future__ import annotations
 
-from heaptrace.analysis.rss import Spaces, process_peaks, resident_by_process, run_peak, summed
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heaptrace.analysis.rss import process_peaks, resident_by_process, run_peak
+from heaptrace.analysis.stacks import run_start_ns
+from heaptrace.analysis.timeline import Axis, add_resident, add_rss
 from heaptrace.backends.ebpf import DEFAULT_MEMBERS, rss_members
 from heaptrace.backends.probe_layout import CAUSE_CONTEXT, CAUSE_FAULT, CAUSE_SYSCALL
 from heaptrace.backends.records import STACK_WALKED, ResidentSum, RssSample, WalkedStack
@@ -13,6 +18,9 @@ from heaptrace.capture.rss import parse_status
 from heaptrace.events import RSS_CLASS, Rss
 from heaptrace.recording import RecordedRss, Recording, RecordingWriter
 from heaptrace.stacks.procmaps import ProcMaps
+from tests.helpers import rss_reference
+from tests.helpers.rss_reference import Spaces, summed
+from tests.helpers.synth import Synth
 
 MIB = 1 << 20
 STATUS = """Name:\tpostgres
@@ -59,10 +67,11 @@ def test_a_process_is_the_sum_of_its_live_spaces():
     assert spaces.of(7) == Rss(2 * MIB) and spaces.total() == Rss(7 * MIB)
 
 
-def test_each_process_peaks_on_its_own():
+def test_each_process_peaks_on_its_own(synth):
     rows = [row(1, 7, 10, file=2), row(2, 8, 40), row(3, 7, 30, file=2), row(4, 8, 1),
             row(5, 7, 5)]
-    peaks = process_peaks(rows)
+    synth.writer.add_rss(rows)
+    peaks = process_peaks(synth.open())
     assert (peaks[7].total, peaks[7].rss, peaks[7].ts_ns) == (32 * MIB, Rss(30 * MIB, 2 * MIB),
                                                               3_000_000)
     assert peaks[8].total == 40 * MIB
@@ -72,16 +81,16 @@ def test_the_runs_peak_is_the_probes_exact_one(synth):
     synth.rss(1, 7, 10 * MIB)
     synth.rss(3, 7, 20 * MIB)
     rec = synth.open()
-    assert run_peak(rec, rec.rss(), None).total == 20 * MIB  # no meta: the largest point
+    assert run_peak(rec, None).total == 20 * MIB  # no meta: the largest point
     rec.close()
     synth2_meta = {"peak_rss": 25 * MIB, "peak_rss_ns": synth.ts(2),
                    "peak_rss_classes": {"anon": 24 * MIB, "file": MIB, "shmem": 0, "swap": 0}}
     with RecordingWriter.open_existing(rec.path) as w:
         w.set_meta(**synth2_meta)
     with Recording(rec.path) as again:
-        peak = run_peak(again, again.rss(), None)
+        peak = run_peak(again, None)
         assert (peak.total, peak.rss, peak.ts_ns) == (25 * MIB, Rss(24 * MIB, MIB), synth.ts(2))
-        assert run_peak(again, again.rss(7), 7).total == 20 * MIB  # one pid: its own
+        assert run_peak(again, 7).total == 20 * MIB  # one pid: its own
 
 
 def test_resident_bytes_by_process_and_class(synth):
@@ -139,3 +148,55 @@ def test_the_recorder_turns_resident_sums_into_events_with_stacks(tmp_path):
     assert (syscall.prot, syscall.fd, syscall.stack_id) == (CAUSE_SYSCALL, 0, fault.stack_id)
     assert [f.name for f in stacks[context.stack_id]] == ["[kernel: khugepaged]"]
     assert context.prot == CAUSE_CONTEXT and context.fd == -1
+
+
+# Random rss rows: a few processes, each with the row read at attach (space NULL) and the
+# probe's spaces, every reason (an "end" empties a space), ties in time; and resident events.
+rss_rows = st.lists(st.tuples(
+    st.integers(0, 40),  # ms
+    st.sampled_from([7, 8, 9]),  # pid
+    st.sampled_from([None, 70, 71, 80]),  # space
+    st.sampled_from(["start", "change", "now", "peak", "end", ""]),
+    st.tuples(*[st.integers(0, 64)] * 4)), max_size=40)
+resident_events = st.lists(st.tuples(st.integers(0, 40), st.sampled_from([7, 8, 9]),
+                                     st.sampled_from([0, 1, 2, 3, 9]),
+                                     st.integers(-2, 16)), max_size=20)
+
+
+def random_recording(path, rows, resident):
+    synth = Synth(path)
+    synth.process(7, "seven")
+    synth.writer.add_rss([RecordedRss(synth.ts(ms), pid, space, why,
+                                      Rss(*(n * 4096 for n in sizes)))
+                          for ms, pid, space, why, sizes in rows])
+    for ms, pid, cls, pages in resident:
+        synth.event("resident", ms, pid, size=pages * 4096, flags=cls, calls=1)
+    synth.writer.set_meta(end_ns=synth.ts(41))
+    synth.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(rss_rows, resident_events, st.sampled_from([None, 7, 8]), st.integers(1, 12))
+def test_the_rss_queries_are_the_row_by_row_replays(tmp_path_factory, rows, resident, pid,
+                                                    width_ms):
+    path = str(tmp_path_factory.mktemp("rss") / "rec.db")
+    random_recording(path, rows, resident)
+    with Recording(path) as rec:
+        recorded = rec.rss(pid)
+        assert process_peaks(rec, pid) == rss_reference.process_peaks(recorded)
+        if pid is None:
+            assert run_peak(rec, None) == rss_reference.largest(recorded)
+        else:
+            assert run_peak(rec, pid) == rss_reference.process_peaks(recorded).get(pid)
+        assert resident_by_process(rec, pid) == rss_reference.resident_by_process(rec, pid)
+        assert rec.last_rss_ns(pid) == (recorded[-1].ts_ns if recorded else None)
+        origin = run_start_ns(rec) + 5 * 1_000_000  # rows before the first bucket too
+        axis = Axis(origin, width_ms * 1_000_000, max(30 // width_ms, 1))
+        buckets = axis.buckets()
+        add_rss(rec, buckets, axis, pid, None)
+        assert [b.rss_split for b in buckets] == rss_reference.bucket_rss(recorded, axis)
+        assert [b.rss for b in buckets] == [None if r is None else r.total
+                                            for r in rss_reference.bucket_rss(recorded, axis)]
+        add_resident(rec, buckets, axis, pid)
+        assert [(b.resident, b.resident_split) for b in buckets] == \
+            rss_reference.bucket_resident(rec, axis, pid)
