@@ -8,11 +8,11 @@ from typing import Dict, List, Optional
 import click
 
 from heaptrace import __version__
-from heaptrace.commands import COMMANDS
+from heaptrace.commands import LazyGroup
 from heaptrace.errors import HeaptraceError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="heaptrace")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.pass_context
@@ -26,10 +26,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
       heaptrace flame > out.svg                       memory flame graph
     """
     ctx.ensure_object(dict)["debug"] = debug
-
-
-for _command in COMMANDS:
-    cli.add_command(_command)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

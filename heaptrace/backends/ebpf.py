@@ -12,10 +12,10 @@ import platform
 import re
 import struct
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from heaptrace.backends import probe_layout as layout
+from heaptrace.backends.backlog import Backlog
 from heaptrace.backends.probe_layout import (
     CLASS_SLOTS,
     COUNTERS,
@@ -53,6 +53,7 @@ from heaptrace.backends.records import (
     StackCopy,
     WalkedStack,
 )
+from heaptrace.backends.release import release_compiler_memory
 from heaptrace.errors import BackendUnavailable, HeaptraceError, PrivilegeError, UsageError
 from heaptrace.events import CLASSED_KINDS, KIND_INDEX, KINDS, KindTotals, MemClass, Rss
 
@@ -69,6 +70,7 @@ MAPFILE_REC = layout.MAPFILE_REC.struct
 PY_STACK_REC = layout.PY_STACK_REC.struct
 PY_CODE_HEADER = layout.PY_CODE_HEADER.struct
 LOOK_AHEAD_S = 0.02  # while records are handled, fetch the new ones this often
+LOOK_AHEAD = (REC_EXEC, REC_MAPFILE)  # the records look_ahead is shown
 RSS_REC = layout.RSS_REC.struct
 RESIDENT_KEY = layout.RESIDENT_KEY.struct
 RESIDENT_VAL = layout.RESIDENT_VAL.struct
@@ -331,9 +333,11 @@ class EbpfTracer:
     def __init__(
         self, on_record: Callable[[Record], None], cflags: Sequence[str], fp_stacks: bool = False,
         look_ahead: Optional[Callable[[Sequence[Record]], None]] = None,
+        spill_dir: Optional[str] = None,
     ) -> None:
-        """`cflags` from build_cflags(): the probe's settings. `look_ahead`: shown the records
-        of each poll before `on_record` gets them one by one."""
+        """`cflags` from build_cflags(): the probe's settings. `look_ahead`: shown the process
+        changes and file mappings of each poll before `on_record` gets them one by one.
+        `spill_dir`: where the records waiting to be handled go past a few MiB (backlog.py)."""
         check_privileges()
         bcc = import_bcc()
         try:
@@ -351,9 +355,11 @@ class EbpfTracer:
             except Exception as exc:  # bcc raises bare Exception on load failures
                 raise HeaptraceError(f"could not load the probe's {name} program: {exc}") from None
             stages[ctypes.c_int(index)] = ctypes.c_int(program.fd)
+        release_compiler_memory()  # loaded: clang's memory is not carried through the run
         self._on_record = on_record
         self._look_ahead = look_ahead
-        self._polled: List[Record] = []
+        self._polled: List[bytes] = []
+        self.backlog = Backlog(spill_dir)
         self._fp_stacks = fp_stacks
         self.members = rss_members(tracefs_format("kmem/rss_stat"))
         # The first exception raised while handling a record (a write error, a bug): ctypes
@@ -364,27 +370,38 @@ class EbpfTracer:
         self._bpf["events"].open_ring_buffer(self._callback)
 
     def _callback(self, _ctx: object, data: int, size: int) -> None:
-        self._polled.extend(parse_record(ctypes.string_at(data, size), self.members))
+        self._polled.append(ctypes.string_at(data, size))
 
     def _deliver(self) -> None:
-        """Hand the polled records on, in order. Handling some takes long (the first stack
-        copies of a process are unwound from cold caches): meanwhile records that arrive are
-        fetched every LOOK_AHEAD_S and shown to `look_ahead` at once, so what it does for
-        them (teaching the probe where a new process runs Python) waits for no backlog."""
-        queue = deque(self._take_polled())
+        """Hand the polled records on, in order, decoded one ring-buffer record at a time.
+        Handling some takes long (the first stack copies of a process are unwound from cold
+        caches) and a busy target makes records faster than they are handled: meanwhile the
+        ring buffer is emptied every LOOK_AHEAD_S into the backlog (bounded memory, then a
+        spill file), so the kernel drops nothing, and what arrives is shown to `look_ahead`
+        at once, so what it does (teaching the probe where a new process runs Python) waits
+        for no backlog."""
+        self._take_polled()
         last = time.monotonic()
-        while queue:
-            self._on_record(queue.popleft())
+        while True:
+            raw = self.backlog.pop()
+            if raw is None:
+                return
+            for record in parse_record(raw, self.members):
+                self._on_record(record)
             if time.monotonic() - last > LOOK_AHEAD_S:
                 self._bpf.ring_buffer_consume()
-                queue.extend(self._take_polled())
+                self._take_polled()
                 last = time.monotonic()
 
-    def _take_polled(self) -> List[Record]:
-        records, self._polled = self._polled, []
-        if records and self._look_ahead is not None:
-            self._look_ahead(records)
-        return records
+    def _take_polled(self) -> None:
+        polled, self._polled = self._polled, []
+        if self._look_ahead is not None:
+            ahead = [record for raw in polled if struct.unpack_from("<I", raw)[0] in LOOK_AHEAD
+                     for record in parse_record(raw, self.members)]
+            if ahead:
+                self._look_ahead(ahead)
+        for raw in polled:
+            self.backlog.append(raw)
 
     def arm(self, pid: int) -> None:
         """Trace `pid` from its next exec on (it is stopped between fork and exec)."""
@@ -529,6 +546,7 @@ class EbpfTracer:
         if not self._closed:
             self._closed = True
             self._bpf.cleanup()
+            self.backlog.close()
 
 
 def _raw(value: object) -> bytes:

@@ -21,6 +21,7 @@ from heaptrace.backends.records import (
 )
 from heaptrace.events import RSS_CLASS, SPEC, Event, Frame, Rss, growth
 from heaptrace.recording import RecordedRss, RecordingWriter
+from heaptrace.recording.lru import Lru
 from heaptrace.stacks.mappingtracker import MappingTracker
 from heaptrace.stacks.procmaps import ProcMaps
 from heaptrace.stacks.python.codes import CodeInfo
@@ -28,6 +29,7 @@ from heaptrace.stacks.python.tracker import PyFrame, PythonProcesses, Teach
 
 BATCH_EVENTS = 20000
 BATCH_SECONDS = 0.5
+STACK_CACHE = 65536  # call references -> stack id, kept for the stacks most recently used
 
 CopyUnwinder = Callable[[StackCopy], Sequence[int]]
 FpStacks = Callable[[int], Sequence[int]]
@@ -71,7 +73,9 @@ class Recorder:
         self.unwind_copy = unwind_copy
         self.fp_stack = fp_stack
         self._parts: Dict[int, Tuple[int, ...]] = {0: ()}  # stack_ref / rest_ref -> addresses
-        self._stack_ids: Dict[tuple, int] = {}
+        # the recording's stack id of a call's references, for the stacks in use (an evicted
+        # one is found again by the writer, whose stack keys are the frames themselves)
+        self._stack_ids: Lru[tuple, int] = Lru(STACK_CACHE)
         self._pending: List[Event] = []
         self._last_flush = time.monotonic()
         self.started = False  # a traced process exec'd or made a call: the command runs
@@ -168,8 +172,9 @@ class Recorder:
             if not ips:
                 return None
             py, cut = self._py.get(py_ref, ([], False))
-            stack_id = self._stack_ids[key] = self.writer.add_stack(
-                ips=ips, pid=pid, image=image, ts_ns=ts_ns, py=py, py_cut=cut)
+            stack_id = self.writer.add_stack(ips=ips, pid=pid, image=image, ts_ns=ts_ns, py=py,
+                                             py_cut=cut)
+            self._stack_ids.put(key, stack_id)
         return stack_id
 
     def _add_call(self, call: Call) -> None:

@@ -143,7 +143,8 @@ class EbpfCapture:
             warming = threading.Thread(target=warm_up, args=(self.command,), daemon=True)
             warming.start()  # while the probe compiles
             self.tracer = EbpfTracer(self.recorder, options.cflags(), fp_stacks=options.fp,
-                                     look_ahead=self.recorder.prepare)
+                                     look_ahead=self.recorder.prepare,
+                                     spill_dir=os.path.dirname(os.path.abspath(options.output)))
             warming.join()
             if options.fp:
                 self.recorder.fp_stack = self.tracer.stack_ips

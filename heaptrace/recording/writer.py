@@ -21,6 +21,7 @@ from urllib.parse import quote
 from heaptrace.errors import RecordingError
 from heaptrace.events import Event, Frame, KindTotals
 from heaptrace.recording.files import NEVER, OutputError, PrivateFile, held_by_another_fd
+from heaptrace.recording.lru import Lru
 from heaptrace.recording.meta import FIELD_NAMES, RunMeta
 from heaptrace.recording.rows import (
     PyFrames,
@@ -42,6 +43,7 @@ from heaptrace.recording.schema import (
 
 EVENT_COLUMNS = tuple(f.name for f in fields(Event))
 _event_row = operator.attrgetter(*EVENT_COLUMNS)  # dataclasses.astuple deep-copies: far slower
+STACK_CACHE = 65536  # stack ids kept in memory by key; the others are looked up in the file
 _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
@@ -84,7 +86,7 @@ class RecordingWriter:
         self._layout = CURRENT  # what the file's schema has (symbolize updates older formats)
         self.events_written = 0  # committed
         self._events_pending = 0  # added since the last commit
-        self._stack_ids: Dict[bytes, int] = {}
+        self._stack_ids: Lru[bytes, int] = Lru(STACK_CACHE)
         self._file: Optional[PrivateFile] = PrivateFile(
             path, overwrite, "a heaptrace recording", APPLICATION_ID)
         try:
@@ -132,12 +134,7 @@ class RecordingWriter:
         self.events_written = self._events_pending = 0
         self._file = None
         self._db, self.meta, self._layout = open_for_update(path)
-        try:
-            rows = self._db.execute("SELECT key, id FROM stacks").fetchall()
-        except DB_ERRORS as exc:
-            self._db.close()
-            raise RecordingError(f"cannot update recording {path}: {exc}") from None
-        self._stack_ids = dict(rows)
+        self._stack_ids = Lru(STACK_CACHE)  # the rest is found in the file (add_stack)
         return self
 
     # --- the file ------------------------------------------------------------------------
@@ -294,13 +291,19 @@ class RecordingWriter:
         the Python frames of the calling thread (table pystacks)."""
         key = stack_key(pid, ips, frames, image, py)
         stack_id = self._stack_ids.get(key)
+        if stack_id is None:  # stored already, its id evicted from the cache since?
+            row = self._run("SELECT id FROM stacks WHERE key = ?", (key,)).fetchone()
+            stack_id = row[0] if row else None
+            if stack_id is not None:
+                self._stack_ids.put(key, stack_id)
         if stack_id is None:
             cur = self._run(
                 "INSERT INTO stacks (key, pid, ts_ns, ips, frames) VALUES (?, ?, ?, ?, ?)",
                 (key, pid, ts_ns, pack_ips(ips) if ips else None, frames_json(frames)),
             )
             assert cur.lastrowid is not None
-            stack_id = self._stack_ids[key] = cur.lastrowid
+            stack_id = cur.lastrowid
+            self._stack_ids.put(key, stack_id)
             if py:
                 self._run("INSERT INTO pystacks (stack_id, frames, cut) VALUES (?, ?, ?)",
                           (stack_id, json.dumps(py_json(py)), int(py_cut)))

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 import pytest
 
 from heaptrace.backends import ebpf
+from heaptrace.backends.backlog import Backlog
 from heaptrace.capture import runner
 from heaptrace.errors import CommandNotFound, HeaptraceError, RecordingError
 from heaptrace.events import KINDS, KindTotals, Rss
@@ -48,7 +49,8 @@ class ScriptedTracer(ebpf.EbpfTracer):
     deliver = True
     members = dict(ebpf.DEFAULT_MEMBERS)
 
-    def __init__(self, on_record, cflags, fp_stacks=False, look_ahead=None) -> None:  # noqa: ANN001
+    def __init__(self, on_record, cflags, fp_stacks=False, look_ahead=None,  # noqa: ANN001
+                 spill_dir=None) -> None:  # noqa: ANN001
         if ScriptedTracer.on_init is not None:
             ScriptedTracer.on_init()
         self._on_record = on_record
@@ -56,8 +58,9 @@ class ScriptedTracer(ebpf.EbpfTracer):
         self.failure = None
         self.callback_errors = 0
         self._closed = False
-        self._polled: List[object] = []
+        self._polled: List[bytes] = []
         self._look_ahead = None
+        self.backlog = Backlog(spill_dir)
         self._bpf = self  # its ring_buffer_consume(): records come through poll() only
         self.queue: List[bytes] = []
         self.delivered = 0

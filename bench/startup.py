@@ -1,0 +1,236 @@
+"""Benchmark: where `heaptrace run` spends its time before the target's main (issue 12, item 4).
+
+    .venv/bin/python bench/startup.py [--reps 3] [--json]
+
+Two measurements, each repeated REPS times (medians printed):
+
+1. End to end, side by side on the same program (bench/heavy.c with no work, which prints the
+   CLOCK_REALTIME at which its main began): from launching the command to the target's main,
+   and the wall time of the whole command, for
+       untraced       heavy alone
+       heaptrace      heaptrace run -o F -- heavy
+       perf record    perf record -e syscalls:sys_enter_{brk,mmap,munmap} -g -- heavy
+2. Phase by phase, in a fresh Python process that does what `heaptrace run` does before it
+   starts the target, each phase timed alone: the interpreter, `import bcc`, the heaptrace
+   modules `run` imports, the probe's settings (tracefs, BTF), its text, the clang compile
+   (bcc's BPF() without its automatic load), then per program the verifier's load and the
+   attach, the tail-called stage programs, the table set-up and the ring buffer; with the
+   process's RSS after each phase.
+
+The target is 0.5 s from launch to main. Timings live here, never in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from run import build_heavy  # noqa: E402
+
+TARGET_S = 0.5
+PERF_EVENTS = ",".join(f"syscalls:sys_enter_{k}" for k in ("brk", "mmap", "munmap"))
+
+# Runs in a fresh interpreter: prints one JSON object of phase -> [seconds, RSS MB after].
+PHASES = r'''
+import ctypes, json, sys, time
+T = {}
+class ProgInfo(ctypes.Structure):  # struct bpf_prog_info (uapi/linux/bpf.h), to verified_insns
+    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("tag", ctypes.c_uint8 * 8),
+                ("jited_prog_len", ctypes.c_uint32), ("xlated_prog_len", ctypes.c_uint32),
+                ("jited_prog_insns", ctypes.c_uint64), ("xlated_prog_insns", ctypes.c_uint64),
+                ("load_time", ctypes.c_uint64), ("created_by_uid", ctypes.c_uint32),
+                ("nr_map_ids", ctypes.c_uint32), ("map_ids", ctypes.c_uint64),
+                ("name", ctypes.c_char * 16), ("ifindex", ctypes.c_uint32),
+                ("gpl_compatible", ctypes.c_uint32), ("netns_dev", ctypes.c_uint64),
+                ("netns_ino", ctypes.c_uint64), ("nr_jited_ksyms", ctypes.c_uint32),
+                ("nr_jited_func_lens", ctypes.c_uint32), ("jited_ksyms", ctypes.c_uint64),
+                ("jited_func_lens", ctypes.c_uint64), ("btf_id", ctypes.c_uint32),
+                ("func_info_rec_size", ctypes.c_uint32), ("func_info", ctypes.c_uint64),
+                ("nr_func_info", ctypes.c_uint32), ("nr_line_info", ctypes.c_uint32),
+                ("line_info", ctypes.c_uint64), ("jited_line_info", ctypes.c_uint64),
+                ("nr_jited_line_info", ctypes.c_uint32), ("line_info_rec_size", ctypes.c_uint32),
+                ("jited_line_info_rec_size", ctypes.c_uint32), ("nr_prog_tags", ctypes.c_uint32),
+                ("prog_tags", ctypes.c_uint64), ("run_time_ns", ctypes.c_uint64),
+                ("run_cnt", ctypes.c_uint64), ("recursion_misses", ctypes.c_uint64),
+                ("verified_insns", ctypes.c_uint32), ("attach_btf_obj_id", ctypes.c_uint32),
+                ("attach_btf_id", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+class InfoAttr(ctypes.Structure):
+    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32),
+                ("info", ctypes.c_uint64)]
+libc = ctypes.CDLL(None, use_errno=True)
+def verified(fd):
+    """(instructions after load, instructions the verifier processed) of program fd."""
+    info = ProgInfo()
+    attr = InfoAttr(fd, ctypes.sizeof(info), ctypes.addressof(info))
+    if libc.syscall(321, 15, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:  # x86_64 bpf()
+        return None
+    return [info.xlated_prog_len // 8, info.verified_insns]
+INSNS = {}
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) // 1024 for l in f if l.startswith("VmRSS"))
+last = time.monotonic()
+def mark(name):
+    global last
+    now = time.monotonic()
+    T[name] = [round(now - last, 4), rss()]
+    last = now
+mark("interpreter (to first line)")
+import bcc
+mark("import bcc")
+import heaptrace.commands.run, heaptrace.capture.runner
+from heaptrace.backends import ebpf
+mark("import heaptrace (run's modules)")
+from heaptrace.capture.runner import RunOptions
+flags = RunOptions().cflags()
+mark("probe settings (tracefs, sysconf)")
+text = ebpf.probe_text()
+mark("probe text (files read, headers inlined)")
+autoload = bcc.BPF._trace_autoload
+bcc.BPF._trace_autoload = lambda self: None
+b = bcc.BPF(text=text, cflags=flags)
+mark("clang compile + maps created (BPF())")
+bcc.BPF._trace_autoload = autoload
+n = bcc.lib.bpf_num_functions(b.module)
+names = [bcc.lib.bpf_function_name(b.module, i) for i in range(n)]
+attach = []
+for name in names:
+    for prefix, kind in ((b"tracepoint__", b.TRACEPOINT), (b"raw_tracepoint__", b.RAW_TRACEPOINT)):
+        if name.startswith(prefix):
+            fn = b.load_func(name, kind)
+            mark(f"verify+load {name.decode()}")
+            INSNS[name.decode()] = verified(fn.fd)
+            attach.append((prefix, name))
+for prefix, name in attach:
+    tp = name[len(prefix):]
+    if prefix == b"tracepoint__":
+        b.attach_tracepoint(tp=tp.replace(b"__", b":"), fn_name=name)
+    else:
+        b.attach_raw_tracepoint(tp=tp, fn_name=name)
+mark("attach (all)")
+stages = b["stages"]
+for i, name in enumerate(ebpf.STAGES):
+    prog = b.load_func(name.encode(), bcc.BPF.RAW_TRACEPOINT)
+    stages[ctypes.c_int(i)] = ctypes.c_int(prog.fd)
+    mark(f"verify+load stage {name}")
+    INSNS[name] = verified(prog.fd)
+ebpf.layout.check_against(lambda name, side: getattr(b[name], side))
+b["events"].open_ring_buffer(lambda *a: None)
+mark("tables checked, ring buffer opened")
+b.cleanup()
+mark("cleanup")
+print(json.dumps({"phases": T, "insns": INSNS}))
+'''
+
+
+def phases(python: str) -> Dict[str, Dict[str, List[float]]]:
+    """{"phases": name -> [seconds, RSS MB after], "insns": program -> [instructions,
+    instructions the verifier processed]}."""
+    proc = subprocess.run([python, "-c", PHASES], capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"phases failed: {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def interpreter_alone(python: str) -> float:
+    start = time.monotonic()
+    subprocess.run([python, "-c", "pass"], check=True)
+    return time.monotonic() - start
+
+
+def to_main(argv: Sequence[str], cwd: str) -> Dict[str, float]:
+    """Seconds from launching argv to heavy's main, and the whole command's wall time."""
+    launched, start = time.time(), time.monotonic()
+    proc = subprocess.run(list(argv), capture_output=True, text=True, cwd=cwd,
+                          stdin=subprocess.DEVNULL)
+    wall = time.monotonic() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.strip()[-300:]}")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("{"))
+    return {"to_main_s": json.loads(line)["main_started"] - launched, "wall_s": wall}
+
+
+def end_to_end(heavy: Path, heaptrace: str, tmp: str) -> Dict[str, Dict[str, float]]:
+    target = [str(heavy), "0", "0"]
+    modes: Dict[str, List[str]] = {
+        "untraced": target,
+        "heaptrace run": [heaptrace, "run", "-o", os.path.join(tmp, "s.db"), "--", *target],
+    }
+    if shutil.which("perf"):
+        modes["perf record"] = ["perf", "record", "-q", "-o", os.path.join(tmp, "perf.data"),
+                                "-g", "-e", PERF_EVENTS, "--", *target]
+    return {mode: to_main(argv, tmp) for mode, argv in modes.items()}
+
+
+def median_of(runs: List[Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, float]]:
+    return {mode: {k: round(statistics.median(r[mode][k] for r in runs), 3)
+                   for k in runs[0][mode]} for mode in runs[0]}
+
+
+def median_phases(runs: List[Dict[str, List[float]]]) -> Dict[str, List[float]]:
+    return {name: [round(statistics.median(r[name][0] for r in runs), 3),
+                   max(r[name][1] for r in runs)] for name in runs[0]}
+
+
+def lines(result: Dict[str, object]) -> List[str]:
+    e2e = result["end_to_end"]
+    assert isinstance(e2e, dict)
+    out = [f"from launch to the target's main (median of {result['reps']}; target "
+           f"{TARGET_S} s):", f"  {'':<16} {'to main s':>10} {'wall s':>8}"]
+    for mode, v in e2e.items():
+        out.append(f"  {mode:<16} {v['to_main_s']:>10.3f} {v['wall_s']:>8.3f}")
+    out.append(f"phases of heaptrace run's set-up (median seconds, RSS MB after; "
+               f"`python -c pass` alone: {result['interpreter_alone_s']} s):")
+    ph = result["phases"]
+    assert isinstance(ph, dict)
+    for name, (seconds, mb) in ph.items():
+        out.append(f"  {name:<44} {seconds:>7.3f} {mb:>6}")
+    out.append(f"  {'sum':<44} {sum(v[0] for v in ph.values()):>7.3f}")
+    insns = result["insns"]
+    assert isinstance(insns, dict)
+    out.append("the verifier's work per program (instructions; instructions it processed):")
+    for name, counts in insns.items():
+        if counts:
+            out.append(f"  {name:<44} {counts[0]:>7,} {counts[1]:>10,}")
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--heaptrace", default=str(ROOT / ".venv" / "bin" / "heaptrace"))
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("startup.py: heaptrace run needs root (eBPF)", file=sys.stderr)
+        return 2
+    python = str(Path(args.heaptrace).parent / "python")
+    heavy = build_heavy()
+    tmp = tempfile.mkdtemp(prefix="heaptrace-startup-")
+    try:
+        e2e = [end_to_end(heavy, args.heaptrace, tmp) for _ in range(args.reps)]
+        measured = [phases(python) for _ in range(args.reps)]
+        ph = [m["phases"] for m in measured]
+        alone = statistics.median(interpreter_alone(python) for _ in range(args.reps))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result: Dict[str, object] = {"reps": args.reps, "end_to_end": median_of(e2e),
+                                 "phases": median_phases(ph), "insns": measured[0]["insns"],
+                                 "interpreter_alone_s": round(alone, 3)}
+    print(json.dumps(result, indent=2) if args.json else "\n".join(lines(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
