@@ -18,7 +18,7 @@ property tests hold the queries to it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from heaptrace.events import RSS_CLASS, RSS_CLASSES, Rss
 from heaptrace.recording import Recording
@@ -45,7 +45,8 @@ def _deltas(pid: Optional[int]) -> Tuple[str, List[object]]:
     """CTEs r, n, d: every row in time order (seq), and d(pos, pid, ts, classes...), the
     changes of the sums: at each row its value (0 for an "end" row), and minus that value at
     the row that ends it. Each row has an entry at its own position."""
-    where, args = ("WHERE pid = ?", [pid]) if pid is not None else ("", [])
+    where = "WHERE pid = ?" if pid is not None else ""
+    args: List[object] = [pid] if pid is not None else []
     cols = ", ".join(CLASSES)
     own = ", ".join(f"CASE WHEN why IS 'end' THEN 0 ELSE {c} END" for c in CLASSES)
     minus = ", ".join(f"-{c}" for c in CLASSES)
@@ -77,7 +78,7 @@ def _series(pid: Optional[int], per_process: bool) -> Tuple[str, List[object]]:
     return sql, args
 
 
-def _rss(row: tuple) -> Rss:
+def _rss(row: Sequence[int]) -> Rss:
     return Rss(*row)
 
 
