@@ -66,6 +66,9 @@ static __always_inline long read_kernel(void *dst, u32 size, const void *src)
 #ifndef RELEARN_NS           /* at most one stack copy per unknown PC per this interval */
 #define RELEARN_NS 2000000ULL
 #endif
+#ifndef EXEC_RANGES          /* executable ranges remembered per process (to see one reused) */
+#define EXEC_RANGES 256
+#endif
 #ifndef PROT_EXEC
 #define PROT_EXEC 0x4
 #endif
@@ -186,6 +189,18 @@ struct zero_page {
     u8 b[PAGE_BYTES];
 };
 
+/* The executable ranges a process has mapped since its exec. A new executable mapping over one of
+ * them (dlclose, then dlopen of another file at the same place) makes the rules learned there
+ * wrong for the new code, so the process's rule generation moves on. No entry: the history is
+ * not known (a process traced with -p, or more ranges than fit), and every executable mapping
+ * moves it on. Ranges are never removed (unmaps are not matched), only replaced when reused. */
+struct exec_ranges {
+    u32 n;
+    u32 pad;
+    u64 start[EXEC_RANGES];
+    u64 end[EXEC_RANGES];
+};
+
 /* The maps: key -> value; who writes; who reads. */
 /* tgid -> STATE_*; user space (arm, attach) and the fork/exec/exit tracepoints; every probe */
 BPF_HASH(traced, u32, u8, MAX_PROCS);
@@ -227,8 +242,12 @@ BPF_PERCPU_ARRAY(copy_seq, u64, 1);
 /* (tgid, gen, pc) -> unwinding rule; user space (teach); walk_stack. LRU: rules of exited
  * processes cannot be deleted by tgid, so let the oldest go. */
 BPF_TABLE("lru_hash", struct rule_key, struct rule, rules, MAX_RULES);
-/* tgid -> exec generation; sched_process_exec; walk_stack, copy_rest */
+/* tgid -> rule generation; exec, an executable range reused (next_gen); walk_stack, copy_rest */
 BPF_HASH(gens, u32, u32, MAX_PROCS);
+/* tgid -> its executable ranges since exec; exec, fork (inherited), executable mmaps; the same */
+BPF_F_TABLE("hash", u32, struct exec_ranges, exec_ranges, MAX_PROCS, BPF_F_NO_PREALLOC);
+/* 0 -> scratch exec_ranges (too big for the BPF stack); reset_exec_ranges */
+BPF_PERCPU_ARRAY(ranges_scratch, struct exec_ranges, 1);
 /* stack hash -> 1 once its stack_rec was sent; send_walked; send_walked */
 BPF_TABLE("lru_hash", u64, u8, sent_stacks, 65536);
 /* (tgid, gen, pc^sp) -> last copy of that frame; copy_rest; copy_rest (one per RELEARN_NS) */
@@ -394,6 +413,57 @@ static __always_inline u32 gen_of(u32 tgid)
 {
     u32 *gen = gens.lookup(&tgid);
     return gen ? *gen : 0;
+}
+
+/* Rules of the process's current generation no longer apply: relearn from stack copies. */
+static __always_inline void next_gen(u32 tgid)
+{
+    u32 *gen = gens.lookup(&tgid);
+    u32 next = gen ? *gen + 1 : 1;
+    gens.update(&tgid, &next);
+}
+
+/* After a successful executable mmap: was that place executable before? (see exec_ranges) */
+static __always_inline void note_exec_range(u32 tgid, u64 *args, s64 ret)
+{
+    if (is_error(ret) || !(args[2] & PROT_EXEC))
+        return;
+    u64 start = (u64)ret, end = start + args[1];
+    struct exec_ranges *r = exec_ranges.lookup(&tgid);
+    if (!r) {
+        next_gen(tgid);
+        return;
+    }
+    u32 n = r->n;
+    for (u32 i = 0; i < EXEC_RANGES; i++) {
+        if (i >= n)
+            break;
+        if (start < r->end[i] && r->start[i] < end) {
+            r->start[i] = start;
+            r->end[i] = end;
+            next_gen(tgid);
+            return;
+        }
+    }
+    if (n >= EXEC_RANGES) {
+        exec_ranges.delete(&tgid); /* too many to remember: unknown from now on */
+        next_gen(tgid);
+        return;
+    }
+    r->start[n & (EXEC_RANGES - 1)] = start;
+    r->end[n & (EXEC_RANGES - 1)] = end;
+    r->n = n + 1;
+}
+
+/* At exec, a new address space with nothing mapped by mmap yet. */
+static __always_inline void reset_exec_ranges(u32 tgid)
+{
+    u32 zero = 0;
+    struct exec_ranges *empty = ranges_scratch.lookup(&zero);
+    if (!empty)
+        return;
+    empty->n = 0;
+    exec_ranges.update(&tgid, empty);
 }
 
 /* Where a walk stopped for want of a rule: the registers of that frame. */
@@ -1012,8 +1082,10 @@ RAW_TRACEPOINT_PROBE(sys_exit)
         note_open(tgid, nr, args, ret);
         return 0;
     }
-    if (nr == NR_MMAP)
+    if (nr == NR_MMAP) {
+        note_exec_range(tgid, args, ret);
         note_exec_mapping(tgid, args, ret);
+    }
     u32 zero = 0;
     struct call_job *job = jobs.lookup(&zero);
     if (!job)
@@ -1248,6 +1320,9 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
         count(CTR_PROCS_FULL);
         return 0;
     }
+    struct exec_ranges *ranges = exec_ranges.lookup(&tgid); /* and its address space */
+    if (ranges)
+        exec_ranges.update(&child, ranges);
     u64 *brk = breaks.lookup(&tgid); /* the child starts with its parent's break */
     if (brk) {
         u64 inherited = *brk;
@@ -1286,9 +1361,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     *state = STATE_ACTIVE;
     breaks.delete(&tgid); /* a new address space: its first brk answer is the new base */
     ranges.delete(&tgid);
-    u32 *gen = gens.lookup(&tgid);
-    u32 next = gen ? *gen + 1 : 1;
-    gens.update(&tgid, &next);
+    next_gen(tgid);
+    reset_exec_ranges(tgid);
     struct proc_rec *rec = proc_record(REC_EXEC, tgid);
     if (!rec)
         return 0;
@@ -1316,6 +1390,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     breaks.delete(&tgid);
     ranges.delete(&tgid);
     gens.delete(&tgid);
+    exec_ranges.delete(&tgid);
     space_exited(tgid);
     py_procs.delete(&tgid);
     struct proc_rec *rec = proc_record(REC_EXIT, tgid);

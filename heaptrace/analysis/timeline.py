@@ -130,7 +130,7 @@ def make_axis(rec: Recording, interval_s: Optional[float], times: Sequence[int])
     duration_ns = max(run_end_ns(rec, times, origin) - origin, 0)
     if interval_s is not None and interval_s <= 0:
         raise UsageError(f"--interval must be more than 0 seconds, not {interval_s:g}")
-    width = int((interval_s or nice_interval(duration_ns / 1e9)) * 1e9)
+    width = max(int((interval_s or nice_interval(duration_ns / 1e9)) * 1e9), 1)
     count = max(math.ceil(duration_ns / width), 1)
     if count > MAX_BUCKETS:
         raise UsageError(f"--interval {interval_s:g} makes {count:,} buckets of a "

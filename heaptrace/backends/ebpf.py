@@ -6,6 +6,7 @@ per-event stream to a callback and reads the exact totals back from the per-CPU 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
@@ -465,6 +466,11 @@ class EbpfTracer:
                                       bytes=sum(v.bytes for v in per_cpu),
                                       released=sum(v.released for v in per_cpu))
         return result
+
+    def detach(self, pid: int) -> None:
+        """Stop tracing `pid` (attached by mistake: its pid was reused)."""
+        with contextlib.suppress(KeyError):
+            del self._bpf["traced"][ctypes.c_uint32(pid)]
 
     def teach(self, pid: int, gen: int, rules: Sequence[Tuple[int, StepRule]]) -> None:
         """Hand per-PC unwinding rules to the probe (see heaptrace/unwind/bpf_rules.py)."""

@@ -163,7 +163,8 @@ class Recorder:
         """The frames the probe walked, then those unwound from the copy of the rest (or the
         kernel's frame-pointer stack), with the calling thread's Python frames (py_ref),
         stored once per process image."""
-        key = (pid, image, stack_ref, rest_ref, fp_id, py_ref)
+        epoch = self.maps.epoch(pid, ts_ns)  # libraries replaced since: new stacks
+        key = (pid, image, epoch, stack_ref, rest_ref, fp_id, py_ref)
         stack_id = self._stack_ids.get(key)
         if stack_id is None:
             ips = self._parts.get(stack_ref, ()) + self._parts.get(rest_ref, ())
@@ -172,8 +173,10 @@ class Recorder:
             if not ips:
                 return None
             py, cut = self._py.get(py_ref, ([], False))
-            stack_id = self.writer.add_stack(ips=ips, pid=pid, image=image, ts_ns=ts_ns, py=py,
-                                             py_cut=cut)
+            # The writer keeps one row per address space image and addresses: what the
+            # addresses mean changes with an exec and with a library replaced at one place.
+            stack_id = self.writer.add_stack(ips=ips, pid=pid, image=image << 32 | epoch,
+                                             ts_ns=ts_ns, py=py, py_cut=cut)
             self._stack_ids.put(key, stack_id)
         return stack_id
 

@@ -27,9 +27,10 @@ from heaptrace.backends.ebpf import (
     probe_source,
 )
 from heaptrace.capture.mapped import read_mapped
+from heaptrace.capture.procinfo import AttachTarget
 from heaptrace.capture.rows import Recorder
 from heaptrace.capture.rss import process_rss
-from heaptrace.capture.target import Progress, attach_traced, process_command, run_traced
+from heaptrace.capture.target import Progress, attach_traced, run_traced
 from heaptrace.errors import BackendUnavailable, HeaptraceError, UsageError
 from heaptrace.events import KINDS, KindTotals, Rss
 from heaptrace.recording import Recording, RecordingWriteError, RecordingWriter, RunMeta
@@ -234,17 +235,27 @@ class EbpfCapture:
         self._add_root(pid, os.getpid(), os.path.basename(self.command[0])[:15])
         self.writer.set_meta(root_pid=pid)
 
-    def attach(self, pid: int) -> None:
-        """A running process and every descendant it has now (later ones follow by fork)."""
+    def attach(self, target: AttachTarget) -> None:
+        """A running process and every descendant it has now (later ones follow by fork);
+        never heaptrace itself, which is a descendant when the root is init."""
+        if not target.still_the_same():
+            raise _reused(target)
         try:
-            root = psutil.Process(pid)
+            root = psutil.Process(target.pid)
             procs = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
-            raise UsageError(f"process {pid} ended before it could be traced") from None
-        attached = sum(self._attach_one(proc) for proc in procs)
+            raise _reused(target) from None
+        attached = sum(self._attach_one(p) for p in procs if p.pid != os.getpid())
+        if not target.still_the_same():  # the pid was reused while it was being armed
+            self.tracer.detach(target.pid)
+            raise _reused(target)
         more = f" and {attached - 1} descendants" if attached > 1 else ""
-        print(f"heaptrace: attached to PID {pid}{more}", file=sys.stderr, flush=True)
-        self.writer.set_meta(root_pid=pid)
+        print(f"heaptrace: attached to PID {target.pid}{more}", file=sys.stderr, flush=True)
+        if target.pid == 1:
+            print(f"heaptrace: warning: PID 1 is the root of every process: this traces the "
+                  f"whole system ({attached} processes now, and all they start)",
+                  file=sys.stderr, flush=True)
+        self.writer.set_meta(root_pid=target.pid)
         self.writer.publish()
 
     def _attach_one(self, proc: psutil.Process) -> bool:
@@ -257,6 +268,9 @@ class EbpfCapture:
             self.tracer.seed_rss(proc.pid, rss)
             self.recorder.add_rss_start(proc.pid, time.monotonic_ns(), rss)
         self.tracer.attach(proc.pid, read_mapped(proc.pid))
+        if not proc.is_running():  # psutil compares the start time: gone, or pid reused
+            self.tracer.detach(proc.pid)
+            return False
         self.maps.snapshot(proc.pid, time.monotonic_ns())
         self.recorder.look_for_python(proc.pid)
         self._add_root(proc.pid, ppid, name)
@@ -396,17 +410,24 @@ def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
     return result
 
 
-def attach_process(pid: int, options: RunOptions, duration: Optional[float]) -> RunResult:
+def _reused(target: AttachTarget) -> UsageError:
+    return UsageError(f"process {target.pid} ({target.comm}) ended while tracing was being "
+                      "set up (its pid may name another process now): nothing was traced")
+
+
+def attach_process(target: AttachTarget, options: RunOptions,
+                   duration: Optional[float]) -> RunResult:
     """Trace a running process (and its descendants) until it exits, heaptrace is
     interrupted, or `duration` seconds have passed."""
     if platform.system() in DTRACE_SYSTEMS:
         raise BackendUnavailable("--pid is implemented for the eBPF backend (Linux) only",
-                                 f"on {platform.system()}, use dtrace -p {pid} with probes/*.d")
-    command = process_command(pid)
-    capture = EbpfCapture(options, command, attached=True)
+                                 f"on {platform.system()}, use dtrace -p {target.pid} "
+                                 "with probes/*.d")
+    capture = EbpfCapture(options, target.command, attached=True)
     end = None
     try:
-        end = attach_traced(pid, capture.attach, capture.poll, capture.tick, duration)
+        end = attach_traced(target.pid, lambda _pid: capture.attach(target), capture.poll,
+                            capture.tick, duration)
     finally:
         result = capture.finish(None, end)
     return result

@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, TextIO
 
-from heaptrace.errors import CommandNotFound, UsageError
+from heaptrace.capture.procinfo import process_alive
+from heaptrace.errors import CommandNotFound
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 SI_USER, SI_QUEUE, SI_TKILL = 0, -1, -6
@@ -43,6 +44,8 @@ def _child(argv: Sequence[str], error_fd: int) -> None:
         os.execvp(argv[0], list(argv))
     except OSError as exc:
         os.write(error_fd, str(exc.errno).encode())
+    except ValueError:  # an argument with a NUL byte: no exec can take it
+        os.write(error_fd, str(errno.EINVAL).encode())
     finally:
         os._exit(127)
 
@@ -153,28 +156,6 @@ def _discard_pending(signals: Sequence[int]) -> List[int]:
         if info is None:
             return seen
         seen.append(info.si_signo)
-
-
-def process_alive(pid: int) -> bool:
-    """True while pid runs (a zombie has finished)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def process_command(pid: int) -> List[str]:
-    """The command line of a running process, or a UsageError if there is none."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read()
-    except OSError:
-        raw = b""
-    if not raw or not process_alive(pid):
-        raise UsageError(f"no running process with pid {pid}")
-    return [os.fsdecode(arg) for arg in raw.rstrip(b"\0").split(b"\0")]
 
 
 def attach_traced(

@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 import click
 
 from heaptrace.analysis.stacks import EVENT_CHOICES, Selection
+from heaptrace.commands.params import PID, SECONDS_INTO_RUN, Finite, minwidth
 from heaptrace.errors import UsageError
 from heaptrace.render.flamegraph import FlameInput, FlameOptions, build, render
 from heaptrace.render.palettes import (
@@ -26,9 +27,11 @@ SELECTION = [
                  help="Bytes still held (at exit, or --at peak), by allocating stack."),
     click.option("--at", type=click.Choice(["exit", "peak"]), default=None,
                  help="With --retained: the moment to look at (implies --retained)."),
-    click.option("--pid", type=int, help="Only this process."),
-    click.option("--from", "start_s", type=float, metavar="S", help="Seconds into the run."),
-    click.option("--to", "end_s", type=float, metavar="S", help="Seconds into the run."),
+    click.option("--pid", type=PID, help="Only this process."),
+    click.option("--from", "start_s", type=SECONDS_INTO_RUN, metavar="S",
+                 help="Seconds into the run."),
+    click.option("--to", "end_s", type=SECONDS_INTO_RUN, metavar="S",
+                 help="Seconds into the run."),
     click.option("--process-names/--no-process-names", default=True, show_default=True,
                  help="Process names as root frames."),
 ]
@@ -38,13 +41,13 @@ LOOK = [
     click.option("--subtitle", default="", help="Second line (default: what is shown)."),
     click.option("--countname", default="bytes", show_default=True, help="Unit of the counts."),
     click.option("--colors", type=click.Choice(PALETTES), default="mem", show_default=True),
-    click.option("--width", type=click.IntRange(100), default=1200, show_default=True,
-                 help="Image width in pixels."),
-    click.option("--height", type=click.IntRange(4), default=16, show_default=True,
+    click.option("--width", type=click.IntRange(100, 1_000_000), default=1200,
+                 show_default=True, help="Image width in pixels."),
+    click.option("--height", type=click.IntRange(4, 10_000), default=16, show_default=True,
                  help="Frame height in pixels."),
-    click.option("--minwidth", default="0.1", show_default=True,
+    click.option("--minwidth", default="0.1", show_default=True, callback=minwidth,
                  help="Merge frames narrower than this (pixels, or N% of the width)."),
-    click.option("--fontsize", type=click.FloatRange(1), default=12.0, show_default=True),
+    click.option("--fontsize", type=Finite(1, 1000), default=12.0, show_default=True),
     click.option("--inverted", is_flag=True, help="Icicle graph: roots at the top."),
     click.option("--reverse", is_flag=True, help="Reverse stacks: leaves become roots."),
     click.option("--hash", "use_hash", is_flag=True, help="Colour by name hash."),

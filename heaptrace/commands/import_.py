@@ -10,12 +10,14 @@ from heaptrace.analysis.lifetimes import store_in as store_lifetimes
 from heaptrace.events import KINDS
 from heaptrace.importers import FORMATS, import_file
 from heaptrace.importers.common import COUNTS
+from heaptrace.render.terminal import printable
 
 
 @click.command(name="import")
 @click.argument("fmt", metavar="dtrace|perf|folded", type=click.Choice(FORMATS))
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, help="The recording to write.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="The recording to write.")
 @click.option("--event", "kind", type=click.Choice(KINDS),
               help="The syscall the data counts, where it does not say itself.")
 @click.option("--counts", type=click.Choice(COUNTS), default="bytes", show_default=True,
@@ -36,6 +38,6 @@ def import_(fmt: str, input_path: str, output: str, kind: Optional[str], counts:
       heaptrace import folded out.folded -o run.db --event mmap
     """
     for note in import_file(fmt, input_path, output, kind, counts, column, force):
-        click.echo(f"heaptrace: note: {note}", err=True)
+        click.echo(f"heaptrace: note: {printable(note)}", err=True)
     store_lifetimes(output)  # what became of every byte taken, for the held views
-    click.echo(f"Wrote {output}", err=True)
+    click.echo(f"Wrote {printable(output)}", err=True)

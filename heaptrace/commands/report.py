@@ -8,6 +8,7 @@ from typing import Optional
 import click
 
 from heaptrace.analysis.report import DEFAULT_TOP, build_report
+from heaptrace.commands.params import PID
 from heaptrace.recording import DEFAULT_PATH, Recording
 from heaptrace.render.report import render_json, render_text
 
@@ -16,7 +17,7 @@ from heaptrace.render.report import render_json, render_text
 @click.argument("file", default=DEFAULT_PATH, required=False)
 @click.option("--top", type=int, default=DEFAULT_TOP, show_default=True, metavar="N",
               help="How many stacks each ranking shows.")
-@click.option("--pid", type=int, help="Only this process.")
+@click.option("--pid", type=PID, help="Only this process.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (full stacks).")
 def report(file: str, top: int, pid: Optional[int], as_json: bool) -> None:
     """Print what a recording says in one screen: the run, exact totals, each process,

@@ -7,10 +7,13 @@ from typing import Optional, Tuple
 
 import click
 
+from heaptrace.capture.procinfo import attach_target
 from heaptrace.capture.runner import RunOptions, attach_process, record
+from heaptrace.commands.params import POSITIVE_SECONDS
 from heaptrace.errors import UsageError
 from heaptrace.events import KINDS
 from heaptrace.render.summary import render_summary
+from heaptrace.render.terminal import printable
 
 
 def _kinds(value: str) -> Tuple[str, ...]:
@@ -22,7 +25,8 @@ def _kinds(value: str) -> Tuple[str, ...]:
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("-o", "--output", default="heaptrace.db", show_default=True,
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="heaptrace.db",
+              show_default=True,
               help="Recording file (a previous recording there is replaced once CMD runs).")
 @click.option("--force", is_flag=True,
               help="Replace OUTPUT even if it is not a heaptrace recording (never a link, a "
@@ -36,7 +40,8 @@ def _kinds(value: str) -> Tuple[str, ...]:
               help="Bytes of user stack copied when a call path is first seen (dwarf).")
 @click.option("--buffer-mib", default=64, show_default=True, help="Per-event ring buffer size.")
 @click.option("-p", "--pid", type=int, help="Trace this running process instead of running CMD.")
-@click.option("--duration", type=float, help="With --pid: stop after this many seconds.")
+@click.option("--duration", type=POSITIVE_SECONDS,
+              help="With --pid: stop after this many seconds.")
 @click.option("--ebpf", "show_ebpf", is_flag=True,
               help="Print the BPF program with these settings and exit.")
 @click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
@@ -63,12 +68,13 @@ def run(output: str, force: bool, events: str, unwind: str, stack_bytes: int, bu
         raise UsageError("give either a command to run (after --) or --pid PID")
     if duration is not None and pid is None:
         raise UsageError("--duration applies to --pid: a command is traced until it exits")
-    if duration is not None and duration <= 0:
-        raise UsageError(f"--duration must be more than 0 seconds, not {duration:g}")
+    if cmd and not cmd[0]:
+        raise UsageError("the command to run is an empty string")
+    target = attach_target(pid) if pid is not None else None
     click.echo(f"heaptrace: tracing {', '.join(options.kinds)} in "
-               f"{f'PID {pid}' if pid else cmd[0]} and its children"
-               f"{'... Ctrl-C to end' if pid else ''}", err=True)
-    result = attach_process(pid, options, duration) if pid else record(cmd, options)
+               f"{f'PID {pid}' if target else printable(cmd[0])} and its children"
+               f"{'... Ctrl-C to end' if target else ''}", err=True)
+    result = attach_process(target, options, duration) if target else record(cmd, options)
     render_summary(result.totals, output, result.counters.get("lost", 0), result.events,
                    sys.stderr, result.stacks, result.peak_rss, result.peak_rss_classes,
                    result.counters, result.notes)

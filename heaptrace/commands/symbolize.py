@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from heaptrace.recording import DEFAULT_PATH
+from heaptrace.render.terminal import printable
 from heaptrace.stacks.elf import DEBUG_ROOT
 from heaptrace.stacks.symbols import symbolize_recording
 
@@ -22,5 +23,5 @@ def symbolize(file: str, debug_dir: str) -> None:
       apt install libfoo1-dbgsym && heaptrace symbolize run.db
     """
     stacks, frames, unnamed = symbolize_recording(file, debug_dir)
-    click.echo(f"Symbolized {stacks} stacks in {file}: {frames} frames, "
+    click.echo(f"Symbolized {stacks} stacks in {printable(file)}: {frames} frames, "
                f"{unnamed} without a symbol")

@@ -8,6 +8,7 @@ from typing import Optional
 import click
 
 from heaptrace.analysis.timeline import timeline as build_timeline
+from heaptrace.commands.params import PID, Finite
 from heaptrace.errors import UsageError
 from heaptrace.recording import DEFAULT_PATH, Recording
 from heaptrace.render.timeline import render_json, render_svg, render_text
@@ -15,9 +16,10 @@ from heaptrace.render.timeline import render_json, render_svg, render_text
 
 @click.command()
 @click.argument("file", default=DEFAULT_PATH, required=False)
-@click.option("--interval", "interval_s", type=float, metavar="S",
+@click.option("--interval", "interval_s", type=Finite(1e-9, unit=" seconds"),
+              metavar="S",
               help="Seconds per bucket (default: about 40 buckets over the run).")
-@click.option("--pid", type=int, help="Only this process.")
+@click.option("--pid", type=PID, help="Only this process.")
 @click.option("--svg", "as_svg", is_flag=True, help="An SVG line chart instead of the table.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def timeline(file: str, interval_s: Optional[float], pid: Optional[int], as_svg: bool,

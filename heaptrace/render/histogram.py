@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, TextIO
 from heaptrace.analysis.quantize import rows
 from heaptrace.events import SPEC, KindTotals
 from heaptrace.recording import RunMeta
+from heaptrace.render.terminal import printable
 
 BAR_WIDTH = 40
 CLASS_LABELS = {"mmap": "Bytes mapped {}", "mremap": "Bytes grown {}"}
@@ -65,8 +66,8 @@ def render_text(
     """Every kind's table and totals, separated by blank lines as DTrace separates them."""
     meta = meta or RunMeta()
     for kind, t in totals.items():
-        lines = kind_lines(kind, t, meta)
-        out.write("\n" + "\n".join(line.rstrip() for line in lines) + "\n")
+        lines = kind_lines(kind, t, meta)  # titles and labels may come from an imported file
+        out.write("\n" + "\n".join(printable(line.rstrip()) for line in lines) + "\n")
     if meta.lost_events:
         out.write(f"\n  {meta.lost_events} events lost from the per-event stream "
                   "(totals above are exact; some stacks are missing)\n")

@@ -13,6 +13,7 @@ from typing import Iterable, List, Optional, TextIO
 from heaptrace.analysis.report import KindRow, ProcessRow, Ranking, Report, RunInfo, StackRow
 from heaptrace.events import GROWTH_KINDS, Rss
 from heaptrace.render.stackcolumn import stack_column
+from heaptrace.render.terminal import one_line, printable, printable_lines
 from heaptrace.units import human
 
 WIDTH = 100
@@ -20,10 +21,6 @@ STACK_WIDTH = WIDTH - 32  # what is left for the compact stack after bytes, shar
 NAME_WIDTH = 16
 
 
-def one_line(text: str, limit: int) -> str:
-    """A command line on one line (`python3 -c` scripts have many), cut at `limit`."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def number(value: Optional[int]) -> str:
@@ -32,7 +29,7 @@ def number(value: Optional[int]) -> str:
 
 def run_lines(run: RunInfo) -> List[str]:
     where = f" pid {run.pid} of" if run.pid is not None else ""
-    head = f"heaptrace report:{where} {one_line(run.command, 70) or run.path}"
+    head = f"heaptrace report:{where} {one_line(run.command, 70) or printable(run.path)}"
     facts = [f"source {run.source or 'unknown'}"]
     if run.imported:
         facts.append("imported (totals and stacks, no addresses to match frees to)")
@@ -166,11 +163,12 @@ def sections(report: Report) -> Iterable[List[str]]:
         yield [f"Top stacks by bytes made resident ({human(r.total)} in all: first touch; "
                "calls = pages)", *ranking_lines(r, "")]
     yield ["Stack quality", *quality_lines(report)]
-    yield ["Next", *(f"  {cmd}" for cmd in report.next_commands)]
+    yield ["Next", *(f"  {printable(cmd)}" for cmd in report.next_commands)]
 
 
 def render_text(report: Report, out: TextIO) -> None:
-    out.write("\n\n".join("\n".join(lines) for lines in sections(report)) + "\n")
+    text = "\n\n".join("\n".join(lines) for lines in sections(report))
+    out.write(printable_lines(text) + "\n")
 
 
 def render_json(report: Report, out: TextIO) -> None:

@@ -6,6 +6,7 @@ from typing import Dict, Optional, Sequence, TextIO
 
 from heaptrace.analysis.coverage import StackCoverage
 from heaptrace.events import KindTotals, Rss, committed_growth, mapped_apart
+from heaptrace.render.terminal import printable
 from heaptrace.units import human
 
 
@@ -54,5 +55,6 @@ def render_summary(
     if unfollowed:
         out.write(f"  warning: {unfollowed:,} RSS changes of address spaces not followed (the "
                   "table of spaces was full): peak RSS and resident may be short\n")
+    path = printable(path)
     out.write(f"Wrote {path}\n")
     out.write(f"  next: heaptrace report {path}   heaptrace flame {path} > flame.svg\n")

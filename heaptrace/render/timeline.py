@@ -14,6 +14,7 @@ from heaptrace.analysis.timeline import Bucket, Timeline, nice_interval
 from heaptrace.events import Rss
 from heaptrace.render.stackcolumn import shortest_fit
 from heaptrace.render.svg import asset, escape, fill_template
+from heaptrace.render.terminal import one_line, printable
 from heaptrace.units import UNITS, human
 
 EMPTY = "no memory calls and no RSS in this recording"
@@ -51,16 +52,10 @@ def rss_lines(tl: Timeline) -> List[str]:
             f"made resident {human(tl.resident)}: {split_text(tl.resident_split)}"]
 
 
-def one_line(text: str, limit: int = 80) -> str:
-    """A command line on one line (`python3 -c` scripts have many), cut at `limit`."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
 def where(tl: Timeline) -> str:
     """What was recorded: the command, the pid, the bucket width."""
     pid = [f"pid {tl.pid}"] if tl.pid is not None else []
-    parts = [one_line(tl.command) or "recording", *pid]
+    parts = [one_line(tl.command, 80) or "recording", *pid]
     return f"{', '.join(parts)}; {tl.interval_s:g} s per bucket"
 
 
@@ -106,7 +101,7 @@ def render_text(tl: Timeline, out: TextIO) -> None:
         out.write(f"{EMPTY}\n")
         return
     for line in (*table_rows(tl), "", *summary(tl), *growth_lines(tl)):
-        out.write(line + "\n")
+        out.write(printable(line) + "\n")
 
 
 def render_json(tl: Timeline, out: TextIO) -> None:

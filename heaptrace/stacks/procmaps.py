@@ -108,6 +108,7 @@ class ProcMaps:
         self._generation: Dict[int, int] = {}
         self._dirty: Set[int] = set()  # pids whose mappings changed since the last save
         self._build_ids: Dict[str, Optional[str]] = {}
+        self._ends: Dict[int, List[int]] = {}  # pid -> sorted times file mappings ended
 
     def _space(self, pid: int) -> _Space:
         space = self._spaces.get(pid)
@@ -139,25 +140,46 @@ class ProcMaps:
         return list(space.all) if space else []
 
     def add(self, pid: int, mapping: Mapping) -> None:
-        """Record a mapping; one already live at the same place is kept (and its time)."""
+        """Record a mapping; one already live at the same place is kept (and its time).
+        Records come out of time order (calls are batched, file mappings are not): a live
+        mapping it overlaps ends when it starts, unless that one is the newer."""
         space = self._space(pid)
         if any(m.same_place(mapping) for m in space.live):
             return
-        for old in [m for m in space.live if m.start < mapping.end and mapping.start < m.end]:
-            space.end(old, mapping.first_ns)
+        overlap = [m for m in space.live if m.start < mapping.end and mapping.start < m.end]
+        newer = [m.first_ns for m in overlap if m.first_ns > mapping.first_ns]
+        if newer:
+            mapping.last_ns = min(newer)  # already replaced: history only
+        for old in overlap:
+            if old.first_ns <= mapping.first_ns:
+                self._end(pid, old, mapping.first_ns)
         space.add(mapping)
         self._touch(pid)
 
+    def _end(self, pid: int, m: Mapping, ts_ns: int) -> None:
+        self._space(pid).end(m, ts_ns)
+        if is_file(m):
+            bisect.insort(self._ends.setdefault(pid, []), ts_ns)
+
+    def epoch(self, pid: int, ts_ns: int) -> int:
+        """How many file mappings of `pid` had ended by `ts_ns`: stacks of different epochs
+        may hold the same addresses in different files (dlclose, then dlopen of another
+        library at the same place), so they are never merged."""
+        return bisect.bisect_right(self._ends.get(pid, ()), ts_ns)
+
     def snapshot(self, pid: int, ts_ns: int) -> bool:
         """Read /proc/PID/maps; mappings gone since the last snapshot are ended at `ts_ns`.
-        Returns False when the process is already gone."""
+        Returns False when the process is already gone: an exited process (a zombie) has
+        an empty maps file, which must not read as "everything was unmapped"."""
         try:
             with open(f"{self.proc_root}/{pid}/maps") as fh:
-                text = fh.read()
+                parsed = parse_maps(fh.read())
         except OSError:
             return False
+        if not parsed:
+            return False
         seen = []
-        for mapping, inode_key in parse_maps(text):
+        for mapping, inode_key in parsed:
             mapping.first_ns = ts_ns
             mapping.build_id = self._build_id(pid, mapping, inode_key)
             self.add(pid, mapping)
@@ -175,8 +197,8 @@ class ProcMaps:
     def _end_missing(self, pid: int, seen: List[Mapping], ts_ns: int) -> None:
         space = self._space(pid)
         for m in list(space.live):
-            if m.path != ANON and not any(m.same_place(s) for s in seen):
-                space.end(m, ts_ns)
+            if m.path != ANON and m.first_ns <= ts_ns and not any(m.same_place(s) for s in seen):
+                self._end(pid, m, ts_ns)
                 self._touch(pid)
 
     def _build_id(self, pid: int, m: Mapping, inode_key: str) -> Optional[str]:
@@ -196,7 +218,7 @@ class ProcMaps:
     def on_exec(self, pid: int, ts_ns: int) -> None:
         space = self._space(pid)
         for m in list(space.live):
-            space.end(m, ts_ns)
+            self._end(pid, m, ts_ns)
         self._touch(pid)
         self.snapshot(pid, ts_ns)
 
@@ -217,10 +239,13 @@ class ProcMaps:
             self.add(pid, Mapping(addr, addr + length, 0, ANON, None, ts_ns))
 
     def on_munmap(self, pid: int, ts_ns: int, addr: int, length: int) -> None:
+        """An munmap at `ts_ns`; it cannot end a mapping made after it (a library mapped
+        at the same place since, whose record came before the batch holding the munmap)."""
         space = self._space(pid)
-        gone = [m for m in space.live if addr <= m.start and m.end <= addr + length]
+        gone = [m for m in space.live
+                if addr <= m.start and m.end <= addr + length and m.first_ns <= ts_ns]
         for m in gone:
-            space.end(m, ts_ns)
+            self._end(pid, m, ts_ns)
         if gone:
             self._touch(pid)
 

@@ -95,3 +95,52 @@ def test_save_writes_only_what_changed_and_stays_idempotent(tmp_path):
         maps.save(w)  # the final full save replaces, never duplicates
     with Recording(path) as rec:
         assert sorted((m.pid, m.path) for m in rec.mappings()) == [(7, "/bin/a"), (8, "/bin/b")]
+
+
+def test_records_out_of_time_order_never_end_a_later_mapping():
+    # dlclose of A (an munmap, batched) reaches heaptrace after dlopen of B at the same place
+    # (a file-mapping record, sent at once): the munmap cannot end B, which came after it.
+    maps = ProcMaps()
+    maps.add(1, Mapping(0x1000, 0x2000, 0, "/lib/a.so", None, first_ns=10))
+    maps.add(1, Mapping(0x1000, 0x2000, 0, "/lib/b.so", None, first_ns=30))
+    maps.on_munmap(1, 20, 0x0, 0x4000)
+    assert maps.find(1, 0x1800).path == "/lib/b.so"
+    assert maps.find(1, 0x1800, 15).path == "/lib/a.so"
+    assert maps.find(1, 0x1800, 35).path == "/lib/b.so"
+    # An older mapping learnt late does not replace a newer one: it is history.
+    maps.add(1, Mapping(0x1000, 0x2000, 0, "/lib/old.so", None, first_ns=5))
+    assert maps.find(1, 0x1800).path == "/lib/b.so"
+    assert maps.find(1, 0x1800, 7).path == "/lib/old.so"
+
+
+def test_epochs_count_the_file_mappings_ended_before_a_time():
+    maps = ProcMaps()
+    maps.add(1, Mapping(0x1000, 0x2000, 0, "/lib/a.so", None, first_ns=10))
+    maps.add(1, Mapping(0x9000, 0xA000, 0, ANON, None, first_ns=10))
+    assert maps.epoch(1, 15) == 0
+    maps.add(1, Mapping(0x1000, 0x2000, 0, "/lib/b.so", None, first_ns=30))
+    maps.on_munmap(1, 40, 0x9000, 0x1000)  # JIT code going away is no new epoch
+    assert [maps.epoch(1, t) for t in (15, 29, 30, 50)] == [0, 0, 1, 1]
+    assert maps.epoch(2, 50) == 0
+
+
+def test_a_snapshot_of_an_exited_process_ends_nothing(tmp_path):
+    # A zombie's /proc/PID/maps is empty: that is not "everything was unmapped".
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "maps").write_text("")
+    maps = ProcMaps(proc_root=str(tmp_path))
+    maps.add(7, Mapping(0x1000, 0x2000, 0, "/lib/a.so", None, first_ns=10))
+    assert not maps.snapshot(7, 50)
+    assert maps.find(7, 0x1800, 60).path == "/lib/a.so"
+
+
+def test_a_snapshot_never_ends_what_was_mapped_after_its_time(tmp_path):
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "maps").write_text(
+        "7ffff7fc8000-7ffff7fca000 r-xp 00000000 00:00 0 [vdso]\n")
+    maps = ProcMaps(proc_root=str(tmp_path))
+    maps.add(7, Mapping(0x1000, 0x2000, 0, "/lib/a.so", None, first_ns=10))
+    maps.add(7, Mapping(0x3000, 0x4000, 0, "/lib/b.so", None, first_ns=90))
+    assert maps.snapshot(7, 50)
+    assert maps.find(7, 0x1800, 60) is None  # gone by the snapshot
+    assert maps.find(7, 0x3800, 95).path == "/lib/b.so"

@@ -6,6 +6,7 @@ from heaptrace.backends.records import (
     STACK_COPIED,
     STACK_WALKED,
     Call,
+    MappedFile,
     ProcessChange,
     StackCopy,
     WalkedStack,
@@ -72,3 +73,24 @@ def test_exec_starts_a_new_process_row_and_a_new_stack_image(tmp_path):
         before, after = (e.stack_id for e in r.events())
     assert before != after  # same addresses, different program
     assert 7 not in rec.live_pids
+
+
+def test_a_library_replaced_at_the_same_place_starts_new_stacks(tmp_path):
+    # dlclose(A), dlopen(B) at A's address: the same return addresses mean B's code now, so
+    # calls after the swap get their own stack row, first seen (and symbolized) in B's time.
+    path = str(tmp_path / "r.db")
+    writer = RecordingWriter(path)
+    rec = Recorder(writer, lambda copy: [copy.ip], maps=ProcMaps(proc_root=str(tmp_path)))
+    walked = STACK_WALKED | 5
+    rec(WalkedStack(walked, 7, (0x1010,)))
+    rec(MappedFile(7, 10, 0x1000, 0x1000, 0, "/lib/a.so"))
+    rec(MappedFile(7, 30, 0x1000, 0x1000, 0, "/lib/b.so"))  # sent before the batch below
+    for ts in (20, 25, 40):  # A's two calls, B's one: batched, so they come after B's mapping
+        rec(Call("mmap", ts, 7, 7, MMAP_ARGS, 0x7F0000, 8192, 0x1010, walked))
+    rec.flush()
+    writer.close()
+    with Recording(path) as r:
+        ids = [e.stack_id for e in r.events()]
+        first_seen = {row[0]: row[3] for row in r.raw_stacks()}
+    assert ids[0] == ids[1] != ids[2]
+    assert (first_seen[ids[0]], first_seen[ids[2]]) == (20, 40)

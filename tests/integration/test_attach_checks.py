@@ -1,0 +1,67 @@
+"""`run -p` attaches to the process the user named, and only to it: a pid reused by another
+process while tracing was being set up is caught (by its start time), and attaching to init
+says it traces the whole system and leaves heaptrace itself out."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+from heaptrace.recording import Recording
+from tests.integration.conftest import HEAPTRACE
+
+NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"
+
+
+def spawn_with_pid(pid: int, tries: int = 20) -> subprocess.Popen:
+    """A `sleep` whose pid is `pid` (free again): the kernel hands out ns_last_pid + 1 next,
+    unless another process forks in between; then that one is killed and we try again."""
+    for _ in range(tries):
+        with open(NS_LAST_PID, "w") as f:
+            f.write(str(pid - 1))
+        proc = subprocess.Popen(["sleep", "60"])
+        if proc.pid == pid:
+            return proc
+        proc.kill()
+        proc.wait()
+    raise AssertionError(f"could not get pid {pid} back in {tries} tries")
+
+
+def test_a_pid_reused_during_start_up_is_not_traced(tmp_path):
+    db = tmp_path / "r.db"
+    victim = subprocess.Popen(["sleep", "60"])
+    tracer = subprocess.Popen([*HEAPTRACE, "run", "-o", str(db), "-p", str(victim.pid)],
+                              stderr=subprocess.PIPE, text=True)
+    assert tracer.stderr.readline().startswith("heaptrace: tracing")  # checked; now compiling
+    os.kill(tracer.pid, signal.SIGSTOP)  # hold it there while the pid changes hands
+    victim.kill()
+    victim.wait()
+    impostor = spawn_with_pid(victim.pid)
+    try:
+        os.kill(tracer.pid, signal.SIGCONT)
+        err = tracer.stderr.read()
+        assert tracer.wait(timeout=120) == 2, err
+        assert (f"heaptrace: error: process {victim.pid} (sleep) ended while tracing was being "
+                "set up") in err
+        assert "attached" not in err and not db.exists()
+        assert impostor.poll() is None  # untouched
+    finally:
+        impostor.kill()
+        impostor.wait()
+
+
+def test_attaching_to_init_warns_and_leaves_heaptrace_out(tmp_path):
+    db = tmp_path / "r.db"
+    proc = subprocess.Popen([*HEAPTRACE, "run", "-o", str(db), "-p", "1", "--duration", "1"],
+                            stderr=subprocess.PIPE, text=True)
+    err = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 0, err
+    assert "heaptrace: warning: PID 1 is the root of every process: this traces the whole " \
+           "system" in err
+    with Recording(str(db)) as rec:
+        pids = {row[0] for row in rec.processes()}
+        event_pids = {e.pid for e in rec.events()}
+    assert 1 in pids and len(pids) > 2
+    assert proc.pid not in pids | event_pids  # heaptrace never traces itself
+
