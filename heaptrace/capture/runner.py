@@ -6,6 +6,7 @@ import contextlib
 import os
 import platform
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -30,6 +31,7 @@ from heaptrace.capture.mapped import read_mapped
 from heaptrace.capture.procinfo import AttachTarget
 from heaptrace.capture.rows import Recorder
 from heaptrace.capture.rss import process_rss
+from heaptrace.capture.signals import TracingStopped
 from heaptrace.capture.target import Progress, attach_traced, run_traced
 from heaptrace.errors import BackendUnavailable, HeaptraceError, UsageError
 from heaptrace.events import KINDS, KindTotals, Rss
@@ -232,6 +234,7 @@ class EbpfCapture:
     def arm(self, pid: int) -> None:
         """The target, stopped before its exec: traced from the exec on."""
         self.tracer.arm(pid)
+        self.recorder.tracker.start_dirs[pid] = os.getcwd()  # its exec's relative path
         self._add_root(pid, os.getpid(), os.path.basename(self.command[0])[:15])
         self.writer.set_meta(root_pid=pid)
 
@@ -405,6 +408,9 @@ def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
     target = None
     try:
         target = run_traced(argv, capture.arm, capture.poll, capture.tick)
+    except TracingStopped as stop:  # a second SIGINT/SIGTERM: the target runs on, untraced
+        capture.writer.set_meta(stopped_by=signal.Signals(stop.signum).name)
+        raise
     finally:
         result = capture.finish(target.exit_code if target else None)
     return result

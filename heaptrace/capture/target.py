@@ -9,13 +9,12 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, TextIO
+from typing import Callable, Optional, Sequence, TextIO
 
 from heaptrace.capture.procinfo import process_alive
+from heaptrace.capture.signals import FORWARDED, NUDGE, SignalWatch, TracingStopped
 from heaptrace.errors import CommandNotFound
 
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-SI_USER, SI_QUEUE, SI_TKILL = 0, -1, -6
 POLL_MS = 100
 
 
@@ -38,7 +37,7 @@ def _child(argv: Sequence[str], error_fd: int) -> None:
     """In the forked child: stop until the tracer is armed, then exec (never returns)."""
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, *FORWARDED):
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, NUDGE, *FORWARDED):
             signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGSTOP)
         os.execvp(argv[0], list(argv))
@@ -114,17 +113,18 @@ def run_traced(
 ) -> Target:
     """Run argv to completion with `arm(pid)` called while it is stopped before exec and
     `poll(ms)` called until it exits. Signals sent to heaptrace by another process are passed
-    on; the terminal's own Ctrl-C already reaches the target, which shares our process group."""
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
-    try:
+    on (the terminal's own Ctrl-C already reaches the target, which shares our process group);
+    a second SIGINT or SIGTERM stops the tracing (TracingStopped), the target left running."""
+    with SignalWatch(stop_after=2) as watch:
         pid, error_fd = spawn_stopped(argv)
         target = Target(pid, argv)
+        watch.target = pid
         arm(pid)
         os.kill(pid, signal.SIGCONT)
         error = _exec_error(error_fd, argv)
         while target.status is None:
             poll(POLL_MS)
-            _forward_signals(pid)
+            watch.check()
             on_tick()
             reaped, status = os.waitpid(pid, os.WNOHANG)
             if reaped:
@@ -132,30 +132,6 @@ def run_traced(
         if error is not None:
             raise error
         return target
-    finally:
-        _discard_pending(FORWARDED)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-
-
-def _forward_signals(pid: int) -> None:
-    while True:
-        info = signal.sigtimedwait(FORWARDED, 0)
-        if info is None:
-            return
-        if info.si_code in (SI_USER, SI_QUEUE, SI_TKILL):  # sent by a process, not the tty
-            try:
-                os.kill(pid, info.si_signo)
-            except ProcessLookupError:
-                return
-
-
-def _discard_pending(signals: Sequence[int]) -> List[int]:
-    seen: List[int] = []
-    while True:
-        info = signal.sigtimedwait(signals, 0)
-        if info is None:
-            return seen
-        seen.append(info.si_signo)
 
 
 def attach_traced(
@@ -168,19 +144,17 @@ def attach_traced(
     """Trace a running process until it exits ("exited"), heaptrace gets SIGINT, SIGTERM,
     SIGHUP or SIGQUIT ("interrupted": nothing is forwarded, the process is not ours), or
     `duration` seconds pass ("duration")."""
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
-    try:
+    with SignalWatch(stop_after=1, forward=False) as watch:
         attach(pid)
         deadline = None if duration is None else time.monotonic() + duration
         while True:
             poll(POLL_MS)
             on_tick()
-            if signal.sigtimedwait(FORWARDED, 0) is not None:
+            try:
+                watch.check()
+            except TracingStopped:
                 return "interrupted"
             if not process_alive(pid):
                 return "exited"
             if deadline is not None and time.monotonic() >= deadline:
                 return "duration"
-    finally:
-        _discard_pending(FORWARDED)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

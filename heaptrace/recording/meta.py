@@ -68,6 +68,8 @@ class RunMeta:
     resident_classes: Dict[str, List[int]] = field(default_factory=dict)  # class -> [calls,
     # bytes, released] of the resident kind (the kernel's counters)
     resident_sums: int = 0  # resident events written
+    stopped_by: Optional[str] = None  # a second SIGINT or SIGTERM stopped tracing: its name
+    process_uids: Dict[str, int] = field(default_factory=dict)  # pid -> the uid it ran as
     # What an imported input could and could not tell.
     counts: Dict[str, str] = field(default_factory=dict)  # kind -> "bytes" or "calls"
     unknown_totals: Dict[str, List[str]] = field(default_factory=dict)  # kind -> absent totals

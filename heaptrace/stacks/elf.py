@@ -12,9 +12,10 @@ import io
 import lzma
 import os
 import struct
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import List, Optional, Tuple
+from typing import BinaryIO, List, Optional, Tuple
 
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.dwarf.dwarfinfo import DWARFInfo
@@ -23,8 +24,13 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 from elftools.elf.segments import InterpSegment
 
+from heaptrace.stacks.safefile import open_regular
+
 DEBUG_ROOT = "/usr/lib/debug"
 MINI_DEBUGINFO_MAX = 1 << 28  # decompressed bytes of a .gnu_debugdata section, at most
+MAX_ELF_BYTES = 16 << 30  # a debug file with all of DWARF can be gigabytes; a FIFO is none
+MAX_SECTION_BYTES = 2 << 30
+MAX_NOTES_BYTES = 1 << 20
 SHT_NOBITS = 8
 STT_NOTYPE, STT_FUNC, STT_GNU_IFUNC = 0, 2, 10
 SHF_EXECINSTR = 0x4
@@ -41,12 +47,17 @@ class Section:
 
 
 class ElfFile:
-    """One ELF file on disk (or in memory: `data`), opened lazily section by section."""
+    """One ELF file on disk (or in memory: `data`), opened lazily section by section. `fh`:
+    the file already open (through /proc/PID/map_files, say), `path` then only names it."""
 
-    def __init__(self, path: str, data: Optional[bytes] = None) -> None:
+    def __init__(self, path: str, fh: Optional[BinaryIO] = None,
+                 data: Optional[bytes] = None) -> None:
         self.path = path
-        # kept open for lazy section reads
-        self._fh = io.BytesIO(data) if data is not None else open(path, "rb")  # noqa: SIM115
+        opened = io.BytesIO(data) if data is not None else (
+            fh or open_regular(path, MAX_ELF_BYTES))
+        if opened is None:
+            raise OSError(f"not a regular file of at most {MAX_ELF_BYTES} bytes: {path}")
+        self._fh = opened  # kept open for lazy section reads
         try:
             self._elf = ELFFile(self._fh)
             self.entry = self._elf.header["e_entry"]
@@ -80,8 +91,8 @@ class ElfFile:
 
     def _read_build_id(self) -> Optional[str]:
         for sec in self._elf.iter_sections():
-            if not isinstance(sec, NoteSection):
-                continue
+            if not isinstance(sec, NoteSection) or sec.header["sh_size"] > MAX_NOTES_BYTES:
+                continue  # a huge "note" section is no build-id note, only a long loop
             for note in sec.iter_notes():
                 if note["n_type"] == "NT_GNU_BUILD_ID":
                     return note["n_desc"]
@@ -90,7 +101,7 @@ class ElfFile:
     def data(self, name: str) -> Optional[bytes]:
         """Bytes of a section, or None when it is absent or has no bytes in this file."""
         sec = self.sections.get(name)
-        if sec is None or sec.nobits or sec.size == 0:
+        if sec is None or sec.nobits or sec.size == 0 or sec.size > MAX_SECTION_BYTES:
             return None
         self._fh.seek(sec.offset)
         return self._fh.read(sec.size)
@@ -166,6 +177,7 @@ class ElfFile:
         if not raw or not names or self._elf.elfclass != 64:
             return []
         result, code = [], self._code_sections
+        raw = raw[: len(raw) - len(raw) % _SYM64.size]
         for st_name, st_info, _other, shndx, value, size in _SYM64.iter_unpack(raw):
             kind = st_info & 0xF
             if not value or shndx == 0:
@@ -224,21 +236,44 @@ def debug_file_candidates(elf: ElfFile, root: str = DEBUG_ROOT) -> List[str]:
     return paths
 
 
-@lru_cache(maxsize=512)
-def _open_cached(path: str, _stamp: Tuple[int, int, int]) -> Optional[ElfFile]:
-    try:
-        return ElfFile(path)
-    except OSError:
-        return None
+_OPENED: OrderedDict[Tuple[str, int, int, int], Optional[ElfFile]] = OrderedDict()
+_CAPTURED: OrderedDict[str, ElfFile] = OrderedDict()  # build-id -> the mapped file itself
+CACHED_FILES = 512
 
 
-def open_elf(path: str) -> Optional[ElfFile]:
-    """A cached ElfFile for `path` (reopened when the file changes), or None if unreadable."""
-    try:
-        st = os.stat(path)
-    except OSError:
+def open_elf(path: str, name: Optional[str] = None) -> Optional[ElfFile]:
+    """A cached ElfFile for `path` (reopened when the file changes), or None if it is not a
+    readable ELF file (or not a regular file: see safefile.py). `name`: what to call it when
+    `path` is only the way in (/proc/PID/map_files/...)."""
+    fh = open_regular(path, MAX_ELF_BYTES)
+    if fh is None:
         return None
-    return _open_cached(path, (st.st_dev, st.st_ino, st.st_mtime_ns))
+    st = os.fstat(fh.fileno())
+    key = (name or path, st.st_dev, st.st_ino, st.st_mtime_ns)
+    if key in _OPENED:
+        fh.close()
+        _OPENED.move_to_end(key)
+        return _OPENED[key]
+    try:
+        elf: Optional[ElfFile] = ElfFile(name or path, fh)
+    except OSError:
+        elf = None  # ElfFile closed it
+    _OPENED[key] = elf
+    if len(_OPENED) > CACHED_FILES:
+        _OPENED.popitem(last=False)
+    return elf
+
+
+def capture(elf: Optional[ElfFile]) -> Optional[ElfFile]:
+    """Keep `elf`, opened through /proc/PID/map_files while its process ran, as THE file of
+    its build-id: found by open_mapped() even once it is deleted or replaced at its path, or
+    seen from another mount namespace, after the process is gone."""
+    if elf is not None and elf.build_id:
+        _CAPTURED[elf.build_id] = elf
+        _CAPTURED.move_to_end(elf.build_id)
+        if len(_CAPTURED) > CACHED_FILES:
+            _CAPTURED.popitem(last=False)
+    return elf
 
 
 def open_matching(path: str, build_id: Optional[str]) -> Optional[ElfFile]:
@@ -270,7 +305,7 @@ def mini_debuginfo(elf: ElfFile) -> Optional[ElfFile]:
         return None
     try:
         data = lzma.LZMADecompressor().decompress(packed, max_length=MINI_DEBUGINFO_MAX)
-        return ElfFile(f"{elf.path}[.gnu_debugdata]", data)
+        return ElfFile(f"{elf.path}[.gnu_debugdata]", data=data)
     except (lzma.LZMAError, OSError, EOFError):
         return None
 
@@ -290,9 +325,12 @@ def by_build_id(build_id: str, root: str = DEBUG_ROOT) -> Optional[ElfFile]:
 
 
 def open_mapped(path: str, build_id: Optional[str], root: str = DEBUG_ROOT) -> Optional[ElfFile]:
-    """The file a mapping came from: the path if it still holds the same build, else the
-    installed debug file of that build-id (same addresses, symbols, maybe .debug_frame)."""
-    elf = open_matching(path, build_id)
+    """The file a mapping came from: the one captured while it was mapped, else the path if it
+    still holds the same build, else the installed debug file of that build-id (same
+    addresses, symbols, maybe .debug_frame)."""
+    elf = _CAPTURED.get(build_id) if build_id else None
+    if elf is None and os.path.isabs(path):  # never a path relative to heaptrace's own cwd
+        elf = open_matching(path, build_id)
     if elf is None and build_id:
         elf = by_build_id(build_id, root)
     return elf

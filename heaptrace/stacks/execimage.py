@@ -8,8 +8,9 @@ import os
 import struct
 from typing import Dict, List, Optional
 
-from heaptrace.stacks.elf import ElfFile, open_elf
+from heaptrace.stacks.elf import MAX_ELF_BYTES, ElfFile, capture, open_elf
 from heaptrace.stacks.procmaps import Mapping
+from heaptrace.stacks.safefile import open_regular
 
 AT_NULL, AT_PHDR, AT_PHENT, AT_PAGESZ, AT_BASE, AT_ENTRY = 0, 3, 4, 6, 7, 9
 PAGE_SIZES = (4096, 16384, 65536)
@@ -41,12 +42,13 @@ def _pairs_around(words: tuple, i: int) -> Dict[int, int]:
 
 
 def program_path(filename: str) -> str:
-    """The ELF file exec really mapped: the interpreter of a `#!` script."""
-    try:
-        with open(filename, "rb") as fh:
-            head = fh.read(256)
-    except OSError:
+    """The ELF file exec really mapped: the interpreter of a `#!` script. (Opened as
+    safefile.py says: the target may have put a FIFO at that path since.)"""
+    fh = open_regular(filename, MAX_ELF_BYTES)
+    if fh is None:
         return filename
+    with fh:
+        head = fh.read(256)
     if head.startswith(b"#!"):
         words = head[2:].split(b"\n", 1)[0].split()
         if words:
@@ -54,10 +56,15 @@ def program_path(filename: str) -> str:
     return filename
 
 
-def image_mappings(auxv: Dict[int, int], filename: str, ts_ns: int) -> List[Mapping]:
+def image_mappings(auxv: Dict[int, int], filename: str, ts_ns: int, pid: Optional[int] = None,
+                   proc_root: str = "/proc") -> List[Mapping]:
     """Executable mappings of the program and its loader at exec, in the pages of the
-    kernel that mapped them (AT_PAGESZ: 4 KiB on x86_64, 4, 16 or 64 KiB on arm64)."""
-    program = open_elf(program_path(filename))
+    kernel that mapped them (AT_PAGESZ: 4 KiB on x86_64, 4, 16 or 64 KiB on arm64). While
+    process `pid` runs, both files are read through /proc (the very files exec mapped, even
+    if deleted or replaced since); after that, from `filename` when it is an absolute path."""
+    program = _running_program(pid, auxv, proc_root) if pid is not None else None
+    if program is None and os.path.isabs(filename):
+        program = open_elf(program_path(filename))
     if program is None:
         return []
     page = auxv[AT_PAGESZ]  # find_auxv only returns a vector that has it
@@ -65,11 +72,40 @@ def image_mappings(auxv: Dict[int, int], filename: str, ts_ns: int) -> List[Mapp
     phdr = program.phdr_vaddr()
     if phdr is not None:
         mappings += _segments(program, auxv[AT_PHDR] - phdr, ts_ns, page)
-    interp = program.interpreter()
-    loader = open_elf(interp) if interp and auxv.get(AT_BASE) else None
-    if loader is not None:
-        mappings += _segments(loader, auxv[AT_BASE], ts_ns, page)
+    interp, base = program.interpreter(), auxv.get(AT_BASE)
+    loader = None
+    if interp and base:
+        loader = _running_file(pid, base, proc_root) if pid is not None else None
+        loader = loader or open_elf(interp)
+    if loader is not None and base:
+        mappings += _segments(loader, base, ts_ns, page)
     return mappings
+
+
+def _running_program(pid: int, auxv: Dict[int, int], proc_root: str) -> Optional[ElfFile]:
+    """/proc/PID/exe, if it is still the image this auxiliary vector describes (the process
+    may have exec'd again since): its entry point, relocated, is AT_ENTRY."""
+    exe = f"{proc_root}/{pid}/exe"
+    try:
+        name = os.readlink(exe).removesuffix(" (deleted)")
+    except OSError:
+        return None
+    elf = open_elf(exe, name=name)
+    phdr = elf.phdr_vaddr() if elf else None
+    if elf is None or phdr is None or auxv[AT_PHDR] - phdr + elf.entry != auxv.get(AT_ENTRY):
+        return None
+    return capture(elf)
+
+
+def _running_file(pid: int, start: int, proc_root: str) -> Optional[ElfFile]:
+    """The file mapped at `start` in the running process `pid` (the loader at AT_BASE)."""
+    where = f"{proc_root}/{pid}/map_files"
+    try:
+        entry = next(e for e in os.listdir(where) if int(e.split("-")[0], 16) == start)
+        name = os.readlink(f"{where}/{entry}").removesuffix(" (deleted)")
+    except (OSError, StopIteration, ValueError):
+        return None
+    return capture(open_elf(f"{where}/{entry}", name=name))
 
 
 def _segments(elf: ElfFile, bias: int, ts_ns: int, page: int) -> List[Mapping]:

@@ -10,9 +10,11 @@ from typing import Dict, Optional, Tuple
 
 from heaptrace.backends.records import MappedFile, ProcessChange, StackCopy
 from heaptrace.events import Event
-from heaptrace.stacks.elf import open_elf
+from heaptrace.stacks.elf import ElfFile, capture, open_elf
 from heaptrace.stacks.execimage import find_auxv, image_mappings
 from heaptrace.stacks.procmaps import Mapping, ProcMaps
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 class MappingTracker:
@@ -20,7 +22,7 @@ class MappingTracker:
         self.maps = maps
         self.images: Dict[int, int] = {}  # pid -> number of execs seen (its image generation)
         self._pending_exec: Dict[int, Tuple[str, int]] = {}  # pid -> (filename, exec time)
-        self._build_ids: Dict[str, Optional[str]] = {}
+        self.start_dirs: Dict[int, str] = {}  # pid -> the cwd heaptrace started it in
 
     def on_process_change(self, change: ProcessChange) -> None:
         if change.what == "fork":
@@ -37,16 +39,46 @@ class MappingTracker:
         auxv = find_auxv(copy.stack) if pending is not None else None
         if pending is not None and auxv is not None:
             del self._pending_exec[copy.pid]
-            for mapping in image_mappings(auxv, *pending):
+            filename, ts_ns = pending
+            for mapping in image_mappings(auxv, self._absolute(copy.pid, filename), ts_ns,
+                                          copy.pid, self.maps.proc_root):
                 self.maps.add(copy.pid, mapping)
         if not self.maps.mappings(copy.pid):
             self.maps.snapshot(copy.pid, 0)
 
+    def _absolute(self, pid: int, filename: str) -> str:
+        """An exec'd file name relative to the process's cwd made absolute: through
+        /proc/PID/cwd, or the directory heaptrace started it in; never heaptrace's own."""
+        if os.path.isabs(filename):
+            return filename
+        try:
+            cwd: Optional[str] = os.readlink(f"{self.maps.proc_root}/{pid}/cwd")
+        except OSError:
+            cwd = self.start_dirs.get(pid)
+        return os.path.join(cwd, filename) if cwd else filename
+
     def on_mapped_file(self, mapped: MappedFile) -> None:
-        path = os.path.realpath(mapped.path)
-        self.maps.add(mapped.pid, Mapping(mapped.addr, mapped.addr + mapped.length,
-                                          mapped.offset, path, self._build_id(path),
-                                          mapped.ts_ns))
+        """The probe's path is what the target passed to open(): relative to its cwd, in its
+        mount namespace, and the file there may have been swapped since (for a FIFO, say).
+        The mapped file itself is read through /proc/PID/map_files while the process runs;
+        after that, only an absolute path is opened, as safefile.py allows."""
+        end = mapped.addr + -(-mapped.length // PAGE) * PAGE
+        path, elf = self._map_file(mapped.pid, mapped.addr, end)
+        if path is None:
+            path = os.path.normpath(mapped.path)
+            elf = open_elf(path) if os.path.isabs(path) else None
+        self.maps.add(mapped.pid, Mapping(mapped.addr, end, mapped.offset, path,
+                                          elf.build_id if elf else None, mapped.ts_ns))
+
+    def _map_file(self, pid: int, start: int, end: int) -> Tuple[Optional[str], Optional[ElfFile]]:
+        """(the file's path as the process sees it, the file opened) of the mapping at
+        start-end, through /proc/PID/map_files; (None, None) once the process is gone."""
+        entry = f"{self.maps.proc_root}/{pid}/map_files/{start:x}-{end:x}"
+        try:
+            path = os.readlink(entry).removesuffix(" (deleted)")
+        except OSError:
+            return None, None
+        return path, capture(open_elf(entry, name=path))
 
     def on_event(self, event: Event) -> None:
         if -4096 < event.ret < 0:
@@ -56,9 +88,3 @@ class MappingTracker:
                               event.fd)
         elif event.kind == "munmap":
             self.maps.on_munmap(event.pid, event.ts_ns, event.addr, event.length)
-
-    def _build_id(self, path: str) -> Optional[str]:
-        if path not in self._build_ids:
-            elf = open_elf(path)
-            self._build_ids[path] = elf.build_id if elf else None
-        return self._build_ids[path]

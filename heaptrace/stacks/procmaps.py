@@ -10,13 +10,14 @@ end them, an anonymous PROT_EXEC mmap is JIT code), and a recording's `mappings`
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from heaptrace.recording import RecordedMapping
-from heaptrace.stacks.elf import open_elf
+from heaptrace.stacks.elf import capture, open_elf
 
 PROT_EXEC = 0x4
 ANON = ""  # path of an anonymous executable mapping (JIT code: see /tmp/perf-PID.map)
@@ -109,6 +110,7 @@ class ProcMaps:
         self._dirty: Set[int] = set()  # pids whose mappings changed since the last save
         self._build_ids: Dict[str, Optional[str]] = {}
         self._ends: Dict[int, List[int]] = {}  # pid -> sorted times file mappings ended
+        self.uids: Dict[int, int] = {}  # pid -> the user it runs as: whose perf map counts
 
     def _space(self, pid: int) -> _Space:
         space = self._spaces.get(pid)
@@ -178,14 +180,24 @@ class ProcMaps:
             return False
         if not parsed:
             return False
+        self._note_uid(pid)
         seen = []
         for mapping, inode_key in parsed:
             mapping.first_ns = ts_ns
             mapping.build_id = self._build_id(pid, mapping, inode_key)
             self.add(pid, mapping)
             seen.append(mapping)
-        self._end_missing(pid, seen, ts_ns)
+        # What is missing now went away before now, not necessarily before `ts_ns` (the time
+        # of the event that asked for the snapshot, read later: a library mapped then may
+        # already be gone again, and its calls at ts_ns.. still belong to it).
+        self._end_missing(pid, seen, max(ts_ns, time.monotonic_ns()))
         return True
+
+    def _note_uid(self, pid: int) -> None:
+        """/proc/PID belongs to the user the process runs as (root if it is not dumpable)."""
+        if pid not in self.uids:
+            with contextlib.suppress(OSError):
+                self.uids[pid] = os.stat(f"{self.proc_root}/{pid}").st_uid
 
     def refresh(self, pid: int) -> bool:
         """A new snapshot now (say, an address fell in no known mapping while the process
@@ -208,7 +220,9 @@ class ProcMaps:
             return None
         key = f"{inode_key}:{m.path}"
         if key not in self._build_ids:
-            elf = open_elf(f"{self.proc_root}/{pid}/map_files/{m.start:x}-{m.end:x}")
+            elf = capture(open_elf(f"{self.proc_root}/{pid}/map_files/{m.start:x}-{m.end:x}",
+                                   name=m.path))
+            # Without map_files (no CAP_SYS_ADMIN): the path, opened as safefile.py says.
             elf = elf or open_elf(m.path)
             self._build_ids[key] = elf.build_id if elf else None
         return self._build_ids[key]
@@ -223,6 +237,8 @@ class ProcMaps:
         self.snapshot(pid, ts_ns)
 
     def on_fork(self, parent: int, child: int, ts_ns: int) -> None:
+        if parent in self.uids:
+            self.uids.setdefault(child, self.uids[parent])
         for m in self._space(parent).live:
             copy = Mapping(m.start, m.end, m.offset, m.path, m.build_id, ts_ns)
             self.add(child, copy)
@@ -236,6 +252,7 @@ class ProcMaps:
         if fd >= 0:
             self.snapshot(pid, ts_ns)  # the path is only known through /proc
         else:
+            self._note_uid(pid)  # JIT code: its names are in /tmp/perf-PID.map
             self.add(pid, Mapping(addr, addr + length, 0, ANON, None, ts_ns))
 
     def on_munmap(self, pid: int, ts_ns: int, addr: int, length: int) -> None:
@@ -256,6 +273,8 @@ class ProcMaps:
         `changed_only`: the checkpoint of a running recording) in the recording."""
         pids = sorted(self._dirty) if changed_only else self.pids()
         self._dirty.clear()
+        if self.uids:
+            writer.set_meta(process_uids={str(pid): uid for pid, uid in self.uids.items()})
         for pid in pids:
             writer.delete_mappings(pid)
             for m in self._space(pid).all:

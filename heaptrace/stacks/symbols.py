@@ -13,15 +13,17 @@ import os
 import re
 import shutil
 import subprocess
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Collection, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from heaptrace.events import ENTRY_POINTS, TRUNCATED, Frame
-from heaptrace.recording import RecordedStack, RecordingWriter
+from heaptrace.recording import RecordedStack, RecordingWriter, RunMeta
 from heaptrace.stacks.elf import DEBUG_ROOT, ElfFile, open_debug_file, open_mapped
 from heaptrace.stacks.procmaps import Mapping, ProcMaps, is_file
 from heaptrace.stacks.python.mixed import CodeNames, CodeRow, eval_groups, merge
+from heaptrace.stacks.safefile import read_regular
 
 _RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
+MAX_PERF_MAP = 256 << 20
 
 
 def _rank(name: str) -> Tuple[int, int, str]:
@@ -68,21 +70,27 @@ class SymbolTable:
         return None
 
 
-def read_perf_map(path: str) -> SymbolTable:
-    """A perf JIT map: lines of `START SIZE NAME`, hexadecimal."""
+def read_perf_map(path: str, owners: Collection[int]) -> SymbolTable:
+    """A perf JIT map: lines of `START SIZE NAME`, hexadecimal. Read only when it is a
+    regular file owned by one of `owners`, not a link, and at most MAX_PERF_MAP bytes, as
+    perf reads it: in /tmp anyone can plant perf-PID.map for the pids to come (or make it a
+    FIFO, or a link to /dev/zero)."""
+    raw = read_regular(path, MAX_PERF_MAP, nofollow=True, owners=owners)
     symbols = []
-    try:
-        with open(path, errors="replace") as fh:
-            for line in fh:
-                parts = line.rstrip("\n").split(" ", 2)
-                if len(parts) == 3:
-                    try:
-                        symbols.append((int(parts[0], 16), int(parts[1], 16), parts[2]))
-                    except ValueError:
-                        continue
-    except OSError:
-        pass
+    for line in (raw or b"").decode(errors="replace").splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3:
+            try:
+                symbols.append((int(parts[0], 16), int(parts[1], 16), parts[2]))
+            except ValueError:
+                continue
     return SymbolTable(symbols)
+
+
+def perf_map_owners(pid: int, uids: Dict[int, int]) -> Set[int]:
+    """Who may have written /tmp/perf-PID.map: root, and the process's user when known (else
+    the user heaptrace runs as, perf's rule)."""
+    return {0, uids.get(pid, os.geteuid())}
 
 
 def demangle(names: Sequence[str]) -> Dict[str, str]:
@@ -105,12 +113,14 @@ class Symbolizer:
 
     def __init__(
         self, maps: ProcMaps, debug_root: str = DEBUG_ROOT, perf_map_dir: str = "/tmp",
-        demangle_names: bool = True,
+        demangle_names: bool = True, uids: Optional[Dict[int, int]] = None,
     ) -> None:
+        """`uids`: the user each traced process ran as (whose perf map may be trusted)."""
         self.maps = maps
         self.debug_root = debug_root
         self.perf_map_dir = perf_map_dir
         self.demangle_names = demangle_names
+        self.uids = uids if uids is not None else maps.uids
         self._tables: Dict[str, Optional[Tuple[ElfFile, SymbolTable]]] = {}
         self._perf_maps: Dict[int, SymbolTable] = {}
         # (pid, address, id of the mapping it fell in) -> (name, file)
@@ -190,7 +200,8 @@ class Symbolizer:
     def _lookup_jit(self, pid: int, addr: int, path: Optional[str]) -> Tuple[str, Optional[str]]:
         table = self._perf_maps.get(pid)
         if table is None:
-            table = self._perf_maps[pid] = read_perf_map(f"{self.perf_map_dir}/perf-{pid}.map")
+            table = self._perf_maps[pid] = read_perf_map(
+                f"{self.perf_map_dir}/perf-{pid}.map", perf_map_owners(pid, self.uids))
         name = table.lookup(addr)
         if name is not None:
             return name, f"perf-{pid}.map"
@@ -229,8 +240,9 @@ def symbolize_into(writer: RecordingWriter, debug_root: str = DEBUG_ROOT) -> Tup
     frames, frames without a symbol)."""
     rec = writer.reader()
     raw = [s for s in rec.stack_rows() if s.ips]
-    frames = symbolize_stacks(raw, Symbolizer(ProcMaps.from_rows(rec.mappings()),
-                                              debug_root=debug_root))
+    maps = ProcMaps.from_rows(rec.mappings())
+    maps.uids = uids_of(rec.meta())  # whose /tmp/perf-PID.map may name JIT frames
+    frames = symbolize_stacks(raw, Symbolizer(maps, debug_root=debug_root))
     py_stacks = rec.py_stacks()
     if py_stacks:  # the Python frames of its Python stacks in place
         frames = with_python_frames(frames, [(s.id, s.pid, s.ips, s.ts_ns) for s in raw],
@@ -272,6 +284,12 @@ def mark_cut(frames: List[Frame]) -> List[Frame]:
     if frames and frames[-1].name not in ENTRY_POINTS and frames[-1].name != TRUNCATED:
         return [*frames, Frame(TRUNCATED)]
     return frames
+
+
+def uids_of(meta: RunMeta) -> Dict[int, int]:
+    """The users the traced processes ran as, as ProcMaps.save() stored them ({} if not)."""
+    return {int(pid): uid for pid, uid in meta.process_uids.items()
+            if pid.isascii() and pid.isdigit()}
 
 
 def symbolize_recording(path: str, debug_root: str = DEBUG_ROOT) -> Tuple[int, int, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import quote
 
 import pytest
 
@@ -172,10 +173,45 @@ def test_zoom_and_search_come_back_from_the_url(browser, page):
     again.close()
 
 
-def test_invalid_regex_is_reported_not_thrown(page):
-    page.once("dialog", lambda d: d.accept("(unclosed"))
+def test_an_invalid_regex_is_searched_as_text(page, graph_url):
+    page.once("dialog", lambda d: d.accept("[no stack"))
     page.keyboard.press("Control+f")
-    assert page.locator("#matched").text_content() == "Invalid regular expression"
+    share = matched_share(graph_url[1], re.escape("[no stack"))
+    assert page.locator("#matched").text_content() == (
+        f"{share} (as text: not a regular expression)")
+    assert frame(page, "[no stack]").locator("rect").get_attribute("fill") == "rgb(230,0,230)"
+
+
+def hostile_graph(tmp_path, names, name="hostile.svg"):
+    """A graph of frames with long names, the kind that makes a backtracking RegExp run
+    for ever: `a` repeated, never followed by what the pattern wants."""
+    profile = {("main", n): 1 << 20 for n in names}
+    path = tmp_path / name
+    with open(path, "w", encoding="utf-8") as f:
+        render(build(profile, FlameOptions(width=WIDTH)), f)
+    return f"file://{path}"
+
+
+def test_a_catastrophic_search_in_the_url_cannot_freeze_the_tab(browser, tmp_path):
+    url = hostile_graph(tmp_path, ["a" * 3000])
+    for pattern, why in (("(.*.*)*$x", "more than one unbounded repeat"),
+                         ("(a|aa)*$x", "a repeated group with a repeat or | inside"),
+                         ("(a)\\1*x", "a backreference")):
+        page = browser.new_page(viewport={"width": WIDTH + 20, "height": 200})
+        page.goto(f"{url}?s={quote(pattern)}", timeout=20000)  # before: never loaded
+        assert page.locator("#matched").text_content() == f"Matched: 0.0% (as text: {why})"
+        page.close()
+
+
+def test_a_search_that_runs_too_long_is_finished_as_text(browser, tmp_path):
+    # One unbounded repeat is allowed, but a.*b costs the square of a name's length: over
+    # 200 names of 4000 characters the time bound ends it and the text search takes over.
+    url = hostile_graph(tmp_path, [f"{i:03d}" + "a" * 4000 for i in range(200)])
+    page = browser.new_page(viewport={"width": WIDTH + 20, "height": 200})
+    page.goto(f"{url}?s=a.*b", timeout=20000)
+    assert page.locator("#matched").text_content() == (
+        "Matched: 0.0% (as text: took too long as a regular expression)")
+    page.close()
 
 
 def test_flame_chart_font_and_name_type_in_the_page(browser, tmp_path):

@@ -50,8 +50,9 @@ def test_a_library_loaded_where_another_was_gets_its_own_bytes(dlswap, tmp_path)
     stacks = bytes_by_stack(db)
     # Whole stacks through each library's own function: library B's rules differ from A's at
     # the same addresses (another frame size), so A's must not be used to walk B's stacks.
-    assert stacks[WHOLE + "grow_in_a;mmap"] == told["A"][1] == 8 << 20
-    assert stacks[WHOLE + "grow_in_b;mmap"] == told["B"][1] == 40 << 20
+    grown = {k: v for k, v in stacks.items() if "grow_in" in k or v >= 1 << 20}
+    assert stacks[WHOLE + "grow_in_a;mmap"] == told["A"][1] == 8 << 20, grown
+    assert stacks[WHOLE + "grow_in_b;mmap"] == told["B"][1] == 40 << 20, grown
 
 
 def test_a_process_gone_before_its_records_were_read_keeps_its_library(dlswap, tmp_path):
@@ -60,4 +61,5 @@ def test_a_process_gone_before_its_records_were_read_keeps_its_library(dlswap, t
     run = heaptrace("run", "-o", str(db), "--", str(program), str(lib_a))
     assert run.returncode == 0, run.stderr
     assert truth(run.stdout)["A"][1] == 8 << 20
-    assert bytes_by_stack(db)[WHOLE + "grow_in_a;mmap"] == 8 << 20
+    stacks = bytes_by_stack(db)
+    assert stacks[WHOLE + "grow_in_a;mmap"] == 8 << 20, stacks

@@ -91,6 +91,6 @@ def test_a_library_replaced_at_the_same_place_starts_new_stacks(tmp_path):
     writer.close()
     with Recording(path) as r:
         ids = [e.stack_id for e in r.events()]
-        first_seen = {row[0]: row[3] for row in r.raw_stacks()}
+        first_seen = {s.id: s.ts_ns for s in r.stack_rows()}
     assert ids[0] == ids[1] != ids[2]
     assert (first_seen[ids[0]], first_seen[ids[2]]) == (20, 40)

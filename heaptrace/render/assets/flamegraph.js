@@ -162,27 +162,111 @@
 		matchedText.firstChild.nodeValue = " ";
 	}
 
+	// A search term is a regular expression unless it is not one, or could freeze the tab:
+	// the URL may come from anyone (?s=(.*.*)*$x backtracks for ever on a long name) and no
+	// browser can stop a RegExp once it runs. Those are matched as plain text instead, and
+	// so is a search still running after SEARCH_MS (checked between frames). A regular
+	// expression only ever sees the first MAX_NAME characters of a name, which bounds the
+	// work of the one unbounded repeat it may have.
+	var SEARCH_MS = 200, MAX_NAME = 4096;
+
 	function search(text) {
-		var re;
-		try {
-			re = new RegExp(text, ignorecase ? "i" : "");
-		} catch (err) {
-			matchedText.firstChild.nodeValue = "Invalid regular expression";
-			return;
-		}
 		clearHighlight();
 		term = text;
-		var hits = [];
+		var risk = riskOf(text), re = null;
+		if (risk === null) {
+			try {
+				re = new RegExp(text, ignorecase ? "i" : "");
+			} catch (err) {
+				risk = "not a regular expression";
+			}
+		}
+		var hits = re ? scan(function (name) { return re.test(name.substring(0, MAX_NAME)); },
+			SEARCH_MS) : null;
+		if (hits === null) {
+			risk = risk || "took too long as a regular expression";
+			hits = scan(containing(text), Infinity);
+		}
+		searchBtn.classList.add("show");
+		searchBtn.firstChild.nodeValue = "Reset Search";
+		matchedText.firstChild.nodeValue = "Matched: " + matchedPercent(hits) + "%" +
+			(re && !risk ? "" : " (as text: " + risk + ")");
+	}
+
+	function containing(text) {
+		var needle = ignorecase ? text.toLowerCase() : text;
+		return function (name) {
+			return (ignorecase ? name.toLowerCase() : name).indexOf(needle) >= 0;
+		};
+	}
+
+	// Highlight the frames `test` accepts and return those in view; or null, with nothing
+	// highlighted, when that takes more than `budget` ms.
+	function scan(test, budget) {
+		var start = Date.now(), chosen = [];
 		for (var i = 0; i < frames.length; i++) {
-			var f = frames[i];
-			if (!re.test(f.name)) continue;
+			if (test(frames[i].name)) chosen.push(frames[i]);
+			if (Date.now() - start > budget) return null;
+		}
+		var hits = [];
+		for (var j = 0; j < chosen.length; j++) {
+			var f = chosen[j];
 			f.rect.setAttribute("data-fill", f.rect.getAttribute("fill"));
 			f.rect.setAttribute("fill", cfg.searchcolor);
 			if (!f.g.classList.contains("hide")) hits.push(f);
 		}
-		searchBtn.classList.add("show");
-		searchBtn.firstChild.nodeValue = "Reset Search";
-		matchedText.firstChild.nodeValue = "Matched: " + matchedPercent(hits) + "%";
+		return hits;
+	}
+
+	// Why a pattern could take too long as a regular expression, or null. A repeated group
+	// that holds a repeat or an alternation ((a+)+, (.*)*, (a|ab)*) is exponential; a
+	// backreference too; two unbounded repeats (a.*b.*c) take seconds on a name of 1000
+	// characters and minutes on 4000. One unbounded repeat (x.*y) is fine.
+	function riskOf(text) {
+		var groups = [false], unbounded = 0;  // per open group: holds a repeat or a "|"
+		for (var i = 0; i < text.length; i++) {
+			var c = text[i], q = null;
+			if (c === "\\") {
+				if (/[1-9k]/.test(text.charAt(i + 1))) return "a backreference";
+				i++;
+				q = repeatAt(text, i + 1);
+			} else if (c === "[") {
+				while (i < text.length && text[i] !== "]") i += text[i] === "\\" ? 2 : 1;
+				q = repeatAt(text, i + 1);
+			} else if (c === "(") {
+				groups.push(false);
+				var prefix = /^\?(?:[:=!]|<[=!]|<[A-Za-z_$][\w$]*>)/.exec(text.substring(i + 1));
+				if (prefix) i += prefix[0].length;
+				continue;
+			} else if (c === ")" && groups.length > 1) {
+				var inner = groups.pop();
+				q = repeatAt(text, i + 1);
+				if (q && inner) return "a repeated group with a repeat or | inside";
+				if (inner) groups[groups.length - 1] = true;
+			} else if (c === "|") {
+				groups[groups.length - 1] = true;
+				continue;
+			} else {
+				q = repeatAt(text, i + 1);
+			}
+			if (q) {
+				groups[groups.length - 1] = true;
+				unbounded += q.unbounded;
+				i += q.length;
+				if (unbounded > 1) return "more than one unbounded repeat";
+			}
+		}
+		return null;
+	}
+
+	// The repeat (*, +, ?, {n}, {n,}, {n,m}, maybe lazy) at text[i], if any; {n,m} with a
+	// large m counts as unbounded.
+	function repeatAt(text, i) {
+		var m = /^(?:[*+?]|\{(\d+)(,(\d*))?\})\??/.exec(text.substring(i, i + 32));
+		if (!m) return null;
+		var open = m[0][0] === "*" || m[0][0] === "+" ||
+			(m[2] !== undefined && (m[3] === "" || Number(m[3]) > 16));
+		return {length: m[0].length, unbounded: open ? 1 : 0};
 	}
 
 	// Share of the frame in view covered by matching frames; a match inside another match
