@@ -75,6 +75,22 @@ def build(name: str, out_dir: Path = BIN) -> Path:
     return binary
 
 
+# Programs the integration tests compile themselves, each with its own flags and file names
+# (a shared library built twice for one address, names holding terminal escapes).
+OWN = TESTS / "integration" / "programs"
+
+
+def compile_own(source: str, out: Path, *extra: str) -> Path:
+    """Compile tests/integration/programs/SOURCE to `out` with the base flags, -O1 and
+    `extra` (a library: -shared -fPIC; a later -O wins); returns `out`."""
+    cmd = [*COMPILERS[Path(source).suffix], *BASE_FLAGS, "-O1", *extra, "-o", str(out),
+           str(OWN / source)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"{shlex.join(cmd)}\n{proc.stderr}")
+    return out
+
+
 def build_all(out_dir: Path = BIN) -> Dict[str, Path]:
     """Every program, compiled where needed: {name: path}."""
     return {name: build(name, out_dir) for name in sources()}

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from heaptrace.recording import Recording
-from tests.integration.conftest import HEAPTRACE
+from tests.helpers.cli import HEAPTRACE
 
 NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"
 

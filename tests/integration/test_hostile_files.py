@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import cc, heaptrace
+from tests.helpers.cli import heaptrace
+from tests.helpers.programs import compile_own as cc
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 LIMIT = 120  # seconds: what "never hangs" means here (before: forever)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 
-from tests.integration.conftest import cc, heaptrace
+from tests.helpers.cli import heaptrace
+from tests.helpers.programs import compile_own as cc
 
 SYMBOL = "\x1b]52;c;cHduZWQ=\x07grow\x1b[2J"  # the function's name in evil_lib.c
 RAW = ("\x1b", "\x07", "\x9b")

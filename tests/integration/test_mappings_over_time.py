@@ -11,7 +11,8 @@ from typing import Dict, Tuple
 
 import pytest
 
-from tests.integration.conftest import cc, heaptrace
+from tests.helpers.cli import heaptrace
+from tests.helpers.programs import compile_own as cc
 
 WHOLE = "dlswap;_start;__libc_start_main;__libc_start_call_main;main;load;"
 

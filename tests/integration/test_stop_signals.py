@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 
-from tests.integration.conftest import HEAPTRACE, histogram_json
+from tests.helpers.cli import HEAPTRACE, histogram_json
 
 
 def test_a_second_sigterm_ends_heaptrace_and_finishes_the_recording(tmp_path):

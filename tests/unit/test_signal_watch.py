@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -17,7 +18,7 @@ def later(seconds: float, signum: int) -> None:
 
 
 def test_the_first_sigterm_is_passed_on_the_second_stops_even_a_stuck_main_thread():
-    target = subprocess.Popen(["sleep", "60"])
+    target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     read, write = os.pipe()
     try:
         with pytest.raises(TracingStopped) as stopped, SignalWatch(stop_after=2) as watch:
