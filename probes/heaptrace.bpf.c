@@ -1320,9 +1320,9 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
         count(CTR_PROCS_FULL);
         return 0;
     }
-    struct exec_ranges *ranges = exec_ranges.lookup(&tgid); /* and its address space */
-    if (ranges)
-        exec_ranges.update(&child, ranges);
+    struct exec_ranges *exec = exec_ranges.lookup(&tgid); /* its executable ranges since exec */
+    if (exec)
+        exec_ranges.update(&child, exec);
     u64 *brk = breaks.lookup(&tgid); /* the child starts with its parent's break */
     if (brk) {
         u64 inherited = *brk;

@@ -126,6 +126,7 @@ class EbpfCapture:
         self.stderr = stderr or sys.stderr
         self.failure: Optional[BaseException] = None
         self._finishing = False
+        self._cut: Optional[str] = None  # a stop signal cut the handling of a batch of records
         self._last_checkpoint = 0.0
         self._final: Optional[Tuple[Dict[str, KindTotals], Dict[str, int]]] = None
         self._rss_end: Dict[str, object] = {}  # the exact peak RSS and resident classes
@@ -170,10 +171,17 @@ class EbpfCapture:
             time.sleep(timeout_ms / 1000)
             return
         self.tracer.poll(timeout_ms)
-        if self.tracer.failure is not None:
-            self._fail(self.tracer.failure)
+        stop = self.tracer.failure
+        if isinstance(stop, TracingStopped):  # the signal watcher interrupted a record's
+            self.tracer.failure = None  # handling: a stop, not a failure (finish() drains)
+            self._cut = (f"stopped by {signal.Signals(stop.signum).name} in the middle of a "
+                         "batch of records: some of its calls are not in the events (the "
+                         "totals are exact)")
+            raise stop
+        if stop is not None:
+            self._fail(stop)
             if self.attached:
-                raise self.failure  # type: ignore[misc]
+                raise stop
 
     def tick(self) -> None:
         if self.failure is not None:
@@ -185,6 +193,8 @@ class EbpfCapture:
                 self.tracer.drain_resident()
                 self._rss_now()
                 self.recorder.flush()  # then _after_flush: the checkpoint
+        except TracingStopped:
+            raise
         except Exception as exc:
             self._fail(exc)
             if self.attached:
@@ -354,7 +364,7 @@ class EbpfCapture:
         stacks = coverage(self.writer.reader())
         self.writer.set_meta(bytes_with_whole_stack_share=round(stacks.whole_share, 6),
                              frames_unsymbolized_share=round(stacks.unsymbolized_share, 6),
-                             complete=True)
+                             complete=self._cut is None, incomplete_reason=self._cut)
         self.writer.close()
         return RunResult(exit_code or 0, totals, counters, self.recorder.events, stacks,
                          *self._peak, self._python_notes)

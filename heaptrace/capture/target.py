@@ -148,9 +148,9 @@ def attach_traced(
         attach(pid)
         deadline = None if duration is None else time.monotonic() + duration
         while True:
-            poll(POLL_MS)
-            on_tick()
             try:
+                poll(POLL_MS)  # a stop may interrupt it (the watcher's nudge)
+                on_tick()
                 watch.check()
             except TracingStopped:
                 return "interrupted"

@@ -66,7 +66,7 @@ def test_attaching_to_init_warns_and_leaves_heaptrace_out(tmp_path):
     proc.send_signal(signal.SIGINT)  # seen it: the whole system is a lot to record
     assert proc.wait(timeout=300) == 0, log.read_text()
     with Recording(str(db)) as rec:
-        pids = {row[0] for row in rec.processes()}
+        pids = {p.pid for p in rec.processes()}
         event_pids = {e.pid for e in rec.events()}
     assert 1 in pids and len(pids) > 2
     assert proc.pid not in pids | event_pids  # heaptrace never traces itself

@@ -242,6 +242,36 @@ def test_a_bug_in_the_callback_is_caught_counted_and_ends_the_run(scripted, tmp_
         assert "IndexError" in (rec.meta().incomplete_reason or "")
 
 
+def test_a_stop_signal_in_the_middle_of_a_batch_ends_tracing_and_says_what_it_cut(
+        scripted, tmp_path, monkeypatch):
+    # The signal watcher's nudge raises TracingStopped wherever the main thread is: under a
+    # flood of records that is inside the ring-buffer callback, half-way through a batch.
+    from heaptrace.capture.signals import TracingStopped
+
+    out = tmp_path / "r.db"
+    real_add = runner.Recorder._add_call
+    seen = []
+
+    def add_call(self, call):  # noqa: ANN001
+        seen.append(1)
+        if len(seen) == 1500:
+            raise TracingStopped(15, 4242)
+        real_add(self, call)
+
+    monkeypatch.setattr(runner.Recorder, "_add_call", add_call)
+    with pytest.raises(TracingStopped):
+        runner.record_command(PYTHON, runner.RunOptions(output=str(out)))
+    with Recording(str(out)) as rec:
+        meta = rec.meta()
+        assert meta.stopped_by == "SIGTERM" and meta.complete is False
+        assert "in the middle of a batch" in (meta.incomplete_reason or "")
+        # the batch it cut lost the call it was in and the 500 after; later ones were drained
+        assert rec.event_count() == meta.events_recorded == CALLS - 501
+        assert rec.totals()["brk"].calls == CALLS
+
+
+
+
 def test_a_failure_handing_records_on_is_kept_and_ends_the_delivery():
     tracer = ScriptedTracer(lambda record: 1 / 0, [])
     tracer.queue = [exec_record(7, 1), exec_record(8, 2)]
