@@ -37,6 +37,7 @@ from heaptrace.errors import BackendUnavailable, HeaptraceError, UsageError
 from heaptrace.events import KINDS, KindTotals, Rss
 from heaptrace.recording import Recording, RecordingWriteError, RecordingWriter, RunMeta
 from heaptrace.recording.files import ANY_FILE, RECORDING
+from heaptrace.render.terminal import printable
 from heaptrace.stacks.procmaps import ProcMaps
 from heaptrace.stacks.python.tracker import warm_up
 from heaptrace.stacks.symbols import symbolize_into
@@ -237,9 +238,9 @@ class EbpfCapture:
         self.tracer.close()
         self.progress.done()
         if not self.attached:
-            print(f"heaptrace: recording failed: {_reason(exc)}; "
-                  f"{os.path.basename(self.command[0])} goes on untraced", file=self.stderr,
-                  flush=True)
+            print(printable(f"heaptrace: recording failed: {_reason(exc)}; "
+                            f"{os.path.basename(self.command[0])} goes on untraced"),
+                  file=self.stderr, flush=True)
 
     def arm(self, pid: int) -> None:
         """The target, stopped before its exec: traced from the exec on."""

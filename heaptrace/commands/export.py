@@ -10,6 +10,7 @@ from heaptrace.analysis.samples import load_samples
 from heaptrace.commands.graph_options import SELECTION, apply, moment, selection
 from heaptrace.recording import DEFAULT_PATH
 from heaptrace.render.export import FORMATS, WITH_LINES, export
+from heaptrace.render.terminal import printable
 
 
 @click.command(name="export")
@@ -34,5 +35,6 @@ def export_(fmt: str, file: str, kind: str, retained: bool, at: str, pid: int,
                            moment(retained, at), lines=fmt in WITH_LINES)
     export(fmt, samples, f"{os.path.basename(file)}: {samples.description}", output)
     if output != "-":
-        click.echo(f"Wrote {output}: {len(samples.samples):,} samples, {samples.description}",
+        click.echo(printable(f"Wrote {output}: {len(samples.samples):,} samples, "
+                             f"{samples.description}"),
                    err=True)
