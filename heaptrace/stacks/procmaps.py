@@ -32,6 +32,9 @@ class Mapping:
     build_id: Optional[str] = None
     first_ns: int = 0
     last_ns: Optional[int] = None  # None: still mapped when last seen
+    # Found by a snapshot read after the event that asked for it (first_ns): it may have been
+    # mapped in between, and the probe's record of that mapping, when it comes, says when.
+    read_late: bool = False
 
     def same_place(self, other: Mapping) -> bool:
         return (self.start, self.end, self.offset, self.path) == (
@@ -146,7 +149,13 @@ class ProcMaps:
         Records come out of time order (calls are batched, file mappings are not): a live
         mapping it overlaps ends when it starts, unless that one is the newer."""
         space = self._space(pid)
-        if any(m.same_place(mapping) for m in space.live):
+        same = next((m for m in space.live if m.same_place(mapping)), None)
+        if same is not None:
+            if same.read_late and not mapping.read_late and mapping.first_ns > same.first_ns:
+                # A library dlopened before a late snapshot found it: mapped at the probe's
+                # time, so an munmap of what was there before does not end it.
+                same.first_ns, same.read_late = mapping.first_ns, False
+                self._touch(pid)
             return
         overlap = [m for m in space.live if m.start < mapping.end and mapping.start < m.end]
         newer = [m.first_ns for m in overlap if m.first_ns > mapping.first_ns]
@@ -183,7 +192,7 @@ class ProcMaps:
         self._note_uid(pid)
         seen = []
         for mapping, inode_key in parsed:
-            mapping.first_ns = ts_ns
+            mapping.first_ns, mapping.read_late = ts_ns, True
             mapping.build_id = self._build_id(pid, mapping, inode_key)
             self.add(pid, mapping)
             seen.append(mapping)

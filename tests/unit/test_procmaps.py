@@ -145,3 +145,19 @@ def test_a_late_snapshot_ends_what_is_missing_only_by_the_time_it_was_read(tmp_p
     assert maps.snapshot(7, 11)
     assert maps.find(7, 0x1800, 20).path == "/lib/a.so"
     assert maps.find_live(7, 0x1800) is None  # gone now
+
+
+def test_a_library_a_late_snapshot_found_is_mapped_when_the_probe_says(tmp_path):
+    # The exec's snapshot is read after the program already dlopened liba.so where ld.so's
+    # cache file was mapped before; the probe's record of liba's mmap (sent at once) then
+    # says when it was mapped, and the cache's munmap (batched, before it) cannot end it.
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "maps").write_text(
+        "7f0000004000-7f0000005000 r-xp 00001000 fe:00 99 /tmp/liba.so\n")
+    maps = ProcMaps(proc_root=str(tmp_path))
+    assert maps.snapshot(7, 10)  # the exec's time
+    maps.add(7, Mapping(0x7F0000004000, 0x7F0000005000, 0x1000, "/tmp/liba.so", None,
+                        first_ns=90))
+    maps.on_munmap(7, 50, 0x7F0000000000, 0x9000)  # the cache file, unmapped before liba
+    assert maps.find(7, 0x7F0000004100, 95).path == "/tmp/liba.so"
+    assert maps.mappings(7)[0].first_ns == 90 and maps.mappings(7)[0].last_ns is None
