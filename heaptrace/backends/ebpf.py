@@ -13,7 +13,19 @@ import platform
 import re
 import struct
 import time
-from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from collections import deque
+from typing import (
+    TYPE_CHECKING,
+    Callable,
+    Deque,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from heaptrace.backends import probe_layout as layout
 from heaptrace.backends.backlog import Backlog
@@ -331,6 +343,9 @@ def space_sample(mm: int, value: bytes, members: Mapping[int, str], ts_ns: int) 
 class EbpfTracer:
     """Compiles and attaches the probes; `poll()` delivers records to `on_record`."""
 
+    in_callback = False  # handing records on
+    return_asked = False
+
     def __init__(
         self, on_record: Callable[[Record], None], cflags: Sequence[str], fp_stacks: bool = False,
         look_ahead: Optional[Callable[[Sequence[Record]], None]] = None,
@@ -361,12 +376,14 @@ class EbpfTracer:
         self._look_ahead = look_ahead
         self._polled: List[bytes] = []
         self.backlog = Backlog(spill_dir)
+        self._pending: Deque[Record] = deque()  # of the ring-buffer record being handed on
         self._fp_stacks = fp_stacks
         self.members = rss_members(tracefs_format("kmem/rss_stat"))
         # The first exception raised while handling a record (a write error, a bug): ctypes
         # would print and swallow it, so it is kept here and ends the run (see poll()).
         self.failure: Optional[BaseException] = None
         self.callback_errors = 0
+        self.unhandled: Optional[int] = 0  # of the record a failure stopped (None: not known)
         self._closed = False
         self._bpf["events"].open_ring_buffer(self._callback)
 
@@ -380,19 +397,30 @@ class EbpfTracer:
         ring buffer is emptied every LOOK_AHEAD_S into the backlog (bounded memory, then a
         spill file), so the kernel drops nothing, and what arrives is shown to `look_ahead`
         at once, so what it does (teaching the probe where a new process runs Python) waits
-        for no backlog."""
+        for no backlog. An exception, or a return asked for (request_return), leaves what
+        was not handed on yet for the next call, the rest of the ring-buffer record in hand
+        included (a stop signal loses none of them)."""
         self._take_polled()
         last = time.monotonic()
-        while True:
-            raw = self.backlog.pop()
-            if raw is None:
-                return
-            for record in parse_record(raw, self.members):
-                self._on_record(record)
-            if time.monotonic() - last > LOOK_AHEAD_S:
-                self._bpf.ring_buffer_consume()
-                self._take_polled()
-                last = time.monotonic()
+        self.in_callback = True
+        try:
+            while True:
+                if not self._pending:
+                    raw = self.backlog.pop()
+                    if raw is None:
+                        return
+                    self._pending.extend(parse_record(raw, self.members))
+                    continue
+                self._on_record(self._pending.popleft())
+                if self.return_asked:
+                    self.return_asked = False
+                    return
+                if time.monotonic() - last > LOOK_AHEAD_S:
+                    self._bpf.ring_buffer_consume()
+                    self._take_polled()
+                    last = time.monotonic()
+        finally:
+            self.in_callback = False
 
     def _take_polled(self) -> None:
         polled, self._polled = self._polled, []
@@ -499,6 +527,7 @@ class EbpfTracer:
         except BaseException as exc:  # kept, and raised by the run
             self.failure = exc
             self.callback_errors += 1
+            self.unhandled = 1  # the record it was handing on, in part at most
 
     def drain(self) -> None:
         """Deliver everything still buffered, partial per-CPU batches included."""

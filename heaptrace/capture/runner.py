@@ -175,9 +175,12 @@ class EbpfCapture:
         stop = self.tracer.failure
         if isinstance(stop, TracingStopped):  # the signal watcher interrupted a record's
             self.tracer.failure = None  # handling: a stop, not a failure (finish() drains)
-            self._cut = (f"stopped by {signal.Signals(stop.signum).name} in the middle of a "
-                         "batch of records: some of its calls are not in the events (the "
-                         "totals are exact)")
+            cut = self.tracer.unhandled
+            if cut != 0:  # that record, consumed, was handed on only in part
+                some = "some" if cut is None else f"{cut:,}"
+                self._cut = (f"stopped by {signal.Signals(stop.signum).name} in the middle of "
+                             f"a batch of records: {some} of its calls are not in the events "
+                             "(the totals are exact)")
             raise stop
         if stop is not None:
             self._fail(stop)
