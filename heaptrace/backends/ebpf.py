@@ -343,7 +343,7 @@ def space_sample(mm: int, value: bytes, members: Mapping[int, str], ts_ns: int) 
 class EbpfTracer:
     """Compiles and attaches the probes; `poll()` delivers records to `on_record`."""
 
-    in_callback = False  # handing records on
+    in_callback = False  # handing records on (see request_return)
     return_asked = False
 
     def __init__(
@@ -383,7 +383,6 @@ class EbpfTracer:
         # would print and swallow it, so it is kept here and ends the run (see poll()).
         self.failure: Optional[BaseException] = None
         self.callback_errors = 0
-        self.unhandled: Optional[int] = 0  # of the record a failure stopped (None: not known)
         self._closed = False
         self._bpf["events"].open_ring_buffer(self._callback)
 
@@ -431,6 +430,20 @@ class EbpfTracer:
                 self._look_ahead(ahead)
         for raw in polled:
             self.backlog.append(raw)
+
+    def request_return(self) -> bool:
+        """Called from a signal handler: if records are being handed on, have that stop after
+        the one in hand, the rest kept for the next call (True); False if not."""
+        if self.in_callback:
+            self.return_asked = True
+        return self.in_callback
+
+    def request_return(self) -> bool:
+        """Called from a signal handler: if a record is being handed on, have poll() return
+        once it is (True); False if not in the callback."""
+        if self.in_callback:
+            self.return_asked = True
+        return self.in_callback
 
     def arm(self, pid: int) -> None:
         """Trace `pid` from its next exec on (it is stopped between fork and exec)."""

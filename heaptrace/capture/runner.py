@@ -421,7 +421,8 @@ def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
     capture = EbpfCapture(options, argv)
     target = None
     try:
-        target = run_traced(argv, capture.arm, capture.poll, capture.tick)
+        target = run_traced(argv, capture.arm, capture.poll, capture.tick,
+                            capture.tracer.request_return)
     except TracingStopped as stop:  # a second SIGINT/SIGTERM: the target runs on, untraced
         capture.writer.set_meta(stopped_by=signal.Signals(stop.signum).name)
         raise
@@ -447,7 +448,7 @@ def attach_process(target: AttachTarget, options: RunOptions,
     end = None
     try:
         end = attach_traced(target.pid, lambda _pid: capture.attach(target), capture.poll,
-                            capture.tick, duration)
+                            capture.tick, duration, capture.tracer.request_return)
     finally:
         result = capture.finish(None, end)
     return result

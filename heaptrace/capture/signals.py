@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from types import FrameType, TracebackType
-from typing import List, Optional, Tuple, Type
+from typing import Callable, List, Optional, Tuple, Type
 
 from heaptrace.errors import HeaptraceError
 
@@ -39,9 +39,13 @@ class SignalWatch:
     for them. `stop_after`: how many SIGINT/SIGTERM end the tracing; `forward`: pass them on
     to `target` (with -p nothing is passed on: the process is not ours)."""
 
-    def __init__(self, stop_after: int, forward: bool = True) -> None:
+    def __init__(self, stop_after: int, forward: bool = True,
+                 interrupt: Callable[[], bool] = lambda: False) -> None:
         self.stop_after = stop_after
         self.forward = forward
+        # Asked first by the nudge: True if the main thread is where it can be asked to come
+        # back by itself (handing the probe's records on), so no exception is raised there.
+        self.interrupt = interrupt
         self.target: Optional[int] = None  # where forwarded signals go
         self.stop_signal: Optional[int] = None
         self._ending = 0
@@ -114,4 +118,7 @@ class SignalWatch:
                     os.kill(self.target, signum)
 
     def _nudged(self, _signum: int, _frame: Optional[FrameType]) -> None:
+        if self.stop_signal is not None and self.interrupt():
+            self._seen.clear()  # the main loop's check() comes next
+            return
         self.check()

@@ -47,3 +47,21 @@ def test_with_pid_the_first_signal_stops_and_nothing_is_passed_on():
             watch.check()
     assert "left running" not in str(stopped.value)
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # handler restored
+
+
+def test_a_nudge_first_asks_the_main_thread_to_come_back_by_itself():
+    # Handing the probe's records on, the main thread can be asked to return after the record
+    # it is on (nothing is lost); an exception is raised into it only where it cannot.
+    asked = []
+
+    def interrupt() -> bool:
+        asked.append(1)
+        return len(asked) == 1  # the first time: in the callback, asked to come back
+
+    with pytest.raises(TracingStopped), SignalWatch(stop_after=1, forward=False,
+                                                    interrupt=interrupt):
+        later(0.1, signal.SIGHUP)
+        event = threading.Event()
+        for _ in range(600):  # never calls check(): as if stuck
+            event.wait(0.05)
+    assert len(asked) == 2  # asked, then (still not back) interrupted
