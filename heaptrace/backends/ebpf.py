@@ -438,13 +438,6 @@ class EbpfTracer:
             self.return_asked = True
         return self.in_callback
 
-    def request_return(self) -> bool:
-        """Called from a signal handler: if a record is being handed on, have poll() return
-        once it is (True); False if not in the callback."""
-        if self.in_callback:
-            self.return_asked = True
-        return self.in_callback
-
     def arm(self, pid: int) -> None:
         """Trace `pid` from its next exec on (it is stopped between fork and exec)."""
         table = self._bpf["traced"]
@@ -540,7 +533,6 @@ class EbpfTracer:
         except BaseException as exc:  # kept, and raised by the run
             self.failure = exc
             self.callback_errors += 1
-            self.unhandled = 1  # the record it was handing on, in part at most
 
     def drain(self) -> None:
         """Deliver everything still buffered, partial per-CPU batches included."""

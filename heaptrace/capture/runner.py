@@ -175,12 +175,10 @@ class EbpfCapture:
         stop = self.tracer.failure
         if isinstance(stop, TracingStopped):  # the signal watcher interrupted a record's
             self.tracer.failure = None  # handling: a stop, not a failure (finish() drains)
-            cut = self.tracer.unhandled
-            if cut != 0:  # that record, consumed, was handed on only in part
-                some = "some" if cut is None else f"{cut:,}"
-                self._cut = (f"stopped by {signal.Signals(stop.signum).name} in the middle of "
-                             f"a batch of records: {some} of its calls are not in the events "
-                             "(the totals are exact)")
+            # the record in hand was handed on in part at most; the rest are kept and drained
+            self._cut = (f"stopped by {signal.Signals(stop.signum).name} while a record was "
+                         "handed on: that call may be missing from the events (the totals are "
+                         "exact)")
             raise stop
         if stop is not None:
             self._fail(stop)

@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 from heaptrace.stacks.elf import DEBUG_ROOT, ElfFile, open_debug_file, open_mapped
 from heaptrace.stacks.procmaps import Mapping, ProcMaps, is_file
 from heaptrace.stacks.procmem import MemoryReader
-from heaptrace.stacks.symbols import SymbolTable, read_perf_map
+from heaptrace.stacks.symbols import SymbolTable, perf_map_owners, read_perf_map
 from heaptrace.stacks.unwind.arch import X86_64, Arch, host, of_machine, resolve
 from heaptrace.stacks.unwind.cfi import (
     EXPR,
@@ -215,7 +215,8 @@ class Unwinder:
         table = self._perf_maps.get(pid)
         entry = table.entry(pc) if table is not None else None
         if entry is None:
-            table = self._perf_maps[pid] = read_perf_map(f"{self.perf_map_dir}/perf-{pid}.map")
+            table = self._perf_maps[pid] = read_perf_map(
+                f"{self.perf_map_dir}/perf-{pid}.map", perf_map_owners(pid, self.maps.uids))
             entry = table.entry(pc)
         return entry
 
