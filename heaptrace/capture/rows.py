@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -130,9 +129,10 @@ class Recorder:
                 self._execs_ahead[record.pid] = self._execs_ahead.get(record.pid, 0) + 1
                 self.python.look_exec(record.pid, self._gen_ahead(record.pid), record.filename)
             elif isinstance(record, MappedFile):
-                self.python.look_file(record.pid, self._gen_ahead(record.pid),
-                                      os.path.realpath(record.path), record.addr,
-                                      record.offset)
+                # The file through /proc/PID/map_files, never the probe's path in our cwd
+                path, elf = self.tracker.mapped_file(record)
+                self.python.look_file(record.pid, self._gen_ahead(record.pid), path,
+                                      record.addr, record.offset, elf.build_id if elf else None)
 
     def _gen_ahead(self, pid: int) -> int:
         return self.tracker.images.get(pid, 0) + self._execs_ahead.get(pid, 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import lzma
+import mmap
 import os
 import struct
 from collections import OrderedDict
@@ -220,8 +221,24 @@ class ElfFile:
                 return start - offset - (p_vaddr - p_offset)
         return None
 
+    def holds(self, text: bytes) -> bool:
+        """Whether the file's bytes hold `text` anywhere (a quick test before a slow parse)."""
+        return file_holds(self._fh, text)
+
     def close(self) -> None:
         self._fh.close()
+
+
+def file_holds(fh: BinaryIO, text: bytes) -> bool:
+    """Whether an open file (or in-memory bytes) holds `text`; True when it cannot be
+    searched (the caller then parses it, as if it did)."""
+    if isinstance(fh, io.BytesIO):
+        return fh.getbuffer().tobytes().find(text) >= 0
+    try:
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return data.find(text) >= 0
+    except (OSError, ValueError):  # empty, or not mappable
+        return True
 
 
 def debug_file_candidates(elf: ElfFile, root: str = DEBUG_ROOT) -> List[str]:
@@ -276,6 +293,11 @@ def capture(elf: Optional[ElfFile]) -> Optional[ElfFile]:
     return elf
 
 
+def captured(build_id: Optional[str]) -> Optional[ElfFile]:
+    """The file of `build_id` captured while it was mapped (see capture()), if any."""
+    return _CAPTURED.get(build_id) if build_id else None
+
+
 def open_matching(path: str, build_id: Optional[str]) -> Optional[ElfFile]:
     """The file at `path` if it is still the one that was mapped (same build-id)."""
     elf = open_elf(path)
@@ -328,7 +350,7 @@ def open_mapped(path: str, build_id: Optional[str], root: str = DEBUG_ROOT) -> O
     """The file a mapping came from: the one captured while it was mapped, else the path if it
     still holds the same build, else the installed debug file of that build-id (same
     addresses, symbols, maybe .debug_frame)."""
-    elf = _CAPTURED.get(build_id) if build_id else None
+    elf = captured(build_id)
     if elf is None and os.path.isabs(path):  # never a path relative to heaptrace's own cwd
         elf = open_matching(path, build_id)
     if elf is None and build_id:

@@ -15,6 +15,15 @@ from heaptrace.stacks.execimage import find_auxv, image_mappings
 from heaptrace.stacks.procmaps import Mapping, ProcMaps
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+MAX_RESOLVED = 4096
+
+
+def _end(mapped: MappedFile) -> int:
+    return mapped.addr + -(-mapped.length // PAGE) * PAGE
+
+
+def _key(mapped: MappedFile) -> Tuple[int, int, int]:
+    return mapped.pid, mapped.addr, mapped.ts_ns
 
 
 class MappingTracker:
@@ -23,6 +32,8 @@ class MappingTracker:
         self.images: Dict[int, int] = {}  # pid -> number of execs seen (its image generation)
         self._pending_exec: Dict[int, Tuple[str, int]] = {}  # pid -> (filename, exec time)
         self.start_dirs: Dict[int, str] = {}  # pid -> the cwd heaptrace started it in
+        # mapped_file()'s answers for records not handled yet
+        self._resolved: Dict[Tuple[int, int, int], Tuple[str, Optional[ElfFile]]] = {}
 
     def on_process_change(self, change: ProcessChange) -> None:
         if change.what == "fork":
@@ -62,13 +73,26 @@ class MappingTracker:
         mount namespace, and the file there may have been swapped since (for a FIFO, say).
         The mapped file itself is read through /proc/PID/map_files while the process runs;
         after that, only an absolute path is opened, as safefile.py allows."""
-        end = mapped.addr + -(-mapped.length // PAGE) * PAGE
-        path, elf = self._map_file(mapped.pid, mapped.addr, end)
+        found = self._resolved.pop(_key(mapped), None)
+        path, elf = found if found is not None else self._open(mapped)
+        self.maps.add(mapped.pid, Mapping(mapped.addr, _end(mapped), mapped.offset, path,
+                                          elf.build_id if elf else None, mapped.ts_ns))
+
+    def mapped_file(self, mapped: MappedFile) -> Tuple[str, Optional[ElfFile]]:
+        """(the file's path as the process sees it, the file itself) of a probe's mapping
+        record, found as on_mapped_file() says; kept for on_mapped_file() when a look ahead
+        at the records (Recorder.prepare) asks first, while the process still runs."""
+        if len(self._resolved) >= MAX_RESOLVED:
+            self._resolved.clear()  # looks ahead never handled (a run cut short)
+        found = self._resolved[_key(mapped)] = self._open(mapped)
+        return found
+
+    def _open(self, mapped: MappedFile) -> Tuple[str, Optional[ElfFile]]:
+        path, elf = self._map_file(mapped.pid, mapped.addr, _end(mapped))
         if path is None:
             path = os.path.normpath(mapped.path)
             elf = open_elf(path) if os.path.isabs(path) else None
-        self.maps.add(mapped.pid, Mapping(mapped.addr, end, mapped.offset, path,
-                                          elf.build_id if elf else None, mapped.ts_ns))
+        return path, elf
 
     def _map_file(self, pid: int, start: int, end: int) -> Tuple[Optional[str], Optional[ElfFile]]:
         """(the file's path as the process sees it, the file opened) of the mapping at

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from heaptrace.analysis.retained import DEFAULT_PAGE_SIZE as PAGE
+from heaptrace.analysis.replay import DEFAULT_PAGE_SIZE as PAGE
 from tests.helpers.cli import argv, heaptrace
 
 

@@ -4,7 +4,6 @@ probe's Python records of those processes turned into what the recording keeps."
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 import shutil
@@ -13,8 +12,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from heaptrace.backends.btf import fsbase_offset
 from heaptrace.backends.records import PyCode, PyStack
-from heaptrace.stacks.elf import ElfFile, open_elf, open_mapped, symbol_source
-from heaptrace.stacks.execimage import program_path
+from heaptrace.stacks.elf import (
+    MAX_ELF_BYTES,
+    ElfFile,
+    captured,
+    file_holds,
+    open_elf,
+    open_mapped,
+    symbol_source,
+)
 from heaptrace.stacks.procmaps import ProcMaps, is_file, parse_maps
 from heaptrace.stacks.procmem import process_reader
 from heaptrace.stacks.python.codes import (
@@ -25,6 +31,7 @@ from heaptrace.stacks.python.codes import (
     read_code,
 )
 from heaptrace.stacks.python.interpreter import Interpreter, find_interpreter
+from heaptrace.stacks.safefile import open_regular
 
 Teach = Callable[[int, Sequence[int]], None]  # (pid, py_proc fields)
 # A Python frame as the recording keeps it: (code object address, byte offset of its
@@ -61,8 +68,8 @@ def libpython_of(program: ElfFile, pid: int) -> Optional[str]:
     dirs = [*_environ(pid).get("LD_LIBRARY_PATH", "").split(":"),
             *(d.replace("$ORIGIN", origin).replace("${ORIGIN}", origin) for d in runpath),
             *SYSTEM_LIBRARY_DIRS]
-    for directory in dirs:
-        candidate = os.path.join(directory, name) if directory else ""
+    for directory in dirs:  # a relative one would be relative to the target's cwd, not ours
+        candidate = os.path.join(directory, name) if os.path.isabs(directory) else ""
         if candidate and os.path.isfile(candidate):
             return os.path.realpath(candidate)
     return None
@@ -81,12 +88,12 @@ def _environ(pid: int) -> Dict[str, str]:
 def may_name(path: str, text: bytes) -> bool:
     """False when the file's bytes do not hold `text` (a symbol or library name): no need to
     parse it as ELF, tens of milliseconds for libc while a process that just exec'd Python
-    runs on untaught."""
-    try:
-        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return data.find(text) >= 0
-    except (OSError, ValueError):  # unreadable here (open_mapped may find it elsewhere), empty
+    runs on untaught. Opened as safefile.py says (the target may have put a FIFO there)."""
+    fh = open_regular(path, MAX_ELF_BYTES)
+    if fh is None:  # not a regular file here (open_mapped may find it elsewhere)
         return True
+    with fh:
+        return file_holds(fh, text)
 
 
 def warm_up(argv: Sequence[str]) -> None:
@@ -167,11 +174,14 @@ class PythonProcesses:
             if is_file(mapping) and self.look_file(pid, gen, mapping.path, mapping.start,
                                                     mapping.offset):
                 return
+        # The file exec mapped, through /proc (never `filename` in heaptrace's own cwd: the
+        # target may have swapped it since); its name as the process sees it.
+        exe = f"/proc/{pid}/exe"
         try:
-            executable = os.readlink(f"/proc/{pid}/exe")
+            executable = os.readlink(exe).removesuffix(" (deleted)")
         except OSError:
-            executable = program_path(filename)
-        program = open_elf(executable) if may_name(executable, b"libpython") else None
+            return  # gone already
+        program = open_elf(exe, name=executable) if may_name(exe, b"libpython") else None
         library = libpython_of(program, pid) if program is not None else None
         lib_elf = open_elf(library) if library else None
         interp = self._interpreter(library, lib_elf.build_id) if library and lib_elf else None
@@ -199,10 +209,12 @@ class PythonProcesses:
 
     def _interpreter(self, path: str, build_id: Optional[str]) -> Optional[Interpreter]:
         key = (path, build_id)
-        if key not in self._files and not may_name(path, RUNTIME_SYMBOL):
+        mapped = captured(build_id)  # the file the process mapped, if read while it ran
+        if key not in self._files and not (mapped.holds(RUNTIME_SYMBOL) if mapped
+                                           else may_name(path, RUNTIME_SYMBOL)):
             self._files[key] = None
         if key not in self._files:
-            elf = open_mapped(path, build_id)
+            elf = mapped or open_mapped(path, build_id)
             interp = self._files[key] = find_interpreter(elf) if elf else None
             if interp is not None:
                 self.found[path] = interp
