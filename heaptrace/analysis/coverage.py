@@ -4,7 +4,7 @@ process or thread entry point) and the share of frames without a symbol."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Tuple
 
 from heaptrace.events import ENTRY_POINTS, SYSCALL_KINDS, TRUNCATED, Frame
 from heaptrace.recording import Recording
@@ -41,14 +41,20 @@ def is_whole(stack: Tuple[Frame, ...]) -> bool:
 
 def coverage(rec: Recording) -> StackCoverage:
     """Bytes are the |size| of every syscall event (resident growth, pages rather than calls,
-    would outweigh them); frames are counted once per distinct stack."""
-    stacks: Dict[int, Tuple[Frame, ...]] = rec.stacks()
+    would outweigh them); frames are counted once per distinct stack. The stacks are read
+    a batch at a time (those the reader holds already, if it does)."""
     per_stack = rec.bytes_by_stack(SYSCALL_KINDS)
     events = sum(n for n, _ in per_stack.values())
     total = sum(b for _, b in per_stack.values())
-    whole = sum(b for sid, (_, b) in per_stack.items() if sid in stacks and is_whole(stacks[sid]))
     with_stack = events - per_stack.get(None, (0, 0))[0]
-    frames = [f for stack in stacks.values() for f in stack]
-    unsymbolized = sum(not is_symbolized(f) for f in frames)
-    cut = sum(any(f.name == TRUNCATED for f in stack) for stack in stacks.values())
-    return StackCoverage(total, whole, events, with_stack, len(frames), unsymbolized, cut)
+    whole = frames = unsymbolized = cut = 0
+    held = rec.loaded_stacks()
+    for batch in [held] if held is not None else rec.stack_batches():
+        for row in batch:
+            stack = row.shown()
+            if row.id in per_stack and is_whole(stack):
+                whole += per_stack[row.id][1]
+            frames += len(stack)
+            unsymbolized += sum(not is_symbolized(f) for f in stack)
+            cut += any(f.name == TRUNCATED for f in stack)
+    return StackCoverage(total, whole, events, with_stack, frames, unsymbolized, cut)

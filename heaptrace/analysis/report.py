@@ -49,6 +49,7 @@ class RunInfo:
     imported_from: str = ""  # the file an import read
     pid: Optional[int] = None  # --pid: the report covers this process only
     attached: bool = False  # -p: processes did not exit, held is at the end of tracing
+    unfinished: Optional[str] = None  # what finishing the file did not get to (a signal)
 
 
 @dataclass
@@ -194,7 +195,7 @@ def run_info(meta: RunMeta, path: str, pid: Optional[int]) -> RunInfo:
         incomplete_reason=meta.incomplete_reason, lost_events=meta.lost_events,
         unwritten_events=meta.events_unwritten, imported=meta.imported and not meta.addresses,
         imported_from=meta.imported_from or "", pid=pid,
-        attached=meta.attached)
+        attached=meta.attached, unfinished=meta.unfinished)
 
 
 def kind_rows(rec: Recording, meta: RunMeta) -> List[KindRow]:

@@ -534,6 +534,15 @@ class EbpfTracer:
             self.failure = exc
             self.callback_errors += 1
 
+    def stop(self) -> None:
+        """Stop tracing: every probe detached, its maps and ring buffer still readable, so
+        that drain() ends (on a whole system, records would otherwise come in faster than
+        they are handled, for ever) and the totals stay those of the events delivered."""
+        for tp in list(self._bpf.raw_tracepoint_fds):
+            self._bpf.detach_raw_tracepoint(tp=tp)
+        for tp in list(self._bpf.tracepoint_fds):
+            self._bpf.detach_tracepoint(tp=tp)
+
     def drain(self) -> None:
         """Deliver everything still buffered, partial per-CPU batches included."""
         self._bpf.ring_buffer_consume()

@@ -16,8 +16,7 @@ from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 import psutil
 
 from heaptrace import __version__
-from heaptrace.analysis.coverage import StackCoverage, coverage
-from heaptrace.analysis.lifetimes import store as store_lifetimes
+from heaptrace.analysis.coverage import StackCoverage
 from heaptrace.backends.dtrace import SYSTEMS as DTRACE_SYSTEMS
 from heaptrace.backends.dtrace import record_with_dtrace
 from heaptrace.backends.ebpf import (
@@ -27,11 +26,12 @@ from heaptrace.backends.ebpf import (
     preflight,
     probe_source,
 )
+from heaptrace.capture.finish import FinishingStopped, finish
 from heaptrace.capture.mapped import read_mapped
 from heaptrace.capture.procinfo import AttachTarget
 from heaptrace.capture.rows import Recorder
 from heaptrace.capture.rss import process_rss
-from heaptrace.capture.signals import TracingStopped
+from heaptrace.capture.signals import FinishWatch, TracingStopped
 from heaptrace.capture.target import Progress, attach_traced, run_traced
 from heaptrace.errors import BackendUnavailable, HeaptraceError, UsageError
 from heaptrace.events import KINDS, KindTotals, Rss
@@ -40,7 +40,6 @@ from heaptrace.recording.files import ANY_FILE, RECORDING
 from heaptrace.render.terminal import printable
 from heaptrace.stacks.procmaps import ProcMaps
 from heaptrace.stacks.python.tracker import warm_up
-from heaptrace.stacks.symbols import symbolize_into
 from heaptrace.stacks.unwind.live import LiveUnwinder
 
 CHECKPOINT_S = 0.5  # how often a run commits its exact totals and mappings so far
@@ -133,6 +132,7 @@ class EbpfCapture:
         self._rss_end: Dict[str, object] = {}  # the exact peak RSS and resident classes
         self._peak: Tuple[Optional[int], Optional[Rss]] = (None, None)
         self._python_notes: List[str] = []
+        self._watch: Optional[FinishWatch] = None  # while finish() runs
         meta = RunMeta(
             source="ebpf", command=self.command, command_line=shlex.join(self.command),
             kernel=kernel_release(), heaptrace_version=__version__, unwind=options.unwind,
@@ -303,8 +303,13 @@ class EbpfCapture:
         removed and the previous output left alone. After a failure, the file is marked
         incomplete with what was and was not written, and the failure is raised."""
         self._finishing = True
+        with FinishWatch() as self._watch:
+            return self._finish(exit_code, attach_end)
+
+    def _finish(self, exit_code: Optional[int], attach_end: Optional[str]) -> RunResult:
         if self.failure is None:
             try:
+                self.tracer.stop()
                 self.tracer.drain()
                 if self.tracer.failure is not None:
                     raise self.tracer.failure
@@ -334,6 +339,8 @@ class EbpfCapture:
         if self.failure is None:
             try:
                 return self._complete(exit_code, attach_end, totals, counters)
+            except FinishingStopped:
+                raise  # the events are all written: not a failure of the recording
             except Exception as exc:
                 self.failure = exc
         self._store_failure(exit_code, attach_end, totals, counters)
@@ -354,22 +361,28 @@ class EbpfCapture:
         self.recorder.flush()
         self.writer.publish()
         self.writer.set_totals(totals)
-        self.writer.set_meta(**self._end_meta(exit_code, attach_end, counters))
+        # Every event is in the file now: complete, whatever finishing it does not get to.
+        self.writer.set_meta(**self._end_meta(exit_code, attach_end, counters),
+                             complete=self._cut is None, incomplete_reason=self._cut)
         self.maps.save(self.writer)
         self.writer.commit()
-        symbolize_into(self.writer)  # the mappings are complete now
+        print("heaptrace: finishing the recording: naming stacks, then lifetimes (Ctrl-C "
+              "leaves that to heaptrace symbolize)", file=self.stderr, flush=True)
+        try:
+            # the mappings are complete now; the lifetimes are for the held views
+            _counts, stacks = finish(self.writer, self._watch, named=self._python_summary)
+        except FinishingStopped:
+            self.writer.close()  # as far as it got (finish() said so in the file)
+            raise
+        self.writer.close()
+        return RunResult(exit_code or 0, totals, counters, self.recorder.events, stacks,
+                         *self._peak, self._python_notes)
+
+    def _python_summary(self) -> None:
         interpreters, self._python_notes = self.recorder.python.summary()
         if interpreters or self._python_notes:
             self.writer.set_meta(python_interpreters=interpreters,
                                  python_notes=self._python_notes)
-        self.writer.store_derived(store_lifetimes)  # for the held views
-        stacks = coverage(self.writer.reader())
-        self.writer.set_meta(bytes_with_whole_stack_share=round(stacks.whole_share, 6),
-                             frames_unsymbolized_share=round(stacks.unsymbolized_share, 6),
-                             complete=self._cut is None, incomplete_reason=self._cut)
-        self.writer.close()
-        return RunResult(exit_code or 0, totals, counters, self.recorder.events, stacks,
-                         *self._peak, self._python_notes)
 
     def _store_failure(self, exit_code: Optional[int], attach_end: Optional[str],
                        totals: Dict[str, KindTotals], counters: Dict[str, int]) -> None:

@@ -2,17 +2,21 @@
 whatever the main thread is doing); the main loop passes those another process sent on to
 the target, and on the Nth SIGINT or SIGTERM (the second while running a command, the first
 with -p) stops the tracing and finishes the recording. If the main loop does not get to them
-(stuck in a system call), the watcher passes them on itself and interrupts it."""
+(stuck in a system call), the watcher passes them on itself and interrupts it.
+
+After tracing, while the recording is finished (FinishWatch): a SIGINT or SIGTERM cuts short
+the work that can be done again later, and a second one ends heaptrace at once."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import sqlite3
 import threading
 import time
 from types import FrameType, TracebackType
-from typing import Callable, List, Optional, Tuple, Type
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Type
 
 from heaptrace.errors import HeaptraceError
 
@@ -122,3 +126,56 @@ class SignalWatch:
             self._seen.clear()  # the main loop's check() comes next
             return
         self.check()
+
+
+class FinishingCut(Exception):
+    """Raised in the main thread by FinishWatch: a stop signal came while it may cut."""
+
+
+class FinishWatch:
+    """While a recording is finished (after tracing): the first SIGINT or SIGTERM is noted,
+    and cuts short what runs inside cuttable() at once, in Python code or inside a long
+    SQLite statement (the connection's progress handler brings the signal in there); one
+    that came before cuttable() cuts it as it begins. A second one ends heaptrace as the
+    signal does by default: nothing is waited for any more."""
+
+    PROGRESS_STEPS = 100_000  # SQLite instructions between two looks at the signals
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._cuttable = False
+        self._old: Dict[int, object] = {}
+
+    def __enter__(self) -> FinishWatch:
+        for signum in ENDING:
+            self._old[signum] = signal.signal(signum, self._received)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._old.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _received(self, signum: int, _frame: Optional[FrameType]) -> None:
+        if self.signum is not None:  # the second: end now, as this signal would
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signum = signum
+        if self._cuttable:
+            raise FinishingCut()
+
+    @contextlib.contextmanager
+    def cuttable(self, db: sqlite3.Connection) -> Iterator[None]:
+        """Run the body where a stop signal may cut it (FinishingCut, or whatever error the
+        cut statement gives its caller: see `signum`)."""
+        if self.signum is not None:
+            raise FinishingCut()
+        self._cuttable = True
+        # A Python call every so many SQLite steps: the signal's handler runs in it, and the
+        # statement is ended as interrupted.
+        db.set_progress_handler(lambda: self.signum is not None, self.PROGRESS_STEPS)
+        try:
+            yield
+        finally:
+            self._cuttable = False
+            db.set_progress_handler(None, 0)

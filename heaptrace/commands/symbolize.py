@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
+from heaptrace.capture.finish import symbolize_recording
 from heaptrace.recording import DEFAULT_PATH
 from heaptrace.render.terminal import printable
 from heaptrace.stacks.elf import DEBUG_ROOT
-from heaptrace.stacks.symbols import symbolize_recording
 
 
 @click.command()

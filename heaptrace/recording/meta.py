@@ -69,6 +69,9 @@ class RunMeta:
     # bytes, released] of the resident kind (the kernel's counters)
     resident_sums: int = 0  # resident events written
     stopped_by: Optional[str] = None  # a second SIGINT or SIGTERM stopped tracing: its name
+    # What finishing the file (naming stacks, lifetimes, coverage) has not done yet: set
+    # while it runs, None once done; left set when a signal cut it short.
+    unfinished: Optional[str] = None
     process_uids: Dict[str, int] = field(default_factory=dict)  # pid -> the uid it ran as
     # What an imported input could and could not tell.
     counts: Dict[str, str] = field(default_factory=dict)  # kind -> "bytes" or "calls"

@@ -57,6 +57,7 @@ from heaptrace.recording.writer import EVENT_COLUMNS
 
 DEFAULT_PATH = "heaptrace.db"
 CLASS_LABELS = tuple(c.label for c in MemClass)
+STACK_BATCH = 2048  # stacks a pass over all of them holds at once (stack_batches)
 MAX_VALUE_BYTES = 64 << 20  # far above any real value: what a file can make a reader load
 COPY_MARGIN = 64 << 20  # free space left in the temporary directory after a recovery copy
 
@@ -332,7 +333,11 @@ class Recording:
         self._check_rows("events", _EVENTS_OK + (_MEM_CLASS_OK if self._layout.mem_class else ""))
 
     def check_stacks(self) -> None:
-        self.stack_rows()
+        """Every stack checked, one batch at a time (none kept)."""
+        if "stacks" not in self._checked:
+            for _batch in self.stack_batches():
+                pass
+            self._checked.add("stacks")
 
     # --- what the run was ----------------------------------------------------------------
 
@@ -479,13 +484,18 @@ class Recording:
                                       "line table")
         return [row[1:] for row in rows]
 
-    def py_stacks(self) -> Dict[int, Tuple[List[Tuple[int, int, bool, int]], bool]]:
+    def py_stacks(self, first: Optional[int] = None, last: Optional[int] = None
+                  ) -> Dict[int, Tuple[List[Tuple[int, int, bool, int]], bool]]:
         """stack id -> (Python frames leaf first: (code addr, bytecode offset, first of its
-        C eval call, globals addr), cut) of the stacks that have Python frames."""
+        C eval call, globals addr), cut) of the stacks that have Python frames (of the stack
+        ids first..last, when given)."""
         if not self._has_table("pystacks"):
             return {}
         result = {}
-        for sid, frames, cut in self._query("SELECT stack_id, frames, cut FROM pystacks"):
+        where = "" if first is None or last is None else " WHERE stack_id BETWEEN ? AND ?"
+        args = () if not where else (first, last)
+        for sid, frames, cut in self._query(f"SELECT stack_id, frames, cut FROM pystacks{where}",
+                                            args):
             try:
                 if not isinstance(frames, str):
                     raise ValueError
@@ -611,21 +621,40 @@ class Recording:
     def stack_rows(self) -> List[RecordedStack]:
         """Every stored stack, decoded once."""
         if self._stack_rows is None:
-            ts = "ts_ns" if self._layout.stack_ts else "NULL"
-            rows = []
-            for sid, pid, ts_ns, ips, frames in self._iterate(
-                    f"SELECT id, pid, {ts}, ips, frames FROM stacks ORDER BY id"):
-                if not (_opt_int(pid) and _opt_int(ts_ns)
-                        and (ips is None or isinstance(ips, bytes))):
-                    raise self._malformed("stacks", sid, "expected integers (pid, ts_ns) and "
-                                          "a blob of addresses")
-                try:
-                    rows.append(RecordedStack(sid, pid, ts_ns, unpack_ips(ips),
-                                              frames_from_json(frames)))
-                except ValueError as exc:
-                    raise self._malformed("stacks", sid, str(exc)) from None
-            self._stack_rows = rows
+            self._stack_rows = [s for batch in self.stack_batches() for s in batch]
+            self._checked.add("stacks")
         return self._stack_rows
+
+    def loaded_stacks(self) -> Optional[List[RecordedStack]]:
+        """The stacks stack_rows() read already, or None (read them in batches instead)."""
+        return self._stack_rows
+
+    def stack_batches(self, size: int = STACK_BATCH,
+                      frames: bool = True) -> Iterator[List[RecordedStack]]:
+        """Every stored stack, checked and decoded, `size` at a time in id order and none
+        kept: a pass over a whole system's stacks in bounded memory. Each batch is a query of
+        its own, so the caller may rewrite the rows it was given. `frames=False`: the stored
+        frames are neither read nor checked (symbolizing replaces them)."""
+        ts = "ts_ns" if self._layout.stack_ts else "NULL"
+        sql = (f"SELECT id, pid, {ts}, ips, {'frames' if frames else 'NULL'} FROM stacks "
+               "{} ORDER BY id LIMIT ?")
+        rows = self._query(sql.format(""), (size,))
+        while rows:
+            yield [self._stack_row(*row) for row in rows]
+            if len(rows) < size:
+                return
+            rows = self._query(sql.format("WHERE id > ?"), (rows[-1][0], size))
+
+    def _stack_row(self, sid: int, pid: object, ts_ns: object, ips: object,
+                   frames: object) -> RecordedStack:
+        if not (_opt_int(pid) and _opt_int(ts_ns) and (ips is None or isinstance(ips, bytes))):
+            raise self._malformed("stacks", sid, "expected integers (pid, ts_ns) and a blob "
+                                  "of addresses")
+        try:
+            return RecordedStack(sid, pid, ts_ns, unpack_ips(ips),  # type: ignore[arg-type]
+                                 frames_from_json(frames))
+        except ValueError as exc:
+            raise self._malformed("stacks", sid, str(exc)) from None
 
     def stacks(self) -> Dict[int, Tuple[Frame, ...]]:
         """Symbolized stacks by id, leaf first; unsymbolized ones as raw hex addresses."""

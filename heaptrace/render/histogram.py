@@ -72,11 +72,13 @@ def render_text(
         out.write(f"\n  {meta.lost_events} events lost from the per-event stream "
                   "(totals above are exact; some stacks are missing)\n")
     if meta.complete is False and meta.incomplete_reason:
-        out.write(f"\n  recording incomplete: {meta.incomplete_reason}; "
+        out.write(f"\n  recording incomplete: {printable(meta.incomplete_reason)}; "
                   f"{meta.events_unwritten:,} events received were not written\n")
     elif meta.complete is False:
         out.write("\n  recording cut short (heaptrace did not finish): totals as of its last "
                   "checkpoint; run `heaptrace symbolize` for names\n")
+    if meta.unfinished:
+        out.write(f"\n  recording unfinished: {printable(meta.unfinished)}\n")
 
 
 def to_json(totals: Dict[str, KindTotals], meta: Optional[RunMeta] = None) -> dict:

@@ -58,6 +58,8 @@ def state_lines(run: RunInfo) -> List[str]:
                      "below miss them, the totals are exact")
     elif run.complete:
         lines.append("  complete, no events lost")
+    if run.unfinished:
+        lines.append(f"  UNFINISHED: {one_line(run.unfinished, 120)}")
     return lines
 
 

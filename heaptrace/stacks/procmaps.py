@@ -57,12 +57,17 @@ def parse_maps(text: str) -> List[Tuple[Mapping, str]]:
 
 
 class _Space:
-    """The mappings of one pid: all of them, plus the live ones sorted for bisection."""
+    """The mappings of one pid: all of them, plus the live ones sorted for bisection, and for
+    the lookups at a time an index of which mappings cover each address range (symbolizing
+    a whole system's stacks asks millions of times)."""
 
     def __init__(self) -> None:
         self.all: List[Mapping] = []
         self.live: List[Mapping] = []
         self.starts: List[int] = []
+        self._bounds: List[int] = []  # every start and end, sorted
+        self._cover: List[List[Mapping]] = []  # [i]: those covering bounds[i]..bounds[i+1]
+        self._indexed = 0  # how many of `all` the index holds (it only ever grows)
 
     def add(self, m: Mapping) -> None:
         self.all.append(m)
@@ -87,13 +92,31 @@ class _Space:
             found = self.find_live(addr)
             if found is not None:
                 return found
-        covering = [m for m in self.all if m.start <= addr < m.end]
+        covering = self._covering(addr)
+        if len(covering) == 1:  # most addresses: the rules below, for one mapping
+            only = covering[0]
+            gone = ts_ns is not None and only.last_ns is not None and only.last_ns <= ts_ns
+            return None if gone else only
         alive = [m for m in covering if _alive_at(m, ts_ns)]
         if alive or ts_ns is None:
             return max(alive, key=lambda m: m.first_ns, default=None)
         # Seen only after ts_ns (a snapshot taken late) but not ended before it: the same image.
         later = [m for m in covering if m.last_ns is None or m.last_ns > ts_ns]
         return min(later, key=lambda m: m.first_ns, default=None)
+
+
+    def _covering(self, addr: int) -> List[Mapping]:
+        """The mappings holding `addr`, in the order they were added."""
+        if self._indexed != len(self.all):
+            bounds = sorted({m.start for m in self.all} | {m.end for m in self.all})
+            cover: List[List[Mapping]] = [[] for _ in bounds]
+            for m in self.all:
+                for i in range(bisect.bisect_left(bounds, m.start),
+                               bisect.bisect_left(bounds, m.end)):
+                    cover[i].append(m)
+            self._bounds, self._cover, self._indexed = bounds, cover, len(self.all)
+        i = bisect.bisect_right(self._bounds, addr) - 1
+        return self._cover[i] if i >= 0 else []
 
 
 def _alive_at(m: Mapping, ts_ns: Optional[int]) -> bool:

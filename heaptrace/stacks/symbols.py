@@ -24,6 +24,7 @@ from heaptrace.stacks.safefile import read_regular
 
 _RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
 MAX_PERF_MAP = 256 << 20
+MAX_RESOLVED = 1 << 20  # addresses whose names are kept
 
 
 def _rank(name: str) -> Tuple[int, int, str]:
@@ -179,6 +180,8 @@ class Symbolizer:
         key = (pid, addr, id(mapping))
         hit = self._resolved.get(key)
         if hit is None:
+            if len(self._resolved) >= MAX_RESOLVED:
+                self._resolved.clear()  # bounded: a whole system has millions of addresses
             hit = self._resolved[key] = self._lookup(pid, addr, mapping)
         return hit
 
@@ -237,22 +240,33 @@ def symbolize_stacks(
 def symbolize_into(writer: RecordingWriter, debug_root: str = DEBUG_ROOT) -> Tuple[int, int, int]:
     """(Re)write the frames of every stack the writer's recording holds, from its raw
     addresses and stored mappings, through the writer's own connection; returns (stacks,
-    frames, frames without a symbol)."""
+    frames, frames without a symbol). A batch of stacks at a time, each committed: memory
+    stays bounded for a whole system's stacks, and a run stopped while it symbolizes keeps
+    the names given so far (`heaptrace symbolize` gives the rest)."""
     rec = writer.reader()
-    raw = [s for s in rec.stack_rows() if s.ips]
     maps = ProcMaps.from_rows(rec.mappings())
     maps.uids = uids_of(rec.meta())  # whose /tmp/perf-PID.map may name JIT frames
-    frames = symbolize_stacks(raw, Symbolizer(maps, debug_root=debug_root))
-    py_stacks = rec.py_stacks()
-    if py_stacks:  # the Python frames of its Python stacks in place
-        frames = with_python_frames(frames, [(s.id, s.pid, s.ips, s.ts_ns) for s in raw],
-                                    py_stacks, code_names(rec.py_codes()))
-    frames = {stack_id: mark_cut(stack) for stack_id, stack in frames.items()}
-    for stack_id, stack in frames.items():
-        writer.set_stack_frames(stack_id, stack)
-    writer.commit()
-    flat = [f for stack in frames.values() for f in stack]
-    return len(frames), len(flat), sum(not is_symbolized(f) for f in flat)
+    symbolizer = Symbolizer(maps, debug_root=debug_root)
+    codes: Optional[CodeNames] = None
+    stacks = frames = unnamed = 0
+    for batch in rec.stack_batches(frames=False):
+        raw = [s for s in batch if s.ips]
+        if not raw:
+            continue
+        named = symbolize_stacks(raw, symbolizer)
+        py_stacks = rec.py_stacks(raw[0].id, raw[-1].id)
+        if py_stacks:  # the Python frames of its Python stacks in place
+            codes = codes if codes is not None else code_names(rec.py_codes())
+            named = with_python_frames(named, [(s.id, s.pid, s.ips, s.ts_ns) for s in raw],
+                                       py_stacks, codes)
+        for stack_id, stack in named.items():
+            stack = mark_cut(stack)
+            writer.set_stack_frames(stack_id, stack)
+            stacks += 1
+            frames += len(stack)
+            unnamed += sum(not is_symbolized(f) for f in stack)
+        writer.commit()
+    return stacks, frames, unnamed
 
 
 def code_names(rows: Sequence[tuple]) -> CodeNames:
@@ -290,9 +304,3 @@ def uids_of(meta: RunMeta) -> Dict[int, int]:
     """The users the traced processes ran as, as ProcMaps.save() stored them ({} if not)."""
     return {int(pid): uid for pid, uid in meta.process_uids.items()
             if pid.isascii() and pid.isdigit()}
-
-
-def symbolize_recording(path: str, debug_root: str = DEBUG_ROOT) -> Tuple[int, int, int]:
-    """`heaptrace symbolize`: symbolize the recording at `path` in place."""
-    with RecordingWriter.open_existing(path) as writer:
-        return symbolize_into(writer, debug_root)

@@ -8,9 +8,11 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
+from typing import Tuple
 
 from heaptrace.recording import Recording
-from tests.helpers.cli import HEAPTRACE
+from tests.helpers.cli import HEAPTRACE, histogram_json
 
 NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"
 
@@ -52,21 +54,50 @@ def test_a_pid_reused_during_start_up_is_not_traced(tmp_path):
         impostor.wait()
 
 
-def test_attaching_to_init_warns_and_leaves_heaptrace_out(tmp_path):
-    db = tmp_path / "r.db"
-    log = tmp_path / "stderr"  # a file: every process on the system may hold the pipe
-    with log.open("w") as stderr:
-        proc = subprocess.Popen([*HEAPTRACE, "run", "-o", str(db), "-p", "1"], stderr=stderr)
-    warning = ("heaptrace: warning: PID 1 is the root of every process: this traces the "
-               "whole system")
-    deadline = time.monotonic() + 300
-    while warning not in log.read_text():
+WARNING = "heaptrace: warning: PID 1 is the root of every process: this traces the whole system"
+FINISHING = "heaptrace: finishing the recording"
+
+
+def wait_for(text: str, log: Path, proc: subprocess.Popen, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while text not in log.read_text():
         assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)  # seen it: the whole system is a lot to record
+
+
+def attach_to_init(tmp_path: Path) -> Tuple[subprocess.Popen, Path, Path]:
+    """`run -p 1`, stopped by SIGINT once it said it traces the whole system (the whole
+    system is a lot to record); returns the run, its recording and its stderr."""
+    db, log = tmp_path / "r.db", tmp_path / "stderr"  # a file: every process may hold a pipe
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([*HEAPTRACE, "run", "-o", str(db), "-p", "1"], stderr=stderr)
+    wait_for(WARNING, log, proc, 300)
+    proc.send_signal(signal.SIGINT)
+    return proc, db, log
+
+
+def test_attaching_to_init_warns_and_leaves_heaptrace_out(tmp_path):
+    proc, db, log = attach_to_init(tmp_path)
+    # Finishing a whole system's recording is bounded (it was not: 13 GB, and no end in 300 s)
     assert proc.wait(timeout=300) == 0, log.read_text()
     with Recording(str(db)) as rec:
         pids = {p.pid for p in rec.processes()}
         event_pids = {e.pid for e in rec.events()}
+        assert rec.meta().unfinished is None
     assert 1 in pids and len(pids) > 2
     assert proc.pid not in pids | event_pids  # heaptrace never traces itself
+
+
+def test_a_second_sigint_while_finishing_ends_heaptrace_with_the_recording_readable(tmp_path):
+    proc, db, log = attach_to_init(tmp_path)
+    wait_for(FINISHING, log, proc, 300)
+    proc.send_signal(signal.SIGINT)  # naming a whole system's stacks: not waited for
+    assert proc.wait(timeout=120) == 128 + signal.SIGINT, log.read_text()
+    assert f"heaptrace: error: stopped by SIGINT while finishing {db}: every event is in it" \
+        in log.read_text()
+    doc = histogram_json(db)
+    assert doc["recording"]["complete"] is True and doc["recording"]["attached"] is True
+    assert "heaptrace symbolize" in doc["recording"]["unfinished"]
+    with Recording(str(db)) as rec:  # what it holds is there to read: every process attached
+        assert 1 in {p.pid for p in rec.processes()}
+        assert rec.event_count() == rec.meta().events_recorded

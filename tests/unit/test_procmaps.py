@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from heaptrace.recording import Recording, RecordingWriter
 from heaptrace.stacks.procmaps import ANON, PROT_EXEC, Mapping, ProcMaps, parse_maps
 
@@ -161,3 +164,35 @@ def test_a_library_a_late_snapshot_found_is_mapped_when_the_probe_says(tmp_path)
     maps.on_munmap(7, 50, 0x7F0000000000, 0x9000)  # the cache file, unmapped before liba
     assert maps.find(7, 0x7F0000004100, 95).path == "/tmp/liba.so"
     assert maps.mappings(7)[0].first_ns == 90 and maps.mappings(7)[0].last_ns is None
+
+
+def _find_plainly(maps, pid, addr, ts):  # noqa: ANN001, ANN202 - the rule, one mapping at a time
+    covering = [m for m in maps.mappings(pid) if m.start <= addr < m.end]
+    if ts is None:
+        return max(covering, key=lambda m: m.first_ns, default=None)
+    alive = [m for m in covering if m.first_ns <= ts and (m.last_ns is None or ts < m.last_ns)]
+    if alive:
+        return max(alive, key=lambda m: m.first_ns)
+    later = [m for m in covering if m.last_ns is None or m.last_ns > ts]
+    return min(later, key=lambda m: m.first_ns, default=None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12), st.integers(1, 6), st.integers(0, 50),
+                          st.one_of(st.none(), st.integers(1, 40))), max_size=12),
+       st.lists(st.tuples(st.integers(0, 20), st.one_of(st.none(), st.integers(0, 100))),
+                min_size=1, max_size=20))
+def test_lookups_at_a_time_through_the_index_follow_the_plain_rule(rows, queries):
+    # Mappings stored with a history, as symbolizing reads them: the index over addresses
+    # (built as they are added, rebuilt when one is added) finds what the plain scan does.
+    maps = ProcMaps()
+    for start, length, first, span in rows:
+        mapping = Mapping(start, start + length, 0, f"/lib/{start}", None, first)
+        mapping.last_ns = None if span is None else first + span
+        maps._space(1).add(mapping)
+        for addr, ts in queries[:3]:  # looked up while mappings are still added, too
+            if ts is not None:
+                assert maps.find(1, addr, ts) is _find_plainly(maps, 1, addr, ts)
+    for addr, ts in queries:
+        if ts is not None or maps.find_live(1, addr) is None:
+            assert maps.find(1, addr, ts) is _find_plainly(maps, 1, addr, ts)

@@ -80,6 +80,9 @@ class ScriptedTracer(ebpf.EbpfTracer):
             self._handed_on()
             self.delivered += 1
 
+    def stop(self) -> None:
+        pass  # the scripted records end with the queue
+
     def drain(self) -> None:
         self.poll(0)
 
@@ -268,6 +271,44 @@ def test_a_stop_signal_while_records_are_handed_on_ends_tracing_and_loses_none_a
         # the call in hand is lost; the records after it were kept and drained
         assert rec.event_count() == meta.events_recorded == CALLS - 1
         assert rec.totals()["brk"].calls == CALLS
+
+
+def test_a_stop_signal_while_finishing_keeps_every_event_and_says_what_is_left(
+        scripted, tmp_path, monkeypatch):
+    # Naming a whole system's stacks or building its lifetimes takes long: a stop signal
+    # then ends heaptrace at once, the file complete (every event is in it) and unfinished.
+    import signal
+    import time
+
+    from heaptrace.analysis.lifetimes import current
+    from heaptrace.capture import finish
+
+    out = tmp_path / "r.db"
+    real_symbolize = finish.symbolize_into
+
+    def symbolize_then_signal(writer, debug_root):  # noqa: ANN001
+        counts = real_symbolize(writer, debug_root)
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 60  # long work: ends when the signal cuts it
+        while time.monotonic() < deadline:
+            pass
+        return counts
+
+    monkeypatch.setattr(finish, "symbolize_into", symbolize_then_signal)
+    with pytest.raises(finish.FinishingStopped) as stopped:
+        runner.record_command(PYTHON, runner.RunOptions(output=str(out)))
+    assert stopped.value.exit_code == 128 + signal.SIGINT
+    assert str(stopped.value).startswith(f"stopped by SIGINT while finishing {out}: every "
+                                         "event is in it")
+    with Recording(str(out)) as rec:
+        meta = rec.meta()
+        assert meta.complete is True and meta.unfinished == finish.UNFINISHED
+        assert rec.event_count() == CALLS and not current(rec.connection(), rec)
+    monkeypatch.setattr(finish, "symbolize_into", real_symbolize)
+    finish.symbolize_recording(str(out))  # `heaptrace symbolize` finishes it
+    with Recording(str(out)) as rec:
+        assert rec.meta().unfinished is None and current(rec.connection(), rec)
+        assert rec.meta().bytes_with_whole_stack_share is not None
 
 
 def test_a_failure_handing_records_on_is_kept_and_ends_the_delivery():

@@ -1,16 +1,18 @@
-"""The signal watcher: signals reach heaptrace whatever its main thread is doing."""
+"""The signal watcher: signals reach heaptrace whatever its main thread is doing; and while a
+recording is finished, a stop signal cuts short what may be done again later."""
 
 from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 
 import pytest
 
-from heaptrace.capture.signals import SignalWatch, TracingStopped
+from heaptrace.capture.signals import FinishingCut, FinishWatch, SignalWatch, TracingStopped
 
 
 def later(seconds: float, signum: int) -> None:
@@ -65,3 +67,43 @@ def test_a_nudge_first_asks_the_main_thread_to_come_back_by_itself():
         for _ in range(600):  # never calls check(): as if stuck
             event.wait(0.05)
     assert len(asked) == 2  # asked, then (still not back) interrupted
+
+
+FOREVER = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT COUNT(*) FROM n"
+
+
+def test_a_stop_signal_while_finishing_cuts_a_statement_that_would_never_end():
+    db = sqlite3.connect(":memory:")
+    safety = threading.Timer(60, db.interrupt)  # if the signal did not get in: fail, not hang
+    safety.start()
+    try:
+        with FinishWatch() as watch, pytest.raises(sqlite3.OperationalError), \
+                watch.cuttable(db):
+            later(0.2, signal.SIGINT)
+            db.execute(FOREVER).fetchall()
+        assert watch.signum == signal.SIGINT and safety.is_alive()
+    finally:
+        safety.cancel()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert db.execute("SELECT 1").fetchall() == [(1,)]  # the connection goes on
+
+
+def test_a_stop_signal_before_the_cuttable_part_cuts_it_as_it_begins():
+    db = sqlite3.connect(":memory:")
+    with FinishWatch() as watch:
+        os.kill(os.getpid(), signal.SIGTERM)  # while draining, say: noted only
+        ran = []
+        with pytest.raises(FinishingCut), watch.cuttable(db):
+            ran.append(1)
+    assert ran == [] and watch.signum == signal.SIGTERM
+
+
+def test_a_second_stop_signal_while_finishing_ends_the_process_at_once():
+    code = ("import os, signal, time\n"
+            "from heaptrace.capture.signals import FinishWatch\n"
+            "with FinishWatch():\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    time.sleep(60)\n")
+    child = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert child.returncode == -signal.SIGTERM

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from heaptrace.events import TRUNCATED, Frame, is_python_name
@@ -65,6 +66,7 @@ def is_eval(frame: Frame) -> bool:
     return frame.name.startswith(EVAL_FRAME)
 
 
+@lru_cache(maxsize=1 << 16)  # a hot line runs in many stacks: its line table read once
 def python_frame(row: CodeRow, offset: int) -> Optional[Frame]:
     """The frame of a code object running the instruction at byte `offset`; None for a frame
     not started yet (before its first traceable instruction: tracebacks leave it out)."""

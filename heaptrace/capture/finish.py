@@ -1,0 +1,75 @@
+"""Finishing a recording whose events are all written: naming its stacks, storing its lifetimes
+and its stack coverage. All of it can be done again later (`heaptrace symbolize` names the
+stacks, a view builds missing lifetimes when it needs them), so a stop signal may cut it short:
+the file then says what it still lacks (meta `unfinished`) instead of being lost or waited for."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from typing import Callable, Optional, Tuple
+
+from heaptrace.analysis.coverage import StackCoverage, coverage
+from heaptrace.analysis.lifetimes import current as lifetimes_current
+from heaptrace.analysis.lifetimes import store as store_lifetimes
+from heaptrace.capture.signals import FinishWatch
+from heaptrace.errors import HeaptraceError
+from heaptrace.recording import RecordingWriter
+from heaptrace.stacks.elf import DEBUG_ROOT
+from heaptrace.stacks.symbols import symbolize_into
+
+# What a recording lacks until finish() is over (RunMeta.unfinished)
+UNFINISHED = ("its stacks may not all be named, its lifetimes and stack coverage not stored: "
+              "`heaptrace symbolize` finishes it")
+
+
+class FinishingStopped(HeaptraceError):
+    """SIGINT or SIGTERM while a recording was being finished: its events are all there."""
+
+    def __init__(self, signum: int, path: str) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name} while finishing {path}: every event is in it, "
+                         f"but {UNFINISHED}")
+        self.exit_code = 128 + signum
+
+
+def finish(writer: RecordingWriter, watch: Optional[FinishWatch] = None,
+           debug_root: str = DEBUG_ROOT, named: Callable[[], None] = lambda: None,
+           lifetimes: bool = True) -> Tuple[Tuple[int, int, int], StackCoverage]:
+    """Name the stacks (then call `named`, for what the caller adds to the file), store the
+    lifetimes (unless `lifetimes` is False, or they are current already) and the coverage,
+    each committed; returns (stacks, frames, frames without a symbol) and the coverage.
+    Under `watch`, a stop signal cuts it short: FinishingStopped, with what was committed
+    kept and `unfinished` left saying what the file lacks."""
+    writer.set_meta(unfinished=UNFINISHED)
+    writer.commit()
+    db = writer.reader().connection()
+    try:
+        with watch.cuttable(db) if watch is not None else contextlib.nullcontext():
+            counts = symbolize_into(writer, debug_root)
+            named()
+            if lifetimes and not lifetimes_current(db, writer.reader()):
+                writer.store_derived(store_lifetimes)
+            stacks = coverage(writer.reader())
+            writer.set_meta(bytes_with_whole_stack_share=round(stacks.whole_share, 6),
+                            frames_unsymbolized_share=round(stacks.unsymbolized_share, 6),
+                            unfinished=None)
+            writer.commit()
+    except Exception:  # FinishingCut, or the error of a statement the signal cut
+        if watch is None or watch.signum is None:
+            raise
+        writer.rollback()  # the statement or batch the signal cut
+        raise FinishingStopped(watch.signum, writer.path) from None
+    return counts, stacks
+
+
+
+def symbolize_recording(path: str, debug_root: str = DEBUG_ROOT) -> Tuple[int, int, int]:
+    """`heaptrace symbolize`: name the stacks of the recording at `path` in place (and finish
+    what else a run cut short while finishing left undone); returns (stacks, frames, frames
+    without a symbol)."""
+    with RecordingWriter.open_existing(path) as writer:
+        if writer.meta.unfinished is None:
+            return symbolize_into(writer, debug_root)
+        counts, _coverage = finish(writer, debug_root=debug_root)
+        return counts
