@@ -10,6 +10,7 @@ import os
 import sqlite3
 import struct
 import sys
+from collections import deque
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote
@@ -61,6 +62,7 @@ class ScriptedTracer(ebpf.EbpfTracer):
         self._polled: List[bytes] = []
         self._look_ahead = None
         self.backlog = Backlog(spill_dir)
+        self._pending = deque()
         self._bpf = self  # its ring_buffer_consume(): records come through poll() only
         self.queue: List[bytes] = []
         self.delivered = 0
