@@ -140,7 +140,9 @@ class Lifetimes:
     def __init__(self, rec: Recording) -> None:
         self._scratch: Optional[str] = None
         self.db = rec.connection()  # checked: the derived tables are as heaptrace defines them
-        if not current(self.db, rec):  # an older recording: built here, once per use
+        if current(self.db, rec):
+            rec.check_derived()  # and their rows hold what the pass writes
+        else:  # an older recording: built here, once per use
             self._scratch = tempfile.mkdtemp(prefix="heaptrace-lifetimes-")
             self.db = sqlite3.connect(os.path.join(self._scratch, "lifetimes.db"))
             self.db.execute("PRAGMA journal_mode=OFF")

@@ -74,6 +74,20 @@ _RSS_OK = " AND ".join(
     [_INT.format(c) for c in ("ts_ns", "pid", "anon", "file", "shmem", "swap")]
     + ["typeof(space) IN ('integer', 'null')", "typeof(why) IN ('text', 'null')"])
 
+_OPT_INT = "typeof({0}) IN ('integer', 'null')"
+# What the rows of the tables derived from the events (analysis/lifetimes.py) must satisfy,
+# when a recording holds them and a view reads them instead of building its own.
+_DERIVED_OK = {
+    "lifetimes": " AND ".join(
+        [_INT.format(c) for c in ("pid", "taken_ns", "bytes", "how")]
+        + [_OPT_INT.format("stack_id"), _OPT_INT.format("end_ns"), "typeof(kind) = 'text'",
+           f"kind IN ({_KIND_LIST})", "how IN (0, 1, 2)"]),
+    "releases": " AND ".join(_INT.format(c) for c in ("pid", "ts_ns", "bytes")),
+    "lifetimes_info": " AND ".join(_INT.format(c) for c in ("version", "events")),
+    "held_peaks": " AND ".join([_OPT_INT.format("pid")]
+                               + [_INT.format(c) for c in ("ts_ns", "bytes")]),
+}
+
 
 def _error_name(exc: Exception) -> str:
     name = getattr(exc, "sqlite_errorname", None)  # Python 3.11+
@@ -332,6 +346,12 @@ class Recording:
     def _check_events(self) -> None:
         self._check_rows("events", _EVENTS_OK + (_MEM_CLASS_OK if self._layout.mem_class else ""))
 
+    def check_derived(self) -> None:
+        """Every row of the lifetimes tables the file holds, checked (one scan each)."""
+        for table, condition in _DERIVED_OK.items():
+            if self._has_table(table):
+                self._check_rows(table, condition)
+
     def check_stacks(self) -> None:
         """Every stack checked, one batch at a time (none kept)."""
         if "stacks" not in self._checked:
@@ -457,8 +477,8 @@ class Recording:
         # holds three values a row, not every column they read (LIMIT -1 keeps the subquery
         # from being flattened): 1.2 s instead of 1.9 s on a million events.
         rows = self._query(f"SELECT b, SUM(n), SUM(g) FROM ({sql} LIMIT -1) GROUP BY b", args)
-        return self._events_result(rows, all(
-            _opt_int(b) and type(n) is int and type(g) is int for b, n, g in rows))
+        return self._events_result(rows, all(  # no NULL bucket: ts_ns and pid are integers
+            type(b) is int and type(n) is int and type(g) is int for b, n, g in rows))
 
     def _has_table(self, name: str) -> bool:
         return bool(self._query(
@@ -775,6 +795,9 @@ def committed_sql(mem_class: bool = True) -> str:
 
 def _first_bad_value(table: str, rows: List[tuple]) -> str:
     """Which column of a row that failed its check is wrong, in words."""
+    if table in _DERIVED_OK and rows:
+        return "expected integers" + (", a kind name and how 0, 1 or 2"
+                                      if table == "lifetimes" else "")
     if table != "events" or not rows:
         return "a value of the wrong type"
     for column, value in zip(("id",) + EVENT_COLUMNS, rows[0]):

@@ -1,12 +1,15 @@
 """A small but complete recording, as a run writes one: every table filled (meta of an eBPF
 run, totals with buckets and memory classes, events of every kind with stacks and classes,
-processes with an exec, mappings, the kernel's RSS counters), for tests that take recordings
+processes with an exec, mappings, the kernel's RSS counters, a Python code object and the
+Python frames of a stack, and the lifetimes a run stores), for tests that take recordings
 apart."""
 
 from __future__ import annotations
 
+from heaptrace.analysis.lifetimes import store as store_lifetimes
 from heaptrace.events import KINDS, Event, Frame, KindTotals, MemClass, Rss
 from heaptrace.recording import RecordedRss, RecordingWriter
+from heaptrace.stacks.python.layouts import LNOTAB
 
 START = 1_000_000_000
 C = MemClass.COMMITTED.code
@@ -29,7 +32,11 @@ def write_full_recording(path: str, pid: int = 42) -> None:
         w.add_mapping(pid, 0x400000, 0x401000, 0, "/usr/bin/prog", "ab" * 20, START + 100 * MS)
         w.add_mapping(pid, 0x7F0000000000, 0x7F0000100000, 0, "/lib/libc.so.6", None,
                       START + 100 * MS, START + 850 * MS)
-        raw = w.add_stack(ips=[0x400100, 0x400200, 0x7F0000000100], pid=pid, ts_ns=START)
+        code, scope = 0x7E0000001000, 0x7E0000002000
+        w.add_py_code(pid, code, scope, START, "grow", "Buffer.grow", "/srv/app.py", 10, 0,
+                      LNOTAB, b"\x02\x01\x04\x01")
+        raw = w.add_stack(ips=[0x400100, 0x400200, 0x7F0000000100], pid=pid, ts_ns=START,
+                          py=[(code, 4, True, scope)])
         named = w.add_stack(frames=[Frame("malloc", "/lib/libc.so.6", 0x7F0000000100),
                                     Frame("grow", "/usr/bin/prog", 0x400200),
                                     Frame("main", "/usr/bin/prog", 0x400100),
@@ -73,3 +80,4 @@ def write_full_recording(path: str, pid: int = 42) -> None:
             "mprotect": KindTotals(1, 0, 4096, 0, {4096: 1}),
             "madvise": KindTotals(1, 0, 4096, 0, {4096: 1}),
         })
+        w.store_derived(store_lifetimes)  # as run and import store them

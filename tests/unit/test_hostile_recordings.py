@@ -97,6 +97,12 @@ def test_a_malformed_value_of_meta_is_one_line_in_every_view(tmp_path, statement
     ("UPDATE totals SET calls = 'many' WHERE kind = 'brk'", "totals row 1"),
     ("UPDATE buckets SET count = 1.5 WHERE kind = 'mmap'", "buckets row"),
     ("UPDATE rss SET anon = 'lots' WHERE rowid = 1", "rss row 1"),
+    # the lifetimes the run stored: read instead of built, so checked like the rest
+    ("UPDATE lifetimes SET bytes = 'all' WHERE rowid = 1", "lifetimes row 1: expected integers"),
+    ("UPDATE lifetimes SET how = 7 WHERE rowid = 2", "lifetimes row 2"),
+    ("UPDATE lifetimes SET kind = 'growth' WHERE rowid = 1", "lifetimes row 1"),
+    ("INSERT INTO releases VALUES (42, 'later', 4096)", "releases row"),
+    ("UPDATE held_peaks SET bytes = 1.5", "held_peaks row 1"),
 ])
 def test_a_malformed_row_is_one_line_naming_its_table_and_row(tmp_path, statement, says):
     path = tampered(tmp_path, statement)
@@ -138,3 +144,13 @@ def test_an_event_of_no_known_kind_is_named_when_read(tmp_path):
         assert len(list(rec.events(kinds=["brk"]))) == 2
         with pytest.raises(RecordingError, match="events row 3: kind 'malloc' is not one of"):
             list(rec.events())
+
+
+@pytest.mark.parametrize("statement, says", [
+    ("UPDATE pycode SET lines = 'text' WHERE rowid = 1", "pycode row 1"),
+    ("UPDATE pycode SET firstlineno = 'ten'", "pycode row 1"),
+    ("UPDATE pystacks SET frames = '[[1, 2]]'", "pystacks row 1"),
+    ("UPDATE pystacks SET frames = '[[1.5, 4, 1, 2]]'", "pystacks row 1"),
+])
+def test_a_malformed_python_row_is_one_line_when_symbolizing(tmp_path, statement, says):
+    one_line_error(tampered(tmp_path, statement), ["symbolize"], says)

@@ -39,6 +39,13 @@ TABLES = {
     "mappings": ["pid", "start", "end", "offset", "path", "build_id", "first_ns", "last_ns"],
     "samples": ["ts_ns", "pid", "rss", "vms"],
     "rss": ["ts_ns", "pid", "space", "why", "anon", "file", "shmem", "swap"],
+    "pycode": ["pid", "addr", "scope", "first_ns", "name", "qualname", "filename", "firstlineno",
+               "first_traceable", "lines_format", "lines"],
+    "pystacks": ["stack_id", "frames", "cut"],
+    "lifetimes": ["pid", "taken_ns", "stack_id", "kind", "bytes", "end_ns", "how"],
+    "releases": ["pid", "ts_ns", "bytes"],
+    "lifetimes_info": ["version", "events"],
+    "held_peaks": ["pid", "ts_ns", "bytes"],
 }
 VALUES = ["NULL", "0", "-1", "1", "42", "43", "4096", "9223372036854775807",
           "-9223372036854775808", "1e300", "1.5", "-0.0", "'x'", "''", "X'00'", "X'0102'",
@@ -48,7 +55,9 @@ VALUES = ["NULL", "0", "-1", "1", "42", "43", "4096", "9223372036854775807",
           "'[[null, null, null]]'", "'\"str\"'", "'NaN'", "'1e999'", "'[1,2,3]'",
           "'{\"brk\": [\"calls\", \"bytes\"]}'", "'{\"mmap\": [[\"x\", 1]]}'",
           "'\u202e\x1b]52;c;AAAA\x07'", "printf('%.5000c', 'z')", "randomblob(24)",
-          "CAST(X'FF22' AS TEXT)", "'-1'", "'18446744073709551615'", "zeroblob(16)"]
+          "CAST(X'FF22' AS TEXT)", "'-1'", "'18446744073709551615'", "zeroblob(16)",
+          "'[[1, 4, 1, 2]]'", "'[[1, 4, 1]]'", "'[[1.5, \"x\", null, 2]]'", "'lnotab'",
+          "'locations'", "2", "3"]
 META_VALUES = ["null", "0", "-1", "1e308", "true", "\"x\"", "[]", "{}", "[1, \"a\"]",
                "{\"brk\": 3}", "{\"brk\": [\"calls\"]}", "[[\"label\", 5]]", "123456789012345",
                "\"\\u0000\"", "[" * 50 + "]" * 50, "-9223372036854775809", "2e-310", "NaN"]
@@ -114,7 +123,7 @@ def mutation(rng: random.Random, size: int) -> Tuple[str, Mutation]:
         key = rng.choice(["command", "command_line", "start_ns", "end_ns", "duration_s",
                           "complete", "lost_events", "peak_rss", "unknown_totals", "counts",
                           "other_totals", "titles", "header", "probe_counters", "kinds",
-                          "exit_code", "incomplete_reason", "started_at"])
+                          "exit_code", "incomplete_reason", "started_at", "unfinished"])
         text = rng.choice(META_VALUES)
         return f"meta {key} = {text[:40]}", sql(
             f"INSERT OR REPLACE INTO meta (key, value) VALUES ('{key}', '{text}')")
