@@ -133,6 +133,7 @@ class EbpfCapture:
         self._peak: Tuple[Optional[int], Optional[Rss]] = (None, None)
         self._python_notes: List[str] = []
         self._watch: Optional[FinishWatch] = None  # while finish() runs
+        self._late_signal: Optional[int] = None  # a stop signal after the one that stopped
         meta = RunMeta(
             source="ebpf", command=self.command, command_line=shlex.join(self.command),
             kernel=kernel_release(), heaptrace_version=__version__, unwind=options.unwind,
@@ -295,6 +296,12 @@ class EbpfCapture:
         self.recorder.note_parent(pid, ppid)
         self.writer.add_process(pid, ppid, comm, time.monotonic_ns())
 
+    def late_stop(self, signum: int) -> None:
+        """A SIGINT or SIGTERM after the one that ended tracing (from the signal watcher's
+        thread): finishing the file is cut short as it begins."""
+        if self._late_signal is None:
+            self._late_signal = signum
+
     # --- the end -------------------------------------------------------------------------
 
     def finish(self, exit_code: Optional[int], attach_end: Optional[str] = None) -> RunResult:
@@ -303,7 +310,7 @@ class EbpfCapture:
         removed and the previous output left alone. After a failure, the file is marked
         incomplete with what was and was not written, and the failure is raised."""
         self._finishing = True
-        with FinishWatch() as self._watch:
+        with FinishWatch(self._late_signal) as self._watch:
             return self._finish(exit_code, attach_end)
 
     def _finish(self, exit_code: Optional[int], attach_end: Optional[str]) -> RunResult:
@@ -433,7 +440,7 @@ def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
     target = None
     try:
         target = run_traced(argv, capture.arm, capture.poll, capture.tick,
-                            capture.tracer.request_return)
+                            capture.tracer.request_return, capture.late_stop)
     except TracingStopped as stop:  # a second SIGINT/SIGTERM: the target runs on, untraced
         capture.writer.set_meta(stopped_by=signal.Signals(stop.signum).name)
         raise
@@ -459,7 +466,8 @@ def attach_process(target: AttachTarget, options: RunOptions,
     end = None
     try:
         end = attach_traced(target.pid, lambda _pid: capture.attach(target), capture.poll,
-                            capture.tick, duration, capture.tracer.request_return)
+                            capture.tick, duration, capture.tracer.request_return,
+                            capture.late_stop)
     finally:
         result = capture.finish(None, end)
     return result

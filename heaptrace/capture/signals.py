@@ -44,9 +44,13 @@ class SignalWatch:
     to `target` (with -p nothing is passed on: the process is not ours)."""
 
     def __init__(self, stop_after: int, forward: bool = True,
-                 interrupt: Callable[[], bool] = lambda: False) -> None:
+                 interrupt: Callable[[], bool] = lambda: False,
+                 late: Callable[[int], None] = lambda signum: None) -> None:
         self.stop_after = stop_after
         self.forward = forward
+        # Told of a SIGINT or SIGTERM that came after the stop (an impatient second Ctrl-C):
+        # the finishing that follows is cut short (FinishWatch).
+        self.late = late
         # Asked first by the nudge: True if the main thread is where it can be asked to come
         # back by itself (handing the probe's records on), so no exception is raised there.
         self.interrupt = interrupt
@@ -72,8 +76,10 @@ class SignalWatch:
                  tb: Optional[TracebackType]) -> None:
         self._done.set()
         self._thread.join()
-        while signal.sigtimedwait(FORWARDED, 0) is not None:
-            pass  # what came after the end is not for the target
+        while (info := signal.sigtimedwait(FORWARDED, 0)) is not None:
+            # what came after the end is not for the target; a stop after the stop is late
+            if info.si_signo in ENDING and self.stop_signal is not None:
+                self.late(info.si_signo)
         mask, handler = self._old
         signal.signal(NUDGE, handler)  # type: ignore[arg-type]
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # type: ignore[arg-type]
@@ -104,6 +110,9 @@ class SignalWatch:
             self._ending += 1
             if self._ending >= self.stop_after and self.stop_signal is None:
                 self.stop_signal = signum
+                return
+            if self.stop_signal is not None and signum in ENDING:
+                self.late(signum)
                 return
         # Sent by a process, not the terminal (whose Ctrl-C reaches the target itself).
         if self.forward and code in (SI_USER, SI_QUEUE, SI_TKILL):
@@ -136,13 +145,14 @@ class FinishWatch:
     """While a recording is finished (after tracing): the first SIGINT or SIGTERM is noted,
     and cuts short what runs inside cuttable() at once, in Python code or inside a long
     SQLite statement (the connection's progress handler brings the signal in there); one
-    that came before cuttable() cuts it as it begins. A second one ends heaptrace as the
-    signal does by default: nothing is waited for any more."""
+    that came before cuttable() (or while tracing ended) cuts it as it begins. A second one
+    ends heaptrace as the signal does by default: nothing is waited for any more."""
 
     PROGRESS_STEPS = 100_000  # SQLite instructions between two looks at the signals
 
-    def __init__(self) -> None:
-        self.signum: Optional[int] = None
+    def __init__(self, signum: Optional[int] = None) -> None:
+        """`signum`: a stop signal that came already (SignalWatch's `late`)."""
+        self.signum: Optional[int] = signum
         self._cuttable = False
         self._old: Dict[int, object] = {}
 

@@ -111,12 +111,13 @@ def run_traced(
     poll: Callable[[int], None],
     on_tick: Callable[[], None],
     interrupt: Callable[[], bool] = lambda: False,
+    late: Callable[[int], None] = lambda signum: None,
 ) -> Target:
     """Run argv to completion with `arm(pid)` called while it is stopped before exec and
     `poll(ms)` called until it exits. Signals sent to heaptrace by another process are passed
     on (the terminal's own Ctrl-C already reaches the target, which shares our process group);
     a second SIGINT or SIGTERM stops the tracing (TracingStopped), the target left running."""
-    with SignalWatch(stop_after=2, interrupt=interrupt) as watch:
+    with SignalWatch(stop_after=2, interrupt=interrupt, late=late) as watch:
         pid, error_fd = spawn_stopped(argv)
         target = Target(pid, argv)
         watch.target = pid
@@ -142,11 +143,12 @@ def attach_traced(
     on_tick: Callable[[], None],
     duration: Optional[float] = None,
     interrupt: Callable[[], bool] = lambda: False,
+    late: Callable[[int], None] = lambda signum: None,
 ) -> str:
     """Trace a running process until it exits ("exited"), heaptrace gets SIGINT, SIGTERM,
     SIGHUP or SIGQUIT ("interrupted": nothing is forwarded, the process is not ours), or
     `duration` seconds pass ("duration")."""
-    with SignalWatch(stop_after=1, forward=False, interrupt=interrupt) as watch:
+    with SignalWatch(stop_after=1, forward=False, interrupt=interrupt, late=late) as watch:
         attach(pid)
         deadline = None if duration is None else time.monotonic() + duration
         while True:

@@ -107,3 +107,21 @@ def test_a_second_stop_signal_while_finishing_ends_the_process_at_once():
             "    time.sleep(60)\n")
     child = subprocess.run([sys.executable, "-c", code], timeout=60)
     assert child.returncode == -signal.SIGTERM
+
+
+def test_a_stop_signal_after_the_stop_is_told_as_late_once():
+    # An impatient second Ctrl-C: it reaches the watcher (or waits, blocked, until the watch
+    # ends); either way the finishing that follows hears of it.
+    late: list = []
+    with SignalWatch(stop_after=1, forward=False, late=late.append) as watch:
+        os.kill(os.getpid(), signal.SIGINT)
+        event = threading.Event()
+        for _ in range(600):
+            if watch.stop_signal is not None:
+                break
+            event.wait(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+        event.wait(0.3)
+        with pytest.raises(TracingStopped):
+            watch.check()
+    assert watch.stop_signal == signal.SIGINT and late == [signal.SIGTERM]
