@@ -151,13 +151,18 @@ class Folder:
         self._stacks = {sid: frame_names(frames) for sid, frames in rec.stacks().items()}
         rows = rec.processes() if process_names else []
         self._procs = ProcessNames(rows) if rows else None
+        self._keys: Dict[Tuple[str, Optional[int]], Stack] = {}  # one tuple per stack, shared
         self.folded: Folded = {}
 
     def key(self, pid: int, ts_ns: int, stack_id: Optional[int]) -> Stack:
         names = self._stacks.get(stack_id, (NO_STACK,)) if stack_id is not None else (NO_STACK,)
         if self._procs is None:
             return names
-        return (self._procs.name(pid, ts_ns),) + names
+        process = self._procs.name(pid, ts_ns)
+        key = self._keys.get((process, stack_id))
+        if key is None:
+            key = self._keys[(process, stack_id)] = (process,) + names
+        return key
 
     def add(self, owner: Owner, nbytes: int) -> None:
         if nbytes <= 0:

@@ -9,7 +9,7 @@ Differential lines carry two counts, before and after, as FlameGraph's difffolde
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, Mapping, Sequence, TextIO, Tuple
+from typing import Dict, Iterable, List, Mapping, Sequence, TextIO, Tuple
 
 from heaptrace.formats.folded import Stack
 
@@ -69,11 +69,14 @@ def chart_lines(runs: Iterable[Sequence]) -> Iterable[str]:
     """`a;b;c N` lines of (stack, count, ...) runs in their (time) order, adjacent identical
     lines merged: the input flamegraph.pl --flamechart draws in order."""
     last, total = None, 0
+    texts: Dict[Stack, str] = {}  # a chart repeats its stacks: each cleaned once
     for run in runs:
         stack, count = run[0], int(run[1])
         if count <= 0:
             continue
-        text = stack_text(stack)
+        text = texts.get(stack)
+        if text is None:
+            text = texts[stack] = stack_text(stack)
         if text == last:
             total += count
             continue
@@ -85,8 +88,14 @@ def chart_lines(runs: Iterable[Sequence]) -> Iterable[str]:
 
 
 def write_chart(runs: Iterable[Sequence], out: TextIO) -> None:
-    for line in chart_lines(runs):
-        out.write(line + "\n")
+    lines: List[str] = []
+    for line in chart_lines(runs):  # written a thousand lines at a time
+        lines.append(line)
+        if len(lines) >= 1000:
+            out.write("\n".join(lines) + "\n")
+            lines.clear()
+    if lines:
+        out.write("\n".join(lines) + "\n")
 
 
 def write_folded(folded: Mapping[Stack, int], out: TextIO) -> None:
