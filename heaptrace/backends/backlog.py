@@ -16,6 +16,8 @@ import tempfile
 from collections import deque
 from typing import Deque, Optional
 
+from heaptrace.errors import HeaptraceError
+
 MEMORY_BYTES = 8 << 20  # raw bytes kept in memory before the backlog spills to disk
 CHUNK = 1 << 20  # spill writes and reads, in bytes
 LENGTH = struct.Struct("<I")
@@ -95,15 +97,21 @@ class Backlog:
         return out
 
     def _write_out(self) -> None:
-        if self._fd is None:
-            # O_TMPFILE where it can: never visible by name, gone with heaptrace
-            with tempfile.TemporaryFile(prefix=".heaptrace-backlog-", dir=self.spill_dir) as f:
-                self._fd = os.dup(f.fileno())
-        view = memoryview(self._out)
-        while view:
-            n = os.pwrite(self._fd, view, self._written)
-            self._written += n
-            view = view[n:]
+        try:
+            if self._fd is None:
+                # O_TMPFILE where it can: never visible by name, gone with heaptrace
+                with tempfile.TemporaryFile(prefix=".heaptrace-backlog-",
+                                            dir=self.spill_dir) as f:
+                    self._fd = os.dup(f.fileno())
+            view = memoryview(self._out)
+            while view:
+                n = os.pwrite(self._fd, view, self._written)
+                self._written += n
+                view = view[n:]
+        except OSError as exc:  # a full disk: the run ends, saying so (capture/runner.py)
+            where = self.spill_dir or tempfile.gettempdir()
+            raise HeaptraceError(f"cannot keep the records waiting to be handled in {where}: "
+                                 f"{exc.strerror or exc}") from None
         self._out = bytearray()
         self.peak_spill_bytes = max(self.peak_spill_bytes, self._written - self._read)
 

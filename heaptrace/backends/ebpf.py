@@ -14,6 +14,7 @@ import re
 import struct
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import (
     TYPE_CHECKING,
     Callable,
@@ -340,6 +341,48 @@ def space_sample(mm: int, value: bytes, members: Mapping[int, str], ts_ns: int) 
                      rss_of(at_peak, members))
 
 
+AUTOLOADED = ((b"tracepoint__", "TRACEPOINT"), (b"raw_tracepoint__", "RAW_TRACEPOINT"))
+
+
+def load_probe(bcc, text: str, cflags: Sequence[str]):  # noqa: ANN001, ANN201 - bcc's types
+    """Compile the probe, load every program of it at once, then attach: bcc's own automatic
+    load and attach of the tracepoint programs, with the stage programs that sys_exit
+    tail-calls loaded beside them and put in their table first. The kernel's verifier is
+    most of a program's load (bench/startup.py) and the programs are independent: each is
+    loaded in a thread of its own (ctypes lets go of the GIL in the bpf() call)."""
+
+    class Probe(bcc.BPF):
+        def _trace_autoload(self) -> None:
+            pass  # once every program is loaded, below
+
+    def fail(exc: Exception) -> HeaptraceError:
+        return HeaptraceError(f"could not load the eBPF program: {exc}",
+                              "run `heaptrace doctor` (kernel headers, BPF support)")
+
+    try:
+        bpf = Probe(text=text, cflags=list(cflags))
+    except Exception as exc:  # bcc raises bare Exception on compile/load failures
+        raise fail(exc) from None
+    layout.check_against(lambda name, side: getattr(bpf[name], side))
+    module = bpf.module
+    names = [bcc.lib.bpf_function_name(module, i)
+             for i in range(bcc.lib.bpf_num_functions(module))]
+    jobs = [(name.encode(), bcc.BPF.RAW_TRACEPOINT) for name in STAGES]  # the costliest
+    jobs += [(name, getattr(bcc.BPF, kind)) for name in names for prefix, kind in AUTOLOADED
+             if name.startswith(prefix)]
+    try:
+        with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+            programs = list(pool.map(lambda job: bpf.load_func(*job), jobs))
+        stages = bpf["stages"]
+        for index, program in enumerate(programs[:len(STAGES)]):
+            stages[ctypes.c_int(index)] = ctypes.c_int(program.fd)
+        bcc.BPF._trace_autoload(bpf)  # attach (each program is loaded already)
+    except Exception as exc:  # bcc raises bare Exception on load and attach failures
+        bpf.cleanup()
+        raise fail(exc) from None
+    return bpf
+
+
 class EbpfTracer:
     """Compiles and attaches the probes; `poll()` delivers records to `on_record`."""
 
@@ -355,22 +398,7 @@ class EbpfTracer:
         changes and file mappings of each poll before `on_record` gets them one by one.
         `spill_dir`: where the records waiting to be handled go past a few MiB (backlog.py)."""
         check_privileges()
-        bcc = import_bcc()
-        try:
-            self._bpf = bcc.BPF(text=probe_text(), cflags=list(cflags))
-        except Exception as exc:  # bcc raises bare Exception on compile/load failures
-            raise HeaptraceError(
-                f"could not load the eBPF program: {exc}",
-                "run `heaptrace doctor` (kernel headers, BPF support)",
-            ) from None
-        layout.check_against(lambda name, side: getattr(self._bpf[name], side))
-        stages = self._bpf["stages"]
-        for index, name in enumerate(STAGES):  # the programs sys_exit hands calls on to
-            try:
-                program = self._bpf.load_func(name.encode(), bcc.BPF.RAW_TRACEPOINT)
-            except Exception as exc:  # bcc raises bare Exception on load failures
-                raise HeaptraceError(f"could not load the probe's {name} program: {exc}") from None
-            stages[ctypes.c_int(index)] = ctypes.c_int(program.fd)
+        self._bpf = load_probe(import_bcc(), probe_text(), cflags)
         release_compiler_memory()  # loaded: clang's memory is not carried through the run
         self._on_record = on_record
         self._look_ahead = look_ahead
