@@ -42,12 +42,14 @@ class Backlog:
         self._in_at = 0
         self._spilled_now = 0  # records in the file (or its buffers) not handed out yet
         self.spilled = 0  # records that went through the file, for the run's counters
+        self.appended = self.popped = 0  # records ever, to tell when some have been handed on
         self.peak_spill_bytes = 0
 
     def __len__(self) -> int:
         return len(self._memory) + self._spilled_now
 
     def append(self, raw: bytes) -> None:
+        self.appended += 1
         if not self._spilled_now and self._in_memory + len(raw) <= self.memory_bytes:
             self._memory.append(raw)
             self._in_memory += len(raw)
@@ -64,9 +66,11 @@ class Backlog:
         if self._memory:
             raw = self._memory.popleft()
             self._in_memory -= len(raw)
+            self.popped += 1
             return raw
         if not self._spilled_now:
             return None
+        self.popped += 1
         size = LENGTH.unpack(self._take(LENGTH.size))[0]
         raw = self._take(size)
         self._spilled_now -= 1

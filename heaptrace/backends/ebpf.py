@@ -85,6 +85,11 @@ PY_STACK_REC = layout.PY_STACK_REC.struct
 PY_CODE_HEADER = layout.PY_CODE_HEADER.struct
 LOOK_AHEAD_S = 0.02  # while records are handled, fetch the new ones this often
 LOOK_AHEAD = (REC_EXEC, REC_MAPFILE)  # the records look_ahead is shown
+DELIVER_S = 0.2  # poll() hands records on this long at most, then the run's loop comes round
+# A sum of resident growth taken from the probe's map into the backlog: this header, then the
+# map's key and value (a type the probe's records never have).
+REC_RESIDENT_SUM = 0x7E51DE47
+RESIDENT_SUM_HEADER = struct.pack("<I", REC_RESIDENT_SUM)
 RSS_REC = layout.RSS_REC.struct
 RESIDENT_KEY = layout.RESIDENT_KEY.struct
 RESIDENT_VAL = layout.RESIDENT_VAL.struct
@@ -285,6 +290,10 @@ def parse_record(data: bytes,
         return batch_calls(data)
     if rec_type == REC_RSS:
         return [rss_sample(data, members)]
+    if rec_type == REC_RESIDENT_SUM:
+        start = len(RESIDENT_SUM_HEADER)
+        key = data[start:start + RESIDENT_KEY.size]
+        return [resident_sum(key, data[start + RESIDENT_KEY.size:], members)]
     if rec_type == REC_STACK:
         _, pid, n, _complete, h, *ips = STACK_REC.unpack_from(data)
         return [WalkedStack(STACK_WALKED | (h >> 1), pid, tuple(ips[:n]))]
@@ -417,7 +426,7 @@ class EbpfTracer:
     def _callback(self, _ctx: object, data: int, size: int) -> None:
         self._polled.append(ctypes.string_at(data, size))
 
-    def _deliver(self) -> None:
+    def _deliver(self, budget_s: Optional[float] = None) -> None:
         """Hand the polled records on, in order, decoded one ring-buffer record at a time.
         Handling some takes long (the first stack copies of a process are unwound from cold
         caches) and a busy target makes records faster than they are handled: meanwhile the
@@ -426,9 +435,11 @@ class EbpfTracer:
         at once, so what it does (teaching the probe where a new process runs Python) waits
         for no backlog. An exception, or a return asked for (request_return), leaves what
         was not handed on yet for the next call, the rest of the ring-buffer record in hand
-        included (a stop signal loses none of them)."""
+        included (a stop signal loses none of them). With `budget_s`, it returns after that
+        long even if records wait (they stay for the next call), so that the run's loop
+        comes round (poll())."""
         self._take_polled()
-        last = time.monotonic()
+        start = last = time.monotonic()
         self.in_callback = True
         try:
             while True:
@@ -442,10 +453,13 @@ class EbpfTracer:
                 if self.return_asked:
                     self.return_asked = False
                     return
-                if time.monotonic() - last > LOOK_AHEAD_S:
+                now = time.monotonic()
+                if now - last > LOOK_AHEAD_S:
                     self._bpf.ring_buffer_consume()
                     self._take_polled()
-                    last = time.monotonic()
+                    last = now
+                if budget_s is not None and now - start > budget_s:
+                    return
         finally:
             self.in_callback = False
 
@@ -491,18 +505,37 @@ class EbpfTracer:
         values = [by_name[self.members[i]] for i in range(layout.NMEMBERS)]
         table[ctypes.c_uint32(pid)] = table.Leaf((ctypes.c_uint64 * layout.NMEMBERS)(*values))
 
-    def drain_resident(self, final: bool = False) -> None:
-        """Deliver the probe's sums of resident growth of the finished time slots (all of them
-        when `final`), after every stack they name (the ring buffer first)."""
+    def drain_resident(self, final: bool = False) -> int:
+        """Take the probe's sums of resident growth of the finished time slots (all of them
+        when `final`) into the backlog, behind every record the ring buffer holds now, so
+        that they are handled after the stacks they name; `final` hands everything on.
+        Returns a time (bpf_ktime_get_ns's clock: CLOCK_MONOTONIC) before which no sum is
+        left in the probe: the start of the oldest slot still summed, a slot earlier than
+        the last finished one at the latest (an increment that raced the reading)."""
         self._bpf.ring_buffer_consume()
-        self._deliver()
+        self._take_polled()
         table = self._bpf["resident"]
         current = time.monotonic_ns() >> layout.SLOT_SHIFT  # bpf_ktime_get_ns's clock
+        oldest = current - 2
         for key, value in list(table.items()):
             if not final and key.slot + 1 >= current:
+                oldest = min(oldest, key.slot)
                 continue  # still being summed
-            self._on_record(resident_sum(_raw(key), _raw(value), self.members))
+            self.backlog.append(RESIDENT_SUM_HEADER + _raw(key) + _raw(value))
             del table[key]
+        if final:
+            self._deliver()
+        return max(oldest, 0) << layout.SLOT_SHIFT
+
+    def batches_since(self) -> int:
+        """The earliest time (CLOCK_MONOTONIC) of a call the probe still holds back in a
+        CPU's partial batch; now when it holds none. Read before the ring buffer is emptied:
+        every call made before it has then been taken."""
+        oldest = time.monotonic_ns()
+        for batch in self._bpf["batches"].getvalue(ctypes.c_int(0)):
+            if batch.n:
+                oldest = min(oldest, batch.first_ts)
+        return oldest
 
     def rss_now(self) -> Iterator[RssSample]:
         """Every followed address space's RSS as the probe holds it now."""
@@ -548,16 +581,29 @@ class EbpfTracer:
         self._bpf["py_procs"][ctypes.c_uint32(pid)] = self._bpf["py_procs"].Leaf(*fields)
 
     def poll(self, timeout_ms: int) -> None:
+        """Hand on what the probe sent, for at most DELIVER_S: waiting up to `timeout_ms`
+        for records unless some wait already."""
         if self.failure is not None:
             return
-        self._bpf.ring_buffer_poll(timeout_ms)
-        self._handed_on()
+        if self.waiting():
+            self._bpf.ring_buffer_consume()
+        else:
+            self._bpf.ring_buffer_poll(timeout_ms)
+        self._handed_on(DELIVER_S)
 
-    def _handed_on(self) -> None:
+    def waiting(self) -> bool:
+        """Records taken from the ring buffer wait to be handed on."""
+        return bool(self._pending) or len(self.backlog) > 0
+
+    def records_handed_on(self) -> int:
+        """How many ring-buffer records (of backlog.appended) were wholly handed on."""
+        return self.backlog.popped - (1 if self._pending else 0)
+
+    def _handed_on(self, budget_s: Optional[float] = None) -> None:
         """Deliver what was polled; the first exception raised while handling a record (a
         write error, a bug) is kept (`failure`) and ends the run: nothing more is handed on."""
         try:
-            self._deliver()
+            self._deliver(budget_s)
         except BaseException as exc:  # kept, and raised by the run
             self.failure = exc
             self.callback_errors += 1
@@ -571,12 +617,17 @@ class EbpfTracer:
         for tp in list(self._bpf.tracepoint_fds):
             self._bpf.detach_tracepoint(tp=tp)
 
-    def drain(self) -> None:
-        """Deliver everything still buffered, partial per-CPU batches included."""
+    def drain(self, between: Callable[[], None] = lambda: None) -> None:
+        """Deliver everything still buffered, partial per-CPU batches included; `between`
+        is called every DELIVER_S while a backlog is handed on."""
         self._bpf.ring_buffer_consume()
-        self._handed_on()
-        if self.failure is not None:
-            return
+        while True:
+            self._handed_on(DELIVER_S)
+            if self.failure is not None:
+                return
+            if not self.waiting():
+                break
+            between()
         for batch in self._bpf["batches"].getvalue(ctypes.c_int(0)):
             raw = ctypes.string_at(ctypes.addressof(batch), ctypes.sizeof(batch))
             for call in batch_calls(raw):

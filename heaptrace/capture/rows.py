@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+from collections import deque
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple
 
 from heaptrace.backends.probe_layout import CAUSE_CONTEXT, CAUSE_SYSCALL
 from heaptrace.backends.records import (
@@ -72,6 +73,10 @@ class Recorder:
         self.unwind_copy = unwind_copy
         self.fp_stack = fp_stack
         self._parts: Dict[int, Tuple[int, ...]] = {0: ()}  # stack_ref / rest_ref -> addresses
+        self._copies: Dict[int, List[int]] = {}  # pid -> refs of its stack copies in _parts
+        # processes whose exit was handled: (exit time, pid, its copies' refs), oldest first
+        self._exited: Deque[Tuple[int, int, List[int]]] = deque()
+        self.forget_process: Callable[[int], None] = lambda pid: None  # the unwinder's caches
         # the recording's stack id of a call's references, for the stacks in use (an evicted
         # one is found again by the writer, whose stack keys are the frames themselves)
         self._stack_ids: Lru[tuple, int] = Lru(STACK_CACHE)
@@ -103,6 +108,7 @@ class Recorder:
             self.tracker.on_stack_copy(record)
             self.look_for_python(record.pid)
             self._parts[record.ref] = tuple(self.unwind_copy(record))
+            self._copies.setdefault(record.pid, []).append(record.ref)
         elif isinstance(record, MappedFile):
             self.tracker.on_mapped_file(record)
             self.look_for_python(record.pid)
@@ -247,9 +253,26 @@ class Recorder:
         else:
             self.writer.end_process(change.pid, change.ts_ns)
             self.live_pids.discard(change.pid)
+            self._exited.append((change.ts_ns, change.pid, self._copies.pop(change.pid, [])))
         self.tracker.on_process_change(change)
         if change.what == "exec":
             self.look_for_python(change.pid)  # the exec's /proc snapshot may show it already
+
+    def forget_exited(self, before_ns: int) -> None:
+        """Drop what is kept for the processes that exited before `before_ns`, a time before
+        which the probe holds nothing more (every call they made has been handled): the
+        frames of their stack copies (a copy is named by its own process's calls only) and
+        the unwinder's caches. A fork-heavy run (a build) thus keeps what its live processes
+        need, not every process it ever saw. The frames the probe walked stay: their
+        reference is a hash of the addresses, which a later process with the same pid and
+        the same addresses shares."""
+        while self._exited and self._exited[0][0] < before_ns:
+            _, pid, copies = self._exited.popleft()
+            for ref in copies:
+                self._parts.pop(ref, None)
+            if pid not in self.live_pids:  # not a new process with that pid already
+                self._ppid.pop(pid, None)
+                self.forget_process(pid)
 
     def note_parent(self, pid: int, ppid: int) -> None:
         self._ppid[pid] = ppid

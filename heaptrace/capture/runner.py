@@ -10,8 +10,9 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Deque, Dict, List, Optional, Sequence, TextIO, Tuple
 
 import psutil
 
@@ -134,6 +135,9 @@ class EbpfCapture:
         self._python_notes: List[str] = []
         self._watch: Optional[FinishWatch] = None  # while finish() runs
         self._late_signal: Optional[int] = None  # a stop signal after the one that stopped
+        # (records taken into the backlog at a tick, a time before which the probe held back
+        # nothing then): once those are handed on, processes exited before it are forgotten
+        self._forget_at: Deque[Tuple[int, int]] = deque()
         meta = RunMeta(
             source="ebpf", command=self.command, command_line=shlex.join(self.command),
             kernel=kernel_release(), heaptrace_version=__version__, unwind=options.unwind,
@@ -146,6 +150,7 @@ class EbpfCapture:
             self.recorder = Recorder(self.writer, self.live, maps=self.maps,
                                      teach_python=lambda *py: self.tracer.teach_python(*py))
             self.recorder.after_flush = self._after_flush
+            self.recorder.forget_process = self.live.forget
             warming = threading.Thread(target=warm_up, args=(self.command,), daemon=True)
             warming.start()  # while the probe compiles
             self.tracer = EbpfTracer(self.recorder, options.cflags(), fp_stacks=options.fp,
@@ -193,15 +198,27 @@ class EbpfCapture:
             if not self.writer.published and self.recorder.started:
                 self.writer.publish()  # the command runs: from now on this is the output
             if self.recorder.due():
-                self.tracer.drain_resident()
+                held_since = self.tracer.batches_since()  # before the ring buffer is emptied
+                # the ring buffer, then the sums of the finished slots, into the backlog
+                held_since = min(held_since, self.tracer.drain_resident())
+                self._forget_at.append((self.tracer.backlog.appended, held_since))
                 self._rss_now()
                 self.recorder.flush()  # then _after_flush: the checkpoint
+            self._forget_exited()
         except TracingStopped:
             raise
         except Exception as exc:
             self._fail(exc)
             if self.attached:
                 raise
+
+    def _forget_exited(self) -> None:
+        """Once every record taken before a tick has been handed on, nothing the probe held
+        back then is still to come: what the recorder keeps for the processes that exited
+        before it can go."""
+        handed_on = self.tracer.records_handed_on()
+        while self._forget_at and handed_on >= self._forget_at[0][0]:
+            self.recorder.forget_exited(self._forget_at.popleft()[1])
 
     def _after_flush(self) -> None:
         """After each committed batch, from the poll loop or from inside the probe's
@@ -317,7 +334,7 @@ class EbpfCapture:
         if self.failure is None:
             try:
                 self.tracer.stop()
-                self.tracer.drain()
+                self.tracer.drain(between=self._forget_exited)
                 if self.tracer.failure is not None:
                     raise self.tracer.failure
                 self.tracer.drain_resident(final=True)

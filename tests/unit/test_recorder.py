@@ -94,3 +94,28 @@ def test_a_library_replaced_at_the_same_place_starts_new_stacks(tmp_path):
         first_seen = {s.id: s.ts_ns for s in r.stack_rows()}
     assert ids[0] == ids[1] != ids[2]
     assert (first_seen[ids[0]], first_seen[ids[2]]) == (20, 40)
+
+
+def test_what_is_kept_for_an_exited_process_goes_once_the_probe_holds_nothing_older(tmp_path):
+    writer = RecordingWriter(str(tmp_path / "r.db"))
+    rec = Recorder(writer, lambda copy: [copy.ip], maps=ProcMaps(proc_root=str(tmp_path)))
+    forgotten = []
+    rec.forget_process = forgotten.append
+    for pid in (7, 8):
+        rec.note_parent(pid, 1)
+        writer.add_process(pid, 1, "sh", 0)
+        rec(StackCopy(STACK_COPIED | pid, pid, pid, 0x30 + pid, 0x7FF0, 0, 0, b"", gen=1, depth=0))
+    rec(ProcessChange("exit", 100, 7, 1, "sh", ""))
+    rec.forget_exited(100)  # a call of 7 may still wait in a CPU's partial batch
+    assert STACK_COPIED | 7 in rec._parts and forgotten == []
+    rec(ProcessChange("fork", 110, 7, 1, "sh", ""))  # the pid comes back: a new process
+    rec.note_parent(7, 1)
+    rec(StackCopy(STACK_COPIED | 17, 7, 7, 0x50, 0x7FF0, 0, 0, b"", gen=1, depth=0))
+    rec.forget_exited(101)
+    assert STACK_COPIED | 7 not in rec._parts  # the first 7's copy: gone
+    assert STACK_COPIED | 17 in rec._parts and STACK_COPIED | 8 in rec._parts
+    assert forgotten == []  # the new 7 runs: its caches stay
+    rec(ProcessChange("exit", 120, 8, 1, "sh", ""))
+    rec.forget_exited(10**12)
+    assert STACK_COPIED | 8 not in rec._parts and forgotten == [8]
+    writer.close()

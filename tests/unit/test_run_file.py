@@ -85,7 +85,7 @@ class ScriptedTracer(ebpf.EbpfTracer):
     def stop(self) -> None:
         pass  # the scripted records end with the queue
 
-    def drain(self) -> None:
+    def drain(self, between: Callable[[], None] = lambda: None) -> None:
         self.poll(0)
 
     def ring_buffer_consume(self) -> None:
@@ -94,11 +94,14 @@ class ScriptedTracer(ebpf.EbpfTracer):
     def teach_python(self, pid: int, fields: object) -> None:
         pass  # the scripted probe walks no Python frames
 
-    def drain_resident(self, final: bool = False) -> None:
-        pass  # no RSS records: the scripted target has no pages
+    def drain_resident(self, final: bool = False) -> int:
+        return 0  # no RSS records: the scripted target has no pages
 
     def rss_now(self) -> Iterator[object]:
         return iter(())
+
+    def batches_since(self) -> int:
+        return 0  # the scripted probe holds nothing back; its records have no real times
 
     def rss_peak(self) -> Tuple[int, int, Rss]:
         return 0, 0, Rss()

@@ -151,6 +151,13 @@ class Unwinder:
         self._rules_of(pid)
         return self._pcs[pid][2]
 
+    def forget(self, pid: int) -> None:
+        """Drop what is cached for a process that ended (found again if the pid comes back)."""
+        self._pcs.pop(pid, None)
+        self._perf_maps.pop(pid, None)
+        for key in [key for key in self._refreshed if key[0] == pid]:
+            del self._refreshed[key]
+
     def _refreshed_for(self, pid: int, pc: int) -> bool:
         if not self.refresh or (pid, pc) in self._refreshed:
             return False

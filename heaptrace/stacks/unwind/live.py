@@ -3,7 +3,7 @@ the way are taught back to the probe so that it walks those call paths itself ne
 
 from __future__ import annotations
 
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Set, Tuple
 
 from heaptrace.backends.records import StackCopy
 from heaptrace.stacks.procmaps import ProcMaps
@@ -22,7 +22,7 @@ class LiveUnwinder:
         self.teach = teach
         self.copies = 0
         self.complete = 0
-        self._taught: set = set()
+        self._taught: Dict[int, Set[Tuple[int, int]]] = {}  # pid -> (gen, pc) taught
 
     def __call__(self, copy: StackCopy) -> List[int]:
         caller = copy.depth > 0
@@ -30,9 +30,16 @@ class LiveUnwinder:
         walk = self.unwinder.walk(copy.pid, copy.ip, copy.sp, copy.fp, copy.stack, caller, lr)
         self.copies += 1
         self.complete += walk.complete
+        taught = self._taught.setdefault(copy.pid, set())
         new = [(pc, rule) for pc, rule in rules_along(self.unwinder, copy.pid, walk, caller)
-               if (copy.pid, copy.gen, pc) not in self._taught]
+               if (copy.gen, pc) not in taught]
         if new:
-            self._taught.update((copy.pid, copy.gen, pc) for pc, _ in new)
+            taught.update((copy.gen, pc) for pc, _ in new)
             self.teach(copy.pid, copy.gen, new)
         return walk.ips
+
+    def forget(self, pid: int) -> None:
+        """A process ended: what was kept for it goes (a rule taught again to a later process
+        with its pid is only written once more)."""
+        self._taught.pop(pid, None)
+        self.unwinder.forget(pid)
