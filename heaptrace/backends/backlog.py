@@ -16,8 +16,6 @@ import tempfile
 from collections import deque
 from typing import Deque, Optional
 
-from heaptrace.errors import HeaptraceError
-
 MEMORY_BYTES = 8 << 20  # raw bytes kept in memory before the backlog spills to disk
 CHUNK = 1 << 20  # spill writes and reads, in bytes
 LENGTH = struct.Struct("<I")
@@ -43,6 +41,7 @@ class Backlog:
         self._spilled_now = 0  # records in the file (or its buffers) not handed out yet
         self.spilled = 0  # records that went through the file, for the run's counters
         self.appended = self.popped = 0  # records ever, to tell when some have been handed on
+        self.spill_error: Optional[str] = None  # why the file could not be written, if so
         self.peak_spill_bytes = 0
 
     def __len__(self) -> int:
@@ -101,21 +100,26 @@ class Backlog:
         return out
 
     def _write_out(self) -> None:
+        """Write the spilled records buffered so far to the file. When it cannot be written
+        (a full disk), they stay in memory, in order, and `spill_error` says why: the
+        recording, written beside it, then fails with the reason itself."""
+        if self.spill_error is not None:
+            return
+        done = 0
         try:
             if self._fd is None:
                 # O_TMPFILE where it can: never visible by name, gone with heaptrace
                 with tempfile.TemporaryFile(prefix=".heaptrace-backlog-",
                                             dir=self.spill_dir) as f:
                     self._fd = os.dup(f.fileno())
-            view = memoryview(self._out)
-            while view:
-                n = os.pwrite(self._fd, view, self._written)
+            while done < len(self._out):
+                n = os.pwrite(self._fd, memoryview(self._out)[done:], self._written)
                 self._written += n
-                view = view[n:]
-        except OSError as exc:  # a full disk: the run ends, saying so (capture/runner.py)
-            where = self.spill_dir or tempfile.gettempdir()
-            raise HeaptraceError(f"cannot keep the records waiting to be handled in {where}: "
-                                 f"{exc.strerror or exc}") from None
+                done += n
+        except OSError as exc:
+            self.spill_error = exc.strerror or str(exc)
+            del self._out[:done]  # what was written is read from the file, the rest from here
+            return
         self._out = bytearray()
         self.peak_spill_bytes = max(self.peak_spill_bytes, self._written - self._read)
 
