@@ -126,6 +126,29 @@ def test_attach_to_a_running_process_for_a_duration(tmp_path):
         target.wait()
 
 
+def test_attach_for_a_duration_ends_under_a_flood(tmp_path, programs):
+    # A tight mmap/munmap loop makes records faster than they are handed on: the backlog
+    # never empties, and --duration must still end the tracing (each poll hands records on
+    # for a bounded time, then the main loop gets its turn), the rest drained after.
+    db = tmp_path / "r.db"
+    target = subprocess.Popen([str(programs["mmap_flood"])], stderr=subprocess.PIPE, text=True)
+    try:
+        assert target.stderr.readline().strip() == "flooding"
+        proc = subprocess.run(argv("run", "-o", str(db), "-p", str(target.pid),
+                                   "--duration", "2"),
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert target.poll() is None  # left running
+        doc = histogram_json(db)
+        assert doc["recording"]["attach_end"] == "duration"
+        assert doc["recording"]["lost_events"] == 0
+        mmaps, munmaps = doc["events"]["mmap"]["calls"], doc["events"]["munmap"]["calls"]
+        assert mmaps > 10_000 and abs(mmaps - munmaps) <= 1  # every call of the loop
+    finally:
+        target.kill()
+        target.wait()
+
+
 def test_attach_ends_when_the_process_exits(tmp_path, programs):
     db, go = tmp_path / "r.db", tmp_path / "go"
     target = subprocess.Popen(
