@@ -244,6 +244,9 @@ BPF_PERCPU_ARRAY(copy_seq, u64, 1);
 BPF_TABLE("lru_hash", struct rule_key, struct rule, rules, MAX_RULES);
 /* tgid -> rule generation; exec, an executable range reused (next_gen); walk_stack, copy_rest */
 BPF_HASH(gens, u32, u32, MAX_PROCS);
+/* tgid -> exec generation: the images it ran since traced (user space counts them alike); exec;
+ * the Python checks (py_proc.gen). Not gens: a dlopen must not end a process's Python frames. */
+BPF_HASH(exec_gens, u32, u32, MAX_PROCS);
 /* tgid -> its executable ranges since exec; exec, fork (inherited), executable mmaps; the same */
 BPF_F_TABLE("hash", u32, struct exec_ranges, exec_ranges, MAX_PROCS, BPF_F_NO_PREALLOC);
 /* 0 -> scratch exec_ranges (too big for the BPF stack); reset_exec_ranges */
@@ -412,6 +415,12 @@ static __always_inline u32 copy_stack(struct copy_rec *rec, u64 sp)
 static __always_inline u32 gen_of(u32 tgid)
 {
     u32 *gen = gens.lookup(&tgid);
+    return gen ? *gen : 0;
+}
+
+static __always_inline u32 exec_gen_of(u32 tgid)
+{
+    u32 *gen = exec_gens.lookup(&tgid);
     return gen ? *gen : 0;
 }
 
@@ -903,7 +912,7 @@ static __always_inline void emit_call(void *ctx, struct pt_regs *regs, int kind,
     rec->py_ref = 0;
     struct py_proc *py = py_procs.lookup(&tgid);
     struct py_pending *pending = py_pendings.lookup(&zero);
-    if (py && pending && py->runtime && py->gen == gen_of(tgid)) {
+    if (py && pending && py->runtime && py->gen == exec_gen_of(tgid)) {
         pending->tgid = tgid;
         pending->tid = (u32)pid_tgid;
         pending->slot = i;
@@ -984,7 +993,7 @@ static __always_inline void note_exec_mapping(u32 tgid, u64 *args, s64 ret)
     struct mapfile_rec *m = mapfile_scratch.lookup(&zero);
     struct py_proc *py = py_procs.lookup(&tgid);
     if (py && !py->runtime && py->wait_len && args[1] == py->wait_len &&
-        args[5] == py->wait_pgoff && py->gen == gen_of(tgid))
+        args[5] == py->wait_pgoff && py->gen == exec_gen_of(tgid))
         py->runtime = (u64)ret + py->wait_delta; /* libpython's code, as user space expects it */
     if (!path || !m)
         return;
@@ -1339,7 +1348,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
         count(CTR_RANGES_BUSY);
     }
     struct py_proc *py = py_procs.lookup(&tgid); /* the child runs the same interpreter */
-    if (py && py->gen == gen_of(tgid)) {
+    if (py && py->gen == exec_gen_of(tgid)) {
         struct py_proc inherited = *py;
         inherited.gen = 0; /* the child's generation until it execs */
         py_procs.update(&child, &inherited);
@@ -1362,6 +1371,9 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     breaks.delete(&tgid); /* a new address space: its first brk answer is the new base */
     ranges.delete(&tgid);
     next_gen(tgid);
+    u32 *exec_gen = exec_gens.lookup(&tgid);
+    u32 next_exec = exec_gen ? *exec_gen + 1 : 1;
+    exec_gens.update(&tgid, &next_exec);
     reset_exec_ranges(tgid);
     struct proc_rec *rec = proc_record(REC_EXEC, tgid);
     if (!rec)
@@ -1390,6 +1402,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     breaks.delete(&tgid);
     ranges.delete(&tgid);
     gens.delete(&tgid);
+    exec_gens.delete(&tgid);
     exec_ranges.delete(&tgid);
     space_exited(tgid);
     py_procs.delete(&tgid);

@@ -20,7 +20,7 @@ import pytest
 
 from heaptrace.recording import Recording
 from heaptrace.stacks.python.mixed import is_eval, is_python
-from tests.helpers.cli import heaptrace
+from tests.helpers.cli import argv, heaptrace
 
 PROGRAM = Path(__file__).resolve().parents[1] / "programs" / "py_frames.py"
 SITES = {"nested", "method", "generator", "recursion", "except", "finally", "thread", "json",
@@ -168,6 +168,55 @@ def test_attaching_to_a_running_python_server_names_its_code(python, version, tm
     chains = recorded_chains(db)
     (expected,) = {tuple(tuple(f) for f in s["chain"]) for s in printed}
     assert [c for c in chains[server.pid] if c == expected], chains[server.pid][:5]
+
+
+AFTER_IMPORTS = """
+import importlib.util, os, sys, time
+def grow_before():
+    return [bytearray(1 << 20) for _ in range(8)]
+def grow_after_imports():
+    return [bytearray(1 << 20) for _ in range(8)]
+go = sys.argv[1]
+print("ready", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.02)
+keep = grow_before()
+# C extensions mapped after heaptrace attached (dlopen: new executable mappings)
+loaded = [m for m in ("_decimal", "_csv", "_bisect", "_lzma", "_bz2", "mmap")
+          if (spec := importlib.util.find_spec(m)) and (spec.origin or "").endswith(".so")
+          and __import__(m)]
+print("loaded", len(loaded), flush=True)
+keep2 = grow_after_imports()
+time.sleep(0.5)
+"""
+
+
+def test_attached_python_keeps_its_frames_after_loading_extensions(tmp_path):
+    """A process traced with -p has no known history of executable mappings, so each new
+    one moves its unwinding rules on (a dlopen at a place used before would make them wrong);
+    its Python frames follow its exec generation, not that, and survive the imports."""
+    python = INTERPRETERS[-1][0]
+    go, db = tmp_path / "go", tmp_path / "attach.db"
+    server = subprocess.Popen([python, "-c", AFTER_IMPORTS, str(go)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        run = subprocess.Popen(argv("run", "-o", str(db), "-p", str(server.pid)),
+                               stderr=subprocess.PIPE, text=True)
+        for line in run.stderr:
+            if line.startswith(f"heaptrace: attached to PID {server.pid}"):
+                break
+        go.touch()
+        assert int(server.stdout.readline().split()[1]) > 0  # some were extension files
+        server.wait(timeout=60)
+        err = run.stderr.read()
+        assert run.wait(timeout=120) == 0, err
+    finally:
+        server.kill()
+        server.wait()
+    folded = heaptrace("flame", "--folded", str(db)).stdout
+    assert "grow_before (<string>:" in folded
+    assert "grow_after_imports (<string>:" in folded
 
 
 def test_a_shell_that_execs_python(tmp_path):
