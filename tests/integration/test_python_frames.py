@@ -88,7 +88,11 @@ def run(request, tmp_path_factory):
     python, version = request.param
     tmp = tmp_path_factory.mktemp("py")
     sites, db = tmp / "sites.jsonl", tmp / "py.db"
-    proc = heaptrace("run", "-o", str(db), "--", python, str(PROGRAM), str(sites))
+    # Python frames begin once heaptrace has read the new image and taught the probe, about
+    # 20 ms after the exec here, but seconds on a machine loaded by other test runs, when the
+    # program's first sites would come first (docs/python.md): they wait half a second.
+    proc = heaptrace("run", "-o", str(db), "--", python, str(PROGRAM), str(sites),
+                     env={**os.environ, "PY_FRAMES_SETTLE": "0.5"})
     assert proc.returncode == 0, proc.stderr
     return version, printed_sites(sites), recorded_chains(db), db
 
@@ -247,7 +251,7 @@ def test_perf_trampolines_keep_stacks_whole(python, version, tmp_path):
     of a stack seen first (docs/python.md), hence 32 KiB here."""
     sites, db = tmp_path / "sites.jsonl", tmp_path / "perf.db"
     proc = heaptrace("run", "-o", str(db), "--stack-bytes", "32768", "--", python, "-X", "perf",
-                     str(PROGRAM), str(sites))
+                     str(PROGRAM), str(sites), env={**os.environ, "PY_FRAMES_SETTLE": "0.5"})
     assert proc.returncode == 0, proc.stderr
     printed = printed_sites(sites)
     assert missing_chains(printed, recorded_chains(db)) == []
