@@ -179,7 +179,10 @@ class Resolver:
         self._sources: Dict[Tuple[Place, int, bool], Optional[Source]] = {}
 
     def samples(self, rows: Rows) -> List[Sample]:
-        found = []
+        """One sample per process and located stack: rows whose stacks locate alike (the
+        same addresses recorded under two unwinding generations, or two images of one pid
+        with one name) are summed, as pprof's readers would merge them."""
+        found: Dict[Tuple[Process, Tuple[Located, ...]], Sample] = {}
         for (pid, image, stack_id), (first, values) in rows.items():
             if not any(values):
                 continue
@@ -187,10 +190,13 @@ class Resolver:
             frames = self._stacks.get(stack_id, ()) if stack_id is not None else ()
             located = tuple(self.locate(pid, image, first, f, i > 0)
                             for i, f in enumerate(frames))
-            found.append(Sample(process, located or (Located(Frame(NO_STACK), None, True),),
-                                tuple(values), first))
-        found.sort(key=lambda s: (s.first_ns, s.process.pid))
-        return found
+            located = located or (Located(Frame(NO_STACK), None, True),)
+            same = found.get((process, located))
+            if same is not None:
+                values = [a + b for a, b in zip(same.values, values)]
+                first = min(first, same.first_ns)
+            found[(process, located)] = Sample(process, located, tuple(values), first)
+        return sorted(found.values(), key=lambda s: (s.first_ns, s.process.pid))
 
     def locate(self, pid: int, image: int, ts_ns: int, frame: Frame,
                is_return: bool) -> Located:
