@@ -4,6 +4,7 @@ tracebacks are what a user sees.
 
     heaptrace("histogram", db, "--json", check=True).stdout
     subprocess.Popen(argv("run", "-o", db, "--", *cmd))       # running in the background
+    tracer = attached(db, pid)                                 # -p PID, returns once attached
     subprocess.run(["setarch", "-R", *argv("run", ...)])       # under another command
 
 For tests that run a command thousands of times (the recording fuzzer), `in_process` calls
@@ -16,6 +17,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from typing import Any, List, Tuple
 
@@ -36,6 +38,20 @@ def heaptrace(*args: str, check: bool = False, **kwargs: Any) -> subprocess.Comp
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
+
+
+def attached(db: str, pid: int, *args: str) -> subprocess.Popen:
+    """`heaptrace run -o DB -p PID ARGS...` in the background, returned once it says it has
+    attached (its stderr a text pipe, read up to that line)."""
+    tracer = subprocess.Popen(argv("run", "-o", db, "-p", str(pid), *args),
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = tracer.stderr.readline()
+        if line.startswith(f"heaptrace: attached to PID {pid}"):
+            return tracer
+        assert line, f"heaptrace ended before attaching to {pid}"
+    raise AssertionError(f"heaptrace did not attach to {pid} in time")
 
 
 def in_process(*args: str) -> Tuple[int, str, str]:

@@ -20,7 +20,7 @@ import pytest
 
 from heaptrace.recording import Recording
 from heaptrace.stacks.python.mixed import is_eval, is_python
-from tests.helpers.cli import argv, heaptrace
+from tests.helpers.cli import attached, heaptrace
 
 PROGRAM = Path(__file__).resolve().parents[1] / "programs" / "py_frames.py"
 SITES = {"nested", "method", "generator", "recursion", "except", "finally", "thread", "json",
@@ -205,11 +205,7 @@ def test_attached_python_keeps_its_frames_after_loading_extensions(tmp_path):
                               text=True)
     try:
         assert server.stdout.readline().strip() == "ready"
-        run = subprocess.Popen(argv("run", "-o", str(db), "-p", str(server.pid)),
-                               stderr=subprocess.PIPE, text=True)
-        for line in run.stderr:
-            if line.startswith(f"heaptrace: attached to PID {server.pid}"):
-                break
+        run = attached(str(db), server.pid)
         go.touch()
         assert int(server.stdout.readline().split()[1]) > 0  # some were extension files
         server.wait(timeout=60)

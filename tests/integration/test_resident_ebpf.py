@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Dict
 
 import pytest
 
 from heaptrace.recording import Recording
-from tests.helpers.cli import argv, heaptrace, histogram_json
+from tests.helpers.cli import attached, heaptrace, histogram_json
 from tests.helpers.rss_reference import summed
 
 KIB, MIB = 1 << 10, 1 << 20
@@ -199,9 +198,7 @@ def test_attached_starts_from_its_rss_and_counts_only_what_follows(tmp, programs
     try:
         assert target.stdout.readline() == b"ready\n"
         db = tmp / "attach.db"
-        tracer = subprocess.Popen(argv("run", "-p", str(target.pid), "-o", str(db)),
-                                  stderr=subprocess.PIPE, text=True)
-        wait_for_attach(tracer)
+        tracer = attached(str(db), target.pid)
         _, err = target.communicate(b"x", timeout=60)
         assert tracer.wait(timeout=120) == 0, tracer.stderr.read()
     finally:
@@ -214,16 +211,6 @@ def test_attached_starts_from_its_rss_and_counts_only_what_follows(tmp, programs
     assert 64 * MIB <= proc["resident"] <= 66 * MIB  # phase two only: phase one was there
     stacks = folded(db)
     assert touched(under(stacks, "phase_two"), 64 * MIB) and under(stacks, "phase_one") == 0
-
-
-def wait_for_attach(tracer: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = tracer.stderr.readline()
-        if "attached to PID" in line:
-            return
-        assert line, "heaptrace ended before attaching"
-    raise AssertionError("heaptrace did not attach in time")
 
 
 def test_the_timeline_follows_rss_exactly(threads):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from tests.helpers.cli import argv, heaptrace, histogram_json
+from tests.helpers.cli import argv, attached, heaptrace, histogram_json
 
 
 def test_exit_code_and_stdio_pass_through(tmp_path):
@@ -153,11 +153,7 @@ def test_attach_ends_when_the_process_exits(tmp_path, programs):
     db, go = tmp_path / "r.db", tmp_path / "go"
     target = subprocess.Popen(
         ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done; {programs['big_malloc']}"])
-    proc = subprocess.Popen(argv("run", "-o", str(db), "-p", str(target.pid)),
-                            stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if line.startswith(f"heaptrace: attached to PID {target.pid}"):
-            break
+    proc = attached(str(db), target.pid)
     go.touch()
     target.wait()
     err = proc.stderr.read()
