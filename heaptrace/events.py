@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Protocol, Sequence, Tuple
 
 
 class Effect(Enum):
@@ -60,7 +60,20 @@ MAP_SHARED, MAP_PRIVATE, MAP_TYPE, MAP_ANONYMOUS = 0x01, 0x02, 0x0F, 0x20
 PROT_ACCESS = 0x7  # PROT_READ | PROT_WRITE | PROT_EXEC
 
 
-def mmap_class(event: Event) -> MemClass:
+class MapArgs(Protocol):
+    """What mmap_class reads of a call: an Event, or the held replay's lighter row of one."""
+
+    @property
+    def mem_class(self) -> int: ...
+    @property
+    def flags(self) -> int: ...
+    @property
+    def fd(self) -> int: ...
+    @property
+    def prot(self) -> int: ...
+
+
+def mmap_class(event: MapArgs) -> MemClass:
     """What an mmap mapped: the probe's class when it said, else from its flags."""
     known = MemClass.from_code(event.mem_class) if event.mem_class else None
     if known is not None:

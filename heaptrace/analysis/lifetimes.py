@@ -40,62 +40,54 @@ TABLES = ("lifetimes", "releases", "lifetimes_info", "held_peaks")
 ALIVE_AFTER = "(how = 0 OR end_ns > ?)"
 
 
-class Peaks:
-    """The first moment at which the live images held the most, after every step of a
-    nanosecond: of every process together (key None) and of each pid (its live image)."""
-
-    def __init__(self, replay: Replay) -> None:
-        self.replay = replay
-        self.best: Dict[Optional[int], Tuple[int, int]] = {}  # key -> (ts_ns, bytes)
-        self._ts: Optional[int] = None
-        self._pids: Set[int] = set()  # the processes the steps of that nanosecond touched
-
-    def step(self, ts: int, pid: int) -> None:
-        """Before the replay takes a step at `ts` of `pid`."""
-        if ts != self._ts:
-            self.settle()
-            self._ts = ts
-        self._pids.add(pid)
-
-    def settle(self) -> None:
-        """After the last step of a nanosecond."""
-        if self._ts is None:
-            return
-        spaces = self.replay.spaces
-        held = [(None, self.replay.total)] + [
-            (pid, spaces[pid].total if pid in spaces else 0) for pid in self._pids]
-        for key, nbytes in held:
-            if nbytes > 0 and (key not in self.best or nbytes > self.best[key][1]):
-                self.best[key] = (self._ts, nbytes)
-        self._pids.clear()
-
-    def rows(self) -> List[Tuple[Optional[int], int, int]]:
-        self.settle()
-        return [(key, ts, nbytes) for key, (ts, nbytes) in self.best.items()]
-
-
 def pieces(rec: Recording) -> Iterator[Tuple[str, tuple]]:
     """("lifetimes", row) and ("releases", row) for every piece of the whole recording, in
     time order, then ("held_peaks", row) for the run and each process (one replay; its
-    memory is what is mapped at a time, not the events)."""
+    memory is what is mapped at a time, not the events).
+
+    The peaks: the first moment at which the live images held the most, after every step
+    of a nanosecond, of every process together (pid None) and of each pid (its live image),
+    kept as the replay goes (the steps of one nanosecond touch few pids: only theirs are
+    looked at). Written inline: this loop runs once per event."""
     replay = Replay(page_size(rec))
-    peaks = Peaks(replay)
+    spaces = replay.spaces
+    best: Dict[Optional[int], Tuple[int, int]] = {}  # pid (None: all) -> (ts_ns, bytes)
+    moment: Optional[int] = None  # the nanosecond of the steps so far
+    touched: Set[int] = set()  # the pids they stepped
+
+    def settle() -> None:
+        assert moment is not None
+        total = replay.total
+        if total > 0 and (None not in best or total > best[None][1]):
+            best[None] = (moment, total)
+        for pid in touched:
+            held = spaces[pid].total if pid in spaces else 0
+            if held > 0 and (pid not in best or held > best[pid][1]):
+                best[pid] = (moment, held)
+        touched.clear()
+
     for ts, step in steps(rec, Selection(kind="all")):
-        peaks.step(ts, step if isinstance(step, int) else step.pid)
+        if ts != moment:
+            if moment is not None:
+                settle()
+            moment = ts
+        pid = step if isinstance(step, int) else step.pid
+        touched.add(pid)
         replay.step(step)
-        for (pid, taken, stack_id, kind), nbytes in replay.released:
-            yield "lifetimes", (pid, taken, stack_id, kind, nbytes, ts, GIVEN)
+        for (owner_pid, taken, stack_id, kind), nbytes in replay.released:
+            yield "lifetimes", (owner_pid, taken, stack_id, kind, nbytes, ts, GIVEN)
         if replay.unmatched_now > 0:
-            yield "releases", (step if isinstance(step, int) else step.pid, ts,
-                               replay.unmatched_now)
+            yield "releases", (pid, ts, replay.unmatched_now)
         if replay.ended_now is not None:
-            for (pid, taken, stack_id, kind), nbytes in replay.ended_now.held():
-                yield "lifetimes", (pid, taken, stack_id, kind, nbytes, ts, ENDED)
-    for space in replay.spaces.values():
+            for (owner_pid, taken, stack_id, kind), nbytes in replay.ended_now.held():
+                yield "lifetimes", (owner_pid, taken, stack_id, kind, nbytes, ts, ENDED)
+    if moment is not None:
+        settle()
+    for space in spaces.values():
         for (pid, taken, stack_id, kind), nbytes in space.held():
             yield "lifetimes", (pid, taken, stack_id, kind, nbytes, None, LIVE)
-    for row in peaks.rows():
-        yield "held_peaks", row
+    for key, (ts, nbytes) in best.items():
+        yield "held_peaks", (key, ts, nbytes)
 
 
 def store(db: sqlite3.Connection, rec: Recording) -> None:

@@ -62,7 +62,7 @@ def pieces(rec: Recording, sel: Selection, at: str) -> List[Tuple[Owner, int]]:
 
 def buckets(rec: Recording, axis, pid: Optional[int]) -> List[tuple]:
     """(taken, given, held, calls) per bucket of `axis` (analysis/timeline.Axis), replayed."""
-    from heaptrace.events import Event, growth
+    from heaptrace.events import growth
 
     out = [[0, 0, 0, 0] for _ in range(axis.count)]
     replay, current = Replay(page_size(rec)), 0
@@ -72,7 +72,7 @@ def buckets(rec: Recording, axis, pid: Optional[int]) -> List[tuple]:
             out[j][2] = replay.total
         current = i
         replay.step(step)
-        if isinstance(step, Event):
+        if not isinstance(step, int):
             out[i][0] += growth(step)
             out[i][1] += replay.given
             out[i][3] += step.calls
