@@ -4,8 +4,9 @@ process or thread entry point) and the share of frames without a symbol."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
+from heaptrace.analysis.eventsums import EventSums, stored_sums
 from heaptrace.events import ENTRY_POINTS, SYSCALL_KINDS, TRUNCATED, Frame
 from heaptrace.recording import Recording
 from heaptrace.stacks.symbols import is_symbolized
@@ -39,11 +40,14 @@ def is_whole(stack: Tuple[Frame, ...]) -> bool:
     return any(f.name.rsplit("`", 1)[-1] in ENTRY_POINTS for f in stack[-2:])
 
 
-def coverage(rec: Recording) -> StackCoverage:
+def coverage(rec: Recording, sums: Optional[EventSums] = None) -> StackCoverage:
     """Bytes are the |size| of every syscall event (resident growth, pages rather than calls,
     would outweigh them); frames are counted once per distinct stack. The stacks are read
-    a batch at a time (those the reader holds already, if it does)."""
-    per_stack = rec.bytes_by_stack(SYSCALL_KINDS)
+    a batch at a time (those the reader holds already, if it does). The bytes per stack come
+    from the events' sums (`sums`, or those the recording stores) if there are any."""
+    sums = sums or stored_sums(rec)
+    per_stack = (sums.bytes_by_stack(SYSCALL_KINDS) if sums is not None
+                 else rec.bytes_by_stack(SYSCALL_KINDS))
     events = sum(n for n, _ in per_stack.values())
     total = sum(b for _, b in per_stack.values())
     with_stack = events - per_stack.get(None, (0, 0))[0]

@@ -24,9 +24,11 @@ import sqlite3
 import tempfile
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
+from heaptrace.analysis.eventsums import VERSION as SUMS_VERSION
 from heaptrace.analysis.replay import Replay, page_size, steps
 from heaptrace.analysis.stacks import Owner, Selection
 from heaptrace.recording import Recording, RecordingWriter
+from heaptrace.recording.grouped import SUM, grouped
 from heaptrace.recording.schema import DERIVED_INDEXES, DERIVED_SCHEMA
 
 VERSION = 1  # of the replay's rules: rows built by another version are built again
@@ -34,7 +36,8 @@ LIVE, GIVEN, ENDED = 0, 1, 2  # lifetimes.how
 BATCH = 10_000
 
 SCHEMA, INDEXES = DERIVED_SCHEMA, DERIVED_INDEXES  # the tables are the recording's (optional)
-TABLES = ("lifetimes", "releases", "lifetimes_info", "held_peaks")
+TABLES = ("lifetimes", "releases", "lifetimes_info", "held_peaks", "event_sums",
+          "event_sums_info")
 
 # A piece is alive at a moment when it was taken by then and has not ended by then.
 ALIVE_AFTER = "(how = 0 OR end_ns > ?)"
@@ -106,7 +109,12 @@ def store(db: sqlite3.Connection, rec: Recording) -> None:
     for table, batch in batches.items():
         db.executemany(sql[table], batch)
     db.executescript(INDEXES)
-    db.execute("INSERT INTO lifetimes_info VALUES (?, ?)", (VERSION, rec.event_count()))
+    events = rec.event_count()
+    db.execute("INSERT INTO lifetimes_info VALUES (?, ?)", (VERSION, events))
+    sums = rec.event_sums()  # one pass over the events: the report reads these instead
+    if sums:
+        db.executemany(f"INSERT INTO event_sums VALUES ({', '.join('?' * len(sums[0]))})", sums)
+    db.execute("INSERT INTO event_sums_info VALUES (?, ?)", (SUMS_VERSION, events))
     db.commit()
 
 
@@ -258,24 +266,30 @@ class Lifetimes:
                f" WHERE how != 0 {only}")
         return sql, [pid] * 2 if pid is not None else []
 
-    def held_deltas(self, bucket_sql: str, pid: Optional[int]) -> Iterable[Tuple[int, int]]:
-        """(bucket, change of the live images' held bytes in it); `bucket_sql` maps a column
-        named ts to a bucket index."""
-        changes, args = self._changes(bucket_sql, pid)
-        return self.db.execute(
-            f"WITH c(b, delta) AS ({changes}) SELECT b, SUM(delta) FROM c GROUP BY b",
-            args).fetchall()
-
-    def given_per_bucket(self, bucket_sql: str, pid: Optional[int]) -> Iterable[Tuple[int, int]]:
-        """(bucket, bytes given back in it)."""
-        only = "AND pid = ?" if pid is not None else ""
-        args = [pid] * 2 if pid is not None else []
-        sql = ("SELECT b, SUM(n) FROM ("
-               f" SELECT {bucket_sql.format(ts='end_ns')} AS b, bytes AS n FROM lifetimes"
-               f" WHERE how = 1 {only} UNION ALL"
-               f" SELECT {bucket_sql.format(ts='ts_ns')}, bytes FROM releases WHERE 1 {only})"
-               " GROUP BY b")
-        return self.db.execute(sql, args).fetchall()
+    def per_bucket(self, bucket_sql: str, pid: Optional[int]
+                   ) -> Tuple[Dict[int, int], Dict[int, int]]:
+        """({bucket: change of the live images' held bytes in it}, {bucket: bytes given back
+        in it}), from one pass over the lifetimes (grouped by the buckets a piece was taken
+        and ended in) and one over the releases; `bucket_sql` maps a column named {ts} to a
+        bucket index."""
+        only = "WHERE pid = ?" if pid is not None else ""
+        args = [pid] if pid is not None else []
+        pieces = grouped(
+            self.db, f"SELECT {bucket_sql.format(ts='taken_ns')} AS taken_in, CASE WHEN how"
+            f" != 0 THEN {bucket_sql.format(ts='end_ns')} END AS ended_in, how, bytes"
+            f" FROM lifetimes {only}", args, ["taken_in", "ended_in", "how"], [("bytes", SUM)])
+        change: Dict[int, int] = {}
+        given: Dict[int, int] = {}
+        for taken_in, ended_in, how, nbytes in pieces:
+            change[taken_in] = change.get(taken_in, 0) + nbytes
+            if how != LIVE:
+                change[ended_in] = change.get(ended_in, 0) - nbytes
+            if how == GIVEN:
+                given[ended_in] = given.get(ended_in, 0) + nbytes
+        for b, nbytes in grouped(self.db, f"SELECT {bucket_sql.format(ts='ts_ns')} AS b, bytes"
+                                 f" FROM releases {only}", args, ["b"], [("bytes", SUM)]):
+            given[b] = given.get(b, 0) + nbytes
+        return change, given
 
     def held_by_stack(self, pid: Optional[int],
                       moment: int) -> Iterable[Tuple[Optional[int], int]]:

@@ -15,6 +15,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from heaptrace.analysis.compact import compact_indices, compact_stack
 from heaptrace.analysis.coverage import coverage
+from heaptrace.analysis.eventsums import EventSums
 from heaptrace.analysis.retained import retained
 from heaptrace.analysis.rss import Peak, process_peaks, resident_by_process, run_peak
 from heaptrace.analysis.stacks import (
@@ -165,12 +166,12 @@ def share(part: int, total: int) -> float:
     return part / total if total else 0.0
 
 
-def growth_ranking(rec: Recording, sel: Selection, top: int) -> Ranking:
+def growth_ranking(rec: Recording, sums: EventSums, sel: Selection, top: int) -> Ranking:
     """Stacks by bytes taken (brk, mmap and mremap growth), as `heaptrace flame` sums them;
     or by bytes made resident (--event resident)."""
     tally = Tally(rec)
-    for stack_id, calls, nbytes in rec.taken_by_stack(kinds_for(sel.kind), sel.pid,
-                                                      committed=sel.kind == "growth"):
+    for stack_id, calls, nbytes in sums.taken_by_stack(kinds_for(sel.kind), sel.pid,
+                                                       committed=sel.kind == "growth"):
         tally.add(stack_id, nbytes, calls)
     return tally.ranking(top)
 
@@ -208,8 +209,9 @@ def kind_rows(rec: Recording, meta: RunMeta) -> List[KindRow]:
     return rows
 
 
-def process_rows(rec: Recording, pid: Optional[int], pieces: Iterable[Tuple[Owner, int]],
-                 given: Dict[int, int]) -> List[ProcessRow]:
+def process_rows(rec: Recording, sums: EventSums, pid: Optional[int],
+                 pieces: Iterable[Tuple[Owner, int]], given: Dict[int, int]
+                 ) -> List[ProcessRow]:
     """One row per traced pid: calls, taken and given back (as the timeline counts them)
     and what the retained replay says it gave back and still held when it ended."""
     names: Dict[int, List[str]] = {}
@@ -217,10 +219,10 @@ def process_rows(rec: Recording, pid: Optional[int], pieces: Iterable[Tuple[Owne
         if proc.comm and proc.comm not in names.setdefault(proc.pid, []):
             names[proc.pid].append(proc.comm)
     counts: Dict[int, Bucket] = {}
-    for row_pid, calls, taken in rec.sums_by_bucket("pid", pid):
+    for row_pid, calls, taken in sums.calls_by_pid(pid):
         counts[row_pid] = Bucket(0, 0, taken=taken, calls=calls)
     apart: Dict[int, Dict[str, int]] = {}
-    for row_pid, code, nbytes in rec.mapped_by_class(pid):
+    for row_pid, code, nbytes in sums.mapped_by_class(pid):
         cls = MemClass.from_code(code)
         if cls is not None and cls is not MemClass.COMMITTED:
             by_class = apart.setdefault(row_pid, {})
@@ -254,8 +256,8 @@ def add_resident(rows: List[ProcessRow], peaks: Dict[int, Peak],
         row.resident = row.resident_split.total
 
 
-def quality(rec: Recording) -> Optional[Quality]:
-    cov = coverage(rec)
+def quality(rec: Recording, sums: EventSums) -> Optional[Quality]:
+    cov = coverage(rec, sums)
     if not cov.events_total:
         return None
     return Quality(cov.whole_share, cov.unsymbolized_share, cov.events_total,
@@ -284,8 +286,8 @@ def next_commands(report: Report) -> List[str]:
     return hints
 
 
-def check_pid(rec: Recording, pid: Optional[int]) -> None:
-    if pid is None or rec.last_event_ns(pid) is not None:
+def check_pid(rec: Recording, sums: EventSums, pid: Optional[int]) -> None:
+    if pid is None or sums.last_event_ns(pid) is not None:
         return
     pids = sorted({proc.pid for proc in rec.processes()})
     if pid not in pids:
@@ -297,7 +299,8 @@ def build_report(rec: Recording, top: int = DEFAULT_TOP, pid: Optional[int] = No
     """Everything `heaptrace report` shows, for the whole recording or one pid."""
     if top < 1:
         raise UsageError(f"--top must be 1 or more, not {top}")
-    check_pid(rec, pid)
+    sums = EventSums.of(rec)  # the events summed once: no view below reads them again
+    check_pid(rec, sums, pid)
     meta = rec.meta()
     info = run_info(meta, rec.path, pid)
     sel = Selection(kind="growth", pid=pid, process_names=False)
@@ -306,17 +309,19 @@ def build_report(rec: Recording, top: int = DEFAULT_TOP, pid: Optional[int] = No
     held = held_ranking(rec, kept.pieces, top, timed=not info.imported)
     held.known = not info.imported
     peak = run_peak(rec, pid)
-    processes = process_rows(rec, pid, kept.pieces, kept.given_by_pid)
-    add_resident(processes, process_peaks(rec, pid), resident_by_process(rec, pid))
+    processes = process_rows(rec, sums, pid, kept.pieces, kept.given_by_pid)
+    add_resident(processes, process_peaks(rec, pid),
+                 resident_by_process(rec, pid, sums.resident_by_pid(pid)))
     if info.imported:  # as the held ranking says: no addresses to match frees to
         for row in processes:
             row.held = None
     report = Report(
         info, totals, committed_growth(rec.totals()),
-        processes, growth_ranking(rec, sel, top), held,
-        quality(rec), peak.total if peak else None, rec.event_count(),
+        processes, growth_ranking(rec, sums, sel, top), held,
+        quality(rec, sums), peak.total if peak else None, rec.event_count(),
         peak_rss_split=peak.rss if peak else None,
-        resident=growth_ranking(rec, Selection(kind="resident", pid=pid, process_names=False),
+        resident=growth_ranking(rec, sums,
+                                Selection(kind="resident", pid=pid, process_names=False),
                                 top))
     report.next_commands = next_commands(report)
     return report

@@ -136,10 +136,14 @@ def rss_by_bucket(rec: Recording, bucket_sql: str,
     return {b: (pair[0], pair[1]) for b, pair in out.items()}
 
 
-def resident_by_process(rec: Recording, pid: Optional[int] = None) -> Dict[int, Rss]:
-    """Bytes each process made resident, by class (summed in SQLite)."""
+def resident_by_process(rec: Recording, pid: Optional[int] = None,
+                        sums: Optional[List[Tuple[int, int, int, int]]] = None
+                        ) -> Dict[int, Rss]:
+    """Bytes each process made resident, by class (summed in SQLite, or `sums`: those rows,
+    EventSums.resident_by_pid)."""
     by: Dict[int, Dict[str, int]] = {}
-    for row_pid, code, nbytes, _positive in rec.resident_sums("pid", pid):
+    for row_pid, code, nbytes, _positive in sums if sums is not None else \
+            rec.resident_sums("pid", pid):
         counts = by.setdefault(row_pid, {name: 0 for name in RSS_CLASSES})
         name = CLASS_NAME.get(code)
         if name is not None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from heaptrace.analysis.compact import OWN_FRAMES, own_positions
+from heaptrace.analysis.eventsums import stored_sums
 from heaptrace.analysis.lifetimes import Lifetimes
 from heaptrace.analysis.retained import END_OF_TIME
 from heaptrace.analysis.rss import CLASS_NAME, Peak, rss_by_bucket, run_peak
@@ -145,9 +146,10 @@ def fill_buckets(rec: Recording, lifetimes: Lifetimes, axis: Axis, buckets: List
     index = axis.sql()
     for i, calls, taken in rec.sums_by_bucket(index, pid):
         buckets[i].calls, buckets[i].taken = calls, taken
-    for i, given in lifetimes.given_per_bucket(index, pid):
-        buckets[i].given = given
-    change = dict(lifetimes.held_deltas(index, pid))
+    change, given = lifetimes.per_bucket(index, pid)
+    for i, nbytes in given.items():
+        if i is not None:  # no end time (a piece of a malformed file)
+            buckets[i].given = nbytes
     held = 0
     for i, bucket in enumerate(buckets):
         held += change.get(i, 0)
@@ -245,7 +247,9 @@ def growers(rec: Recording, lifetimes: Lifetimes, axis: Axis, index: int,
 def timeline(rec: Recording, interval_s: Optional[float] = None,
              pid: Optional[int] = None) -> Timeline:
     """The recording (or one pid of it) in time buckets."""
-    times = [t for t in (rec.last_event_ns(pid), rec.last_rss_ns(pid)) if t is not None]
+    sums = stored_sums(rec)  # the recording's own: its last event without reading them all
+    last = sums.last_event_ns(pid) if sums is not None else rec.last_event_ns(pid)
+    times = [t for t in (last, rec.last_rss_ns(pid)) if t is not None]
     axis = make_axis(rec, interval_s, times)
     buckets = axis.buckets()
     with Lifetimes(rec) as lifetimes:

@@ -33,6 +33,7 @@ from heaptrace.events import (
     Rss,
 )
 from heaptrace.recording.files import notice
+from heaptrace.recording.grouped import MIN, SUM, grouped
 from heaptrace.recording.meta import MalformedValue, RunMeta, from_rows
 from heaptrace.recording.rows import (
     U64,
@@ -47,6 +48,8 @@ from heaptrace.recording.schema import (
     APPLICATION_ID,
     CURRENT,
     DB_ERRORS,
+    EVENT_SUMS_KEYS,
+    EVENT_SUMS_VALUES,
     FORMAT_VERSION,
     KNOWN,
     Layout,
@@ -87,6 +90,11 @@ _DERIVED_OK = {
     "lifetimes_info": " AND ".join(_INT.format(c) for c in ("version", "events")),
     "held_peaks": " AND ".join([_OPT_INT.format("pid")]
                                + [_INT.format(c) for c in ("ts_ns", "bytes")]),
+    "event_sums": " AND ".join(
+        [_INT.format(c) for c in ("pid", "class", "committed", "failed", "grew", "events",
+                                  "calls", "size", "bytes", "first_ns", "last_ns")]
+        + [_OPT_INT.format("stack_id"), "typeof(kind) = 'text'"]),
+    "event_sums_info": " AND ".join(_INT.format(c) for c in ("version", "events")),
 }
 
 
@@ -347,11 +355,18 @@ class Recording:
     def _check_events(self) -> None:
         self._check_rows("events", _EVENTS_OK + (_MEM_CLASS_OK if self._layout.mem_class else ""))
 
-    def check_derived(self) -> None:
-        """Every row of the lifetimes tables the file holds, checked (one scan each)."""
+    def check_derived(self, tables: Optional[Sequence[str]] = None) -> None:
+        """Every row of the derived tables the file holds (or of `tables`), checked (one scan
+        each)."""
         for table, condition in _DERIVED_OK.items():
-            if self._has_table(table):
+            if (tables is None or table in tables) and self._has_table(table):
                 self._check_rows(table, condition)
+
+    def derived_rows(self, table: str) -> List[tuple]:
+        """Every row of a table derived from the events (check_derived() checks them)."""
+        if table not in _DERIVED_OK:
+            raise ValueError(f"not a derived table: {table}")
+        return self._query(f"SELECT * FROM {table}")
 
     def check_stacks(self) -> None:
         """Every stack checked, one batch at a time (none kept)."""
@@ -476,16 +491,45 @@ class Recording:
         sql = (f"SELECT {bucket_sql.format(ts='ts_ns')} AS b, calls AS n, "
                f"CASE WHEN kind IN ({growth}) AND size > 0 AND "
                f"{committed_sql(self._layout.mem_class)} "
-               f"THEN size ELSE 0 END AS g FROM events WHERE kind IN ({calls})")
+               f"THEN size ELSE 0 END AS g, {_ok_sql(('ts_ns', 'pid', 'calls', 'size'))} AS ok "
+               f"FROM events WHERE kind IN ({calls})")
         args: Tuple[int, ...] = ()
         if pid is not None:
             sql, args = sql + " AND pid = ?", (pid,)
-        # The expressions computed before SQLite sorts the rows into groups: its sorter then
-        # holds three values a row, not every column they read (LIMIT -1 keeps the subquery
-        # from being flattened): 1.2 s instead of 1.9 s on a million events.
-        rows = self._query(f"SELECT b, SUM(n), SUM(g) FROM ({sql} LIMIT -1) GROUP BY b", args)
+        rows = self._grouped(sql, args, ["b"], [("n", SUM), ("g", SUM)])
         return self._events_result(rows, all(  # no NULL bucket: ts_ns and pid are integers
             type(b) is int and type(n) is int and type(g) is int for b, n, g in rows))
+
+    def event_sums(self) -> List[Tuple[object, ...]]:
+        """The events summed per group of what the views tell apart (EVENT_SUMS_KEYS: pid,
+        stack, kind, class, whether growth, failed, grew), one pass over the events: what the
+        views that sum events (report, the pids a timeline knows) read instead of the events
+        (analysis/eventsums.py). class: an mmap's (events.mmap_class), a resident event's RSS
+        class (its flags), else the probe's (0: not known)."""
+        cls = _class_column(self._layout.mem_class)
+        used = ("pid", "size", "calls", "ret", "ts_ns", "flags", "fd", "prot")
+        sql = (f"SELECT pid, stack_id, kind, CASE WHEN kind = 'mmap' THEN "
+               f"{mmap_class_sql(self._layout.mem_class)} WHEN kind = 'resident' THEN flags "
+               f"ELSE {cls} END AS class, {committed_sql(self._layout.mem_class)} AS committed, "
+               "ret < 0 AS failed, size > 0 AS grew, 1 AS events, calls, size, "
+               "ABS(size) AS bytes, ts_ns AS first_ns, ts_ns AS last_ns, "
+               f"{_ok_sql(used, self._layout.mem_class)} AS ok FROM events")
+        rows = self._grouped(sql, (), EVENT_SUMS_KEYS, EVENT_SUMS_VALUES)
+        return self._events_result(rows, all(
+            type(p) is int and _opt_int(sid) and isinstance(k, str)
+            and all(type(v) is int for v in values) for p, sid, k, *values in rows))
+
+    def _grouped(self, sql: str, args: Sequence[object], keys: Sequence[str],
+                 values: Sequence[Tuple[str, str]]) -> List[tuple]:
+        """grouped() over events, `sql` having an `ok` column (whether the row's values have
+        their types: 0 names the first bad row); the rows without it."""
+        try:
+            rows = grouped(self._db, sql, args, keys, [*values, ("ok", MIN)])
+        except DB_ERRORS as exc:
+            raise self._corrupt(exc) from None
+        if any(row[-1] != 1 for row in rows):
+            self._events_result([], False)
+        return [row[:-1] for row in rows]
 
     def _has_table(self, name: str) -> bool:
         return bool(self._query(
@@ -775,6 +819,16 @@ def _where(kinds: Optional[Sequence[str]], pid: Optional[int]) -> Tuple[str, Lis
         clauses.append("pid = ?")
         args.append(pid)
     return " WHERE " + " AND ".join(clauses), args
+
+
+def _ok_sql(columns: Sequence[str], mem_class: bool = False) -> str:
+    """Whether a row's `columns` are integers (and stack_id an integer or NULL, kind text),
+    in SQL: one value an aggregate keeps the least of."""
+    checks = [_INT.format(c) for c in columns] + [
+        "typeof(stack_id) IN ('integer', 'null')", "typeof(kind) = 'text'"]
+    if mem_class:
+        checks.append("typeof(mem_class) IN ('integer', 'null')")
+    return f"({' AND '.join(checks)})"
 
 
 def _class_column(mem_class: bool) -> str:

@@ -11,6 +11,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, Tuple
 
+from heaptrace.recording.grouped import MAX, MIN, SUM
+
 APPLICATION_ID = 0x48545243  # "HTRC": tells a heaptrace recording from any other SQLite file
 # 2: memory classes (events.mem_class, the classes table) and exact RSS (the rss table). Format 1
 # is read as it was written: without classes, mmaps are classified by their flags
@@ -134,7 +136,22 @@ CREATE TABLE IF NOT EXISTS held_peaks ( -- the first moment the live images held
     pid INTEGER, -- that process's own peak; NULL: of every process together
     ts_ns INTEGER NOT NULL, bytes INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS event_sums ( -- the events summed per group (Recording.event_sums)
+    pid INTEGER NOT NULL, stack_id INTEGER, kind TEXT NOT NULL,
+    class INTEGER NOT NULL, -- an mmap's MemClass code, a resident event's RSS class, else the
+                            -- probe's class (0: not known)
+    committed INTEGER NOT NULL, -- 1: a positive size is committed growth (events.growth)
+    failed INTEGER NOT NULL, -- 1: ret < 0
+    grew INTEGER NOT NULL, -- 1: size > 0
+    events INTEGER NOT NULL, calls INTEGER NOT NULL, size INTEGER NOT NULL,
+    bytes INTEGER NOT NULL, -- of |size|
+    first_ns INTEGER NOT NULL, last_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS event_sums_info (version INTEGER NOT NULL, events INTEGER NOT NULL);
 """
+EVENT_SUMS_KEYS = ("pid", "stack_id", "kind", "class", "committed", "failed", "grew")
+EVENT_SUMS_VALUES = (("events", SUM), ("calls", SUM), ("size", SUM), ("bytes", SUM),
+                     ("first_ns", MIN), ("last_ns", MAX))
 DERIVED_INDEXES = """
 CREATE INDEX IF NOT EXISTS lifetimes_taken ON lifetimes (pid, taken_ns);
 CREATE INDEX IF NOT EXISTS lifetimes_end ON lifetimes (end_ns);

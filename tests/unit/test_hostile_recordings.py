@@ -103,6 +103,8 @@ def test_a_malformed_value_of_meta_is_one_line_in_every_view(tmp_path, statement
     ("UPDATE lifetimes SET kind = 'growth' WHERE rowid = 1", "lifetimes row 1"),
     ("INSERT INTO releases VALUES (42, 'later', 4096)", "releases row"),
     ("UPDATE held_peaks SET bytes = 1.5", "held_peaks row 1"),
+    ("UPDATE event_sums SET size = 'all' WHERE rowid = 1", "event_sums row 1: expected integers"),
+    ("UPDATE event_sums SET stack_id = X'00' WHERE rowid = 2", "event_sums row 2"),
 ])
 def test_a_malformed_row_is_one_line_naming_its_table_and_row(tmp_path, statement, says):
     path = tampered(tmp_path, statement)

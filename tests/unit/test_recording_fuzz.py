@@ -46,6 +46,9 @@ TABLES = {
     "releases": ["pid", "ts_ns", "bytes"],
     "lifetimes_info": ["version", "events"],
     "held_peaks": ["pid", "ts_ns", "bytes"],
+    "event_sums": ["pid", "stack_id", "kind", "class", "committed", "failed", "grew", "events",
+                   "calls", "size", "bytes", "first_ns", "last_ns"],
+    "event_sums_info": ["version", "events"],
 }
 VALUES = ["NULL", "0", "-1", "1", "42", "43", "4096", "9223372036854775807",
           "-9223372036854775808", "1e300", "1.5", "-0.0", "'x'", "''", "X'00'", "X'0102'",
