@@ -6,13 +6,12 @@ the file then says what it still lacks (meta `unfinished`) instead of being lost
 from __future__ import annotations
 
 import contextlib
-import signal
 from typing import Callable, Optional, Tuple
 
 from heaptrace.analysis.coverage import StackCoverage, coverage
 from heaptrace.analysis.lifetimes import current as lifetimes_current
 from heaptrace.analysis.lifetimes import store as store_lifetimes
-from heaptrace.capture.signals import FinishWatch
+from heaptrace.capture.signals import FinishWatch, signal_name
 from heaptrace.errors import HeaptraceError
 from heaptrace.recording import RecordingWriter
 from heaptrace.stacks.elf import DEBUG_ROOT
@@ -27,7 +26,7 @@ class FinishingStopped(HeaptraceError):
     """SIGINT or SIGTERM while a recording was being finished: its events are all there."""
 
     def __init__(self, signum: int, path: str) -> None:
-        name = signal.Signals(signum).name
+        name = signal_name(signum)
         super().__init__(f"stopped by {name} while finishing {path}: every event is in it, "
                          f"but {UNFINISHED}")
         self.exit_code = 128 + signum

@@ -6,7 +6,6 @@ import contextlib
 import os
 import platform
 import shlex
-import signal
 import sys
 import threading
 import time
@@ -32,7 +31,7 @@ from heaptrace.capture.mapped import read_mapped
 from heaptrace.capture.procinfo import AttachTarget
 from heaptrace.capture.rows import Recorder
 from heaptrace.capture.rss import process_rss
-from heaptrace.capture.signals import FinishWatch, TracingStopped
+from heaptrace.capture.signals import FinishWatch, TracingStopped, signal_name
 from heaptrace.capture.target import Progress, attach_traced, run_traced
 from heaptrace.errors import BackendUnavailable, HeaptraceError, UsageError
 from heaptrace.events import KINDS, KindTotals, Rss
@@ -182,7 +181,7 @@ class EbpfCapture:
         if isinstance(stop, TracingStopped):  # the signal watcher interrupted a record's
             self.tracer.failure = None  # handling: a stop, not a failure (finish() drains)
             # the record in hand was handed on in part at most; the rest are kept and drained
-            self._cut = (f"stopped by {signal.Signals(stop.signum).name} while a record was "
+            self._cut = (f"stopped by {signal_name(stop.signum)} while a record was "
                          "handed on: that call may be missing from the events (the totals are "
                          "exact)")
             raise stop
@@ -459,7 +458,7 @@ def record_command(argv: Sequence[str], options: RunOptions) -> RunResult:
         target = run_traced(argv, capture.arm, capture.poll, capture.tick,
                             capture.tracer.request_return, capture.late_stop)
     except TracingStopped as stop:  # a second SIGINT/SIGTERM: the target runs on, untraced
-        capture.writer.set_meta(stopped_by=signal.Signals(stop.signum).name)
+        capture.writer.set_meta(stopped_by=signal_name(stop.signum))
         raise
     finally:
         result = capture.finish(target.exit_code if target else None)

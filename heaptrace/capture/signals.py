@@ -10,13 +10,15 @@ the work that can be done again later, and a second one ends heaptrace at once."
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import signal
 import sqlite3
 import threading
 import time
 from types import FrameType, TracebackType
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, Type
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 from heaptrace.errors import HeaptraceError
 
@@ -25,13 +27,58 @@ ENDING = (signal.SIGINT, signal.SIGTERM)
 SI_USER, SI_QUEUE, SI_TKILL = 0, -1, -6
 NUDGE = signal.SIGUSR1  # sent to the main thread only, to end a blocking system call
 GRACE_S = 2.0  # how long the main loop has to notice a stop before it is interrupted
+SIGSET_BYTES = SIGINFO_BYTES = 128  # Linux's sigset_t (glibc's) and siginfo_t
+EAGAIN_OR_EINTR = (11, 4)  # errno: none came in time; the wait was interrupted
+
+
+def signal_name(signum: int) -> str:
+    """"SIGTERM", or "signal N" for a number that names no signal (never a ValueError)."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def wait_signal(signals: Sequence[int], timeout_s: float) -> Optional[Tuple[int, int]]:
+    """The next of `signals` (blocked in this thread) to come within `timeout_s`, taken from
+    the pending ones: (its number, its si_code), or None when none came.
+
+    Not signal.sigtimedwait: when its wait is interrupted (EINTR: heaptrace stopped and
+    continued by Ctrl-Z and fg, SIGSTOP and SIGCONT, a debugger or py-spy attaching) after
+    its timeout has passed, CPython returns a siginfo the kernel never filled in: 0, the
+    signal an earlier call received (a second SIGINT nobody sent) or stack garbage. With
+    -p any of them ended the tracing as "signal 0" (ValueError: 0 is not a valid Signals,
+    an internal error). Here the kernel's return value says whether a signal came."""
+    libc = _libc()
+    wanted = ctypes.create_string_buffer(SIGSET_BYTES)
+    libc.sigemptyset(wanted)
+    for signum in signals:
+        libc.sigaddset(wanted, signum)
+    info = (ctypes.c_int * (SIGINFO_BYTES // 4))()
+    ts = _Timespec(int(timeout_s), int(timeout_s % 1 * 1e9))
+    got = libc.sigtimedwait(wanted, info, ctypes.byref(ts))
+    if got > 0:
+        return got, info[2]  # si_signo, si_errno, si_code
+    err = ctypes.get_errno()
+    if err in EAGAIN_OR_EINTR:
+        return None  # the caller waits again: a stop and continue is no signal
+    raise OSError(err, os.strerror(err))
 
 
 class TracingStopped(HeaptraceError):
     """SIGINT or SIGTERM asked heaptrace to stop tracing: the recording is finished."""
 
     def __init__(self, signum: int, target: Optional[int]) -> None:
-        name = signal.Signals(signum).name
+        name = signal_name(signum)
         left = f"; PID {target} was left running" if target is not None else ""
         super().__init__(f"stopped by {name}: the recording is finished{left}")
         self.signum = signum
@@ -76,10 +123,10 @@ class SignalWatch:
                  tb: Optional[TracebackType]) -> None:
         self._done.set()
         self._thread.join()
-        while (info := signal.sigtimedwait(FORWARDED, 0)) is not None:
+        while (got := wait_signal(FORWARDED, 0)) is not None:
             # what came after the end is not for the target; a stop after the stop is late
-            if info.si_signo in ENDING and self.stop_signal is not None:
-                self.late(info.si_signo)
+            if got[0] in ENDING and self.stop_signal is not None:
+                self.late(got[0])
         mask, handler = self._old
         signal.signal(NUDGE, handler)  # type: ignore[arg-type]
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # type: ignore[arg-type]
@@ -95,9 +142,9 @@ class SignalWatch:
 
     def _watch(self) -> None:
         while not self._done.is_set():
-            info = signal.sigtimedwait(FORWARDED, 0.1)
-            if info is not None:
-                self._received(info.si_signo, info.si_code)
+            got = wait_signal(FORWARDED, 0.1)
+            if got is not None:
+                self._received(*got)
                 continue
             self._pass_on(GRACE_S)  # what the main loop has not passed on by now: stuck
             if self.stop_signal is not None and not self._seen.wait(GRACE_S):
@@ -106,6 +153,8 @@ class SignalWatch:
                     signal.pthread_kill(self._main, NUDGE)
 
     def _received(self, signum: int, code: int) -> None:
+        if signum not in FORWARDED:
+            return  # not what was waited for: nothing was sent
         if signum in ENDING or not self.forward:  # with -p, any of them ends the tracing
             self._ending += 1
             if self._ending >= self.stop_after and self.stop_signal is None:

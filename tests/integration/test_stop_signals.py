@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 
-from tests.helpers.cli import HEAPTRACE, histogram_json
+from tests.helpers.cli import HEAPTRACE, attached, histogram_json
 
 
 def test_a_second_sigterm_ends_heaptrace_and_finishes_the_recording(tmp_path):
@@ -43,3 +43,30 @@ def test_a_second_sigterm_ends_heaptrace_and_finishes_the_recording(tmp_path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(target, signal.SIGKILL)
+
+
+def test_heaptrace_stopped_and_continued_while_attached_goes_on_to_the_end(tmp_path, programs):
+    # Ctrl-Z and fg, SIGSTOP and SIGCONT, a debugger attaching: the signal watcher's wait is
+    # interrupted, and CPython's sigtimedwait then returned a siginfo the kernel never wrote.
+    # With -p its "signal 0" ended a whole-system run with "internal error while recording:
+    # ValueError: 0 is not a valid Signals", the recording cut short.
+    db = tmp_path / "r.db"
+    target = subprocess.Popen([str(programs["mmap_flood"])], stderr=subprocess.PIPE, text=True)
+    try:
+        assert target.stderr.readline().strip() == "flooding"
+        proc = attached(str(db), target.pid, "--duration", "5")
+        for _ in range(4):
+            proc.send_signal(signal.SIGSTOP)
+            time.sleep(0.4)
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.2)
+        err = proc.communicate(timeout=300)[1]
+        assert proc.returncode == 0, err
+        assert "error" not in err
+        doc = histogram_json(db)
+        assert doc["recording"]["attach_end"] == "duration"
+        assert doc["recording"]["complete"] is True
+        assert doc["events"]["mmap"]["calls"] > 1000
+    finally:
+        target.kill()
+        target.wait()

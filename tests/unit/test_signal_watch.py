@@ -125,3 +125,74 @@ def test_a_stop_signal_after_the_stop_is_told_as_late_once():
         with pytest.raises(TracingStopped):
             watch.check()
     assert watch.stop_signal == signal.SIGINT and late == [signal.SIGTERM]
+
+
+WATCHING = """
+import sys
+from heaptrace.capture.signals import SignalWatch, TracingStopped
+command = sys.argv[1] == "run"  # run -- CMD: passed on to the target, the second one stops
+try:
+    with SignalWatch(stop_after=2 if command else 1, forward=command) as watch:
+        watch.target = int(sys.argv[2]) if command else None
+        print("watching", flush=True)
+        sys.stdin.readline()  # stuck, as in a system call: a stop would interrupt it
+        watch.check()
+except TracingStopped as stop:
+    print(stop)
+else:
+    print("still tracing")
+"""
+
+
+def stopped_and_continued(pid: int, times: int = 4) -> None:
+    """As Ctrl-Z and fg do (or a debugger attaching): longer than the watcher's wait."""
+    event = threading.Event()
+    for _ in range(times):
+        os.kill(pid, signal.SIGSTOP)
+        event.wait(0.3)
+        os.kill(pid, signal.SIGCONT)
+        event.wait(0.2)
+
+
+def watching(*args: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", WATCHING, *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "watching\n", proc.communicate()
+    return proc
+
+
+def test_heaptrace_stopped_and_continued_is_no_signal():
+    # CPython's sigtimedwait, interrupted by the stop after its timeout, returned a siginfo
+    # the kernel never wrote: with -p its "signal 0" ended the tracing with "ValueError: 0 is
+    # not a valid Signals" (an internal error, the recording cut short).
+    proc = watching("pid")
+    stopped_and_continued(proc.pid)
+    out, err = proc.communicate("go\n", timeout=60)
+    assert (out, err) == ("still tracing\n", "")
+
+
+def test_a_signal_passed_on_is_not_received_again_after_a_stop():
+    # The stale siginfo of the SIGTERM received before came back as a second SIGTERM: passed
+    # on again, and the second one stops the tracing of a command.
+    target = subprocess.Popen(
+        [sys.executable, "-c", "import signal, sys\n"
+         "signal.signal(signal.SIGTERM, lambda *_: print('TERM', flush=True))\n"
+         "print('ready', flush=True)\n"
+         "while True: signal.pause()\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert target.stdout.readline() == "ready\n"
+        proc = watching("run", str(target.pid))
+        os.kill(proc.pid, signal.SIGTERM)
+        assert target.stdout.readline() == "TERM\n"  # passed on (by the watcher: main is stuck)
+        stopped_and_continued(proc.pid)
+        out, err = proc.communicate("go\n", timeout=60)
+        assert (out, err) == ("still tracing\n", "")
+        os.kill(target.pid, signal.SIGKILL)
+        assert target.stdout.read() == ""  # the one SIGTERM, not a second
+    finally:
+        target.kill()
+        target.wait()
+
+
+def test_a_number_that_names_no_signal_is_said_plainly():
+    assert str(TracingStopped(0, None)) == "stopped by signal 0: the recording is finished"
