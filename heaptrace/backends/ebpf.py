@@ -420,6 +420,10 @@ class EbpfTracer:
         # would print and swallow it, so it is kept here and ends the run (see poll()).
         self.failure: Optional[BaseException] = None
         self.callback_errors = 0
+        # Calls and sums of resident growth taken from the probe, and decoded to be handed on:
+        # what a drain cut short leaves out is counted from them (left_behind()).
+        self._events_taken = self._events_decoded = 0
+        self._partials_handed = False  # drain() handed on the probe's partial batches
         self._closed = False
         self._bpf["events"].open_ring_buffer(self._callback)
 
@@ -447,6 +451,7 @@ class EbpfTracer:
                     raw = self.backlog.pop()
                     if raw is None:
                         return
+                    self._events_decoded += _events_in(raw)
                     self._pending.extend(parse_record(raw, self.members))
                     continue
                 self._on_record(self._pending.popleft())
@@ -471,6 +476,7 @@ class EbpfTracer:
             if ahead:
                 self._look_ahead(ahead)
         for raw in polled:
+            self._events_taken += _events_in(raw)
             self.backlog.append(raw)
 
     def request_return(self) -> bool:
@@ -508,7 +514,7 @@ class EbpfTracer:
     def drain_resident(self, final: bool = False) -> int:
         """Take the probe's sums of resident growth of the finished time slots (all of them
         when `final`) into the backlog, behind every record the ring buffer holds now, so
-        that they are handled after the stacks they name; `final` hands everything on.
+        that they are handled after the stacks they name (`final`: every slot).
         Returns a time (bpf_ktime_get_ns's clock: CLOCK_MONOTONIC) before which no sum is
         left in the probe: the start of the oldest slot still summed, a slot earlier than
         the last finished one at the latest (an increment that raced the reading)."""
@@ -522,9 +528,8 @@ class EbpfTracer:
                 oldest = min(oldest, key.slot)
                 continue  # still being summed
             self.backlog.append(RESIDENT_SUM_HEADER + _raw(key) + _raw(value))
+            self._events_taken += 1
             del table[key]
-        if final:
-            self._deliver()
         return max(oldest, 0) << layout.SLOT_SHIFT
 
     def batches_since(self) -> int:
@@ -617,21 +622,52 @@ class EbpfTracer:
         for tp in list(self._bpf.tracepoint_fds):
             self._bpf.detach_tracepoint(tp=tp)
 
-    def drain(self, between: Callable[[], None] = lambda: None) -> None:
-        """Deliver everything still buffered, partial per-CPU batches included; `between`
-        is called every DELIVER_S while a backlog is handed on."""
+    def drain(self, between: Callable[[], None] = lambda: None,
+              cut: Callable[[], bool] = lambda: False) -> bool:
+        """After stop(): deliver everything still buffered, the probe's partial per-CPU
+        batches, then its sums of resident growth. `between` is called every DELIVER_S
+        while a backlog is handed on, and `cut` asked: when it says so (a stop signal: the
+        drain of a flood's backlog can be long), the rest is left, False returned, and
+        left_behind() counts what was not handed on."""
         self._bpf.ring_buffer_consume()
-        while True:
-            self._handed_on(DELIVER_S)
-            if self.failure is not None:
-                return
-            if not self.waiting():
-                break
-            between()
+        if not self._hand_on_all(between, cut):
+            return False
         for batch in self._bpf["batches"].getvalue(ctypes.c_int(0)):
             raw = ctypes.string_at(ctypes.addressof(batch), ctypes.sizeof(batch))
             for call in batch_calls(raw):
                 self._on_record(call)
+        self._partials_handed = True
+        self.drain_resident(final=True)
+        return self._hand_on_all(between, cut)
+
+    def _hand_on_all(self, between: Callable[[], None], cut: Callable[[], bool]) -> bool:
+        """Hand the backlog on until it is empty (True; also after a failure, which the
+        caller raises) or `cut` says to stop (False)."""
+        self._take_polled()
+        while self.waiting():
+            if cut():
+                return False
+            self._handed_on(DELIVER_S)
+            if self.failure is not None:
+                return True
+            if self.waiting():
+                between()
+        return True
+
+    def left_behind(self) -> int:
+        """The calls and sums of resident growth the probe sent or still holds that were not
+        handed on: what a drain cut short leaves out of the recording."""
+        self._bpf.ring_buffer_consume()
+        polled, self._polled = self._polled, []
+        held = len(self._bpf["resident"]) + sum(_events_in(raw) for raw in polled)
+        if not self._partials_handed:
+            held += sum(batch.n for batch in self._bpf["batches"].getvalue(ctypes.c_int(0)))
+        return self.events_waiting() + held
+
+    def events_waiting(self) -> int:
+        """The calls and sums of resident growth taken from the probe, not handed on yet."""
+        decoded = sum(isinstance(record, (Call, ResidentSum)) for record in self._pending)
+        return self._events_taken - self._events_decoded + decoded
 
     def stack_ips(self, stack_id: int) -> List[int]:
         """Frame-pointer stack (leaf first) from the kernel's stack map, if it was kept."""
@@ -675,6 +711,14 @@ class EbpfTracer:
             self._closed = True
             self._bpf.cleanup()
             self.backlog.close()
+
+
+def _events_in(raw: bytes) -> int:
+    """How many events a ring-buffer (or backlog) record holds: a batch's calls, a sum."""
+    rec_type = struct.unpack_from("<I", raw)[0]
+    if rec_type == REC_BATCH:
+        return int(BATCH_HEADER.unpack_from(raw)[1])
+    return int(rec_type == REC_RESIDENT_SUM)
 
 
 def _raw(value: object) -> bytes:

@@ -23,13 +23,26 @@ UNFINISHED = ("its stacks may not all be named, its lifetimes and stack coverage
 
 
 class FinishingStopped(HeaptraceError):
-    """SIGINT or SIGTERM while a recording was being finished: its events are all there."""
+    """SIGINT or SIGTERM while a recording was being finished: its events are all there, or
+    (`unwritten`) the signal cut the drain of the records buffered when tracing ended."""
 
-    def __init__(self, signum: int, path: str) -> None:
+    def __init__(self, signum: int, path: str, unwritten: Optional[int] = None) -> None:
         name = signal_name(signum)
-        super().__init__(f"stopped by {name} while finishing {path}: every event is in it, "
-                         f"but {UNFINISHED}")
+        if unwritten is None:
+            what = f"while finishing {path}: every event is in it"
+        else:
+            what = (f"while writing the records buffered when tracing ended: {unwritten:,} "
+                    f"events were not written to {path} (it says it is incomplete)")
+        super().__init__(f"stopped by {name} {what}, but {UNFINISHED}")
+        self.signum = signum
         self.exit_code = 128 + signum
+
+
+def drain_cut_reason(signum: int, unwritten: int) -> str:
+    """Why a recording whose drain a stop signal cut short is incomplete (meta)."""
+    return (f"stopped by {signal_name(signum)} while the records buffered when tracing ended "
+            f"were written: {unwritten:,} events taken from the probe were not written "
+            "(events_unwritten); the totals are exact")
 
 
 def finish(writer: RecordingWriter, watch: Optional[FinishWatch] = None,

@@ -26,7 +26,7 @@ from heaptrace.backends.ebpf import (
     preflight,
     probe_source,
 )
-from heaptrace.capture.finish import FinishingStopped, finish
+from heaptrace.capture.finish import FinishingStopped, drain_cut_reason, finish
 from heaptrace.capture.mapped import read_mapped
 from heaptrace.capture.procinfo import AttachTarget
 from heaptrace.capture.rows import Recorder
@@ -134,6 +134,8 @@ class EbpfCapture:
         self._python_notes: List[str] = []
         self._watch: Optional[FinishWatch] = None  # while finish() runs
         self._late_signal: Optional[int] = None  # a stop signal after the one that stopped
+        self._drain_cut: Optional[Tuple[int, int]] = None  # (signal, events not written)
+        self._drain_said = False
         # (records taken into the backlog at a tick, a time before which the probe held back
         # nothing then): once those are handed on, processes exited before it are forgotten
         self._forget_at: Deque[Tuple[int, int]] = deque()
@@ -333,10 +335,12 @@ class EbpfCapture:
         if self.failure is None:
             try:
                 self.tracer.stop()
-                self.tracer.drain(between=self._forget_exited)
+                whole = self.tracer.drain(between=self._draining, cut=self._cutting)
                 if self.tracer.failure is not None:
                     raise self.tracer.failure
-                self.tracer.drain_resident(final=True)
+                if not whole:  # a stop signal: what was not handed on is counted, not waited for
+                    assert self._watch is not None and self._watch.signum is not None
+                    self._drain_cut = (self._watch.signum, self.tracer.left_behind())
                 self._rss_now()
                 self.recorder.finish_rss()
             except Exception as exc:
@@ -369,6 +373,20 @@ class EbpfCapture:
         self._store_failure(exit_code, attach_end, totals, counters)
         raise AssertionError("not reached")
 
+    def _draining(self) -> None:
+        """Called while the records buffered when tracing ended are handed on, if that takes
+        a while (a flood's backlog): say so once, with how to cut it short."""
+        if not self._drain_said:
+            self._drain_said = True
+            self.progress.done()
+            print(f"heaptrace: writing the {self.tracer.events_waiting():,} events buffered when "
+                  "tracing ended (Ctrl-C leaves them out)", file=self.stderr, flush=True)
+        self._forget_exited()
+
+    def _cutting(self) -> bool:
+        """A SIGINT or SIGTERM came after the one that ended tracing (FinishWatch)."""
+        return self._watch is not None and self._watch.signum is not None
+
     def _end_meta(self, exit_code: Optional[int], attach_end: Optional[str],
                   counters: Dict[str, int]) -> Dict[str, object]:
         return dict(
@@ -384,9 +402,15 @@ class EbpfCapture:
         self.recorder.flush()
         self.writer.publish()
         self.writer.set_totals(totals)
-        # Every event is in the file now: complete, whatever finishing it does not get to.
+        # Every event is in the file now (or counted unwritten when a stop signal cut the
+        # drain): complete, whatever finishing it does not get to.
+        reason, unwritten = self._cut, 0
+        if self._drain_cut is not None:
+            signum, unwritten = self._drain_cut
+            reason = drain_cut_reason(signum, unwritten)
         self.writer.set_meta(**self._end_meta(exit_code, attach_end, counters),
-                             complete=self._cut is None, incomplete_reason=self._cut)
+                             complete=reason is None, incomplete_reason=reason,
+                             events_unwritten=unwritten)
         self.maps.save(self.writer)
         self.writer.commit()
         print("heaptrace: finishing the recording: naming stacks, then lifetimes (Ctrl-C "
@@ -394,8 +418,11 @@ class EbpfCapture:
         try:
             # the mappings are complete now; the lifetimes are for the held views
             _counts, stacks = finish(self.writer, self._watch, named=self._python_summary)
-        except FinishingStopped:
+        except FinishingStopped as stopped:
             self.writer.close()  # as far as it got (finish() said so in the file)
+            if self._drain_cut is not None:
+                raise FinishingStopped(stopped.signum, self.writer.path,
+                                       unwritten=unwritten) from None
             raise
         self.writer.close()
         return RunResult(exit_code or 0, totals, counters, self.recorder.events, stacks,

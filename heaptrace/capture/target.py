@@ -101,8 +101,10 @@ class Progress:
         self.shown = True
 
     def done(self) -> None:
+        """End the live line (once: what follows is printed below it)."""
         if self.shown and self.tty:
             self.stream.write("\n")
+        self.shown = False
 
 
 def run_traced(

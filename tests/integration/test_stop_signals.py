@@ -9,7 +9,8 @@ import signal
 import subprocess
 import time
 
-from tests.helpers.cli import HEAPTRACE, attached, histogram_json
+from heaptrace.recording import Recording
+from tests.helpers.cli import HEAPTRACE, attached, heaptrace, histogram_json
 
 
 def test_a_second_sigterm_ends_heaptrace_and_finishes_the_recording(tmp_path):
@@ -70,3 +71,44 @@ def test_heaptrace_stopped_and_continued_while_attached_goes_on_to_the_end(tmp_p
     finally:
         target.kill()
         target.wait()
+
+
+def test_a_second_stop_signal_cuts_the_drain_of_a_flood_and_says_what_was_not_written(
+        tmp_path, programs):
+    # Once the probe is detached, the records buffered are handed on and written; under a
+    # flood that is a long backlog. A SIGTERM then ends heaptrace without waiting for it:
+    # the file says it is incomplete, how many events were not written, and stays readable.
+    db = tmp_path / "r.db"
+    target = subprocess.Popen([str(programs["mmap_flood"])], stderr=subprocess.PIPE, text=True)
+    try:
+        assert target.stderr.readline().strip() == "flooding"
+        proc = attached(str(db), target.pid)
+        time.sleep(3)  # the flood outruns heaptrace: a backlog builds up
+        proc.send_signal(signal.SIGINT)
+        lines = []
+        while not (line := proc.stderr.readline()).startswith("heaptrace: writing the "):
+            assert line, "".join(lines)  # the drain was waited for: it said so first
+            lines.append(line)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=120)[1]
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        assert "heaptrace: error: stopped by SIGTERM while writing the records buffered when " \
+               "tracing ended: " in err and f"events were not written to {db}" in err
+    finally:
+        target.kill()
+        target.wait()
+    doc = histogram_json(db)
+    meta = doc["recording"]
+    assert meta["complete"] is False and "stopped by SIGTERM" in meta["incomplete_reason"]
+    assert meta["events_unwritten"] > 0 and meta["lost_events"] == 0
+    # Every call the probe counted is in the file or counted unwritten (the flood touches
+    # no page: no sum of resident growth).
+    calls = sum(kind["calls"] for name, kind in doc["events"].items() if name != "resident")
+    assert calls == meta["events_recorded"] + meta["events_unwritten"]
+    with Recording(str(db)) as rec:
+        assert rec.event_count() == meta["events_recorded"] + meta["resident_sums"]
+    assert "heaptrace symbolize" in meta["unfinished"]
+    heaptrace("symbolize", str(db), check=True)  # finishes what it can: the stacks
+    after = histogram_json(db)["recording"]
+    assert after["unfinished"] is None and after["complete"] is False
+    assert "INCOMPLETE: stopped by SIGTERM" in heaptrace("report", str(db), check=True).stdout

@@ -63,6 +63,8 @@ class ScriptedTracer(ebpf.EbpfTracer):
         self._look_ahead = None
         self.backlog = Backlog(spill_dir)
         self._pending = deque()
+        self._events_taken = self._events_decoded = 0
+        self._partials_handed = False
         self._bpf = self  # its ring_buffer_consume(): records come through poll() only
         self.queue: List[bytes] = []
         self.delivered = 0
@@ -85,8 +87,10 @@ class ScriptedTracer(ebpf.EbpfTracer):
     def stop(self) -> None:
         pass  # the scripted records end with the queue
 
-    def drain(self, between: Callable[[], None] = lambda: None) -> None:
+    def drain(self, between: Callable[[], None] = lambda: None,
+              cut: Callable[[], bool] = lambda: False) -> bool:
         self.poll(0)
+        return True
 
     def ring_buffer_consume(self) -> None:
         pass
