@@ -46,15 +46,14 @@ def test_a_second_sigterm_ends_heaptrace_and_finishes_the_recording(tmp_path):
             os.kill(target, signal.SIGKILL)
 
 
-def test_heaptrace_stopped_and_continued_while_attached_goes_on_to_the_end(tmp_path, programs):
+def test_heaptrace_stopped_and_continued_while_attached_goes_on_to_the_end(tmp_path):
     # Ctrl-Z and fg, SIGSTOP and SIGCONT, a debugger attaching: the signal watcher's wait is
     # interrupted, and CPython's sigtimedwait then returned a siginfo the kernel never wrote.
     # With -p its "signal 0" ended a whole-system run with "internal error while recording:
-    # ValueError: 0 is not a valid Signals", the recording cut short.
+    # ValueError: 0 is not a valid Signals" (here: a traceback once the file was written).
     db = tmp_path / "r.db"
-    target = subprocess.Popen([str(programs["mmap_flood"])], stderr=subprocess.PIPE, text=True)
+    target = subprocess.Popen(["sleep", "600"])
     try:
-        assert target.stderr.readline().strip() == "flooding"
         proc = attached(str(db), target.pid, "--duration", "5")
         for _ in range(4):
             proc.send_signal(signal.SIGSTOP)
@@ -63,11 +62,10 @@ def test_heaptrace_stopped_and_continued_while_attached_goes_on_to_the_end(tmp_p
             time.sleep(0.2)
         err = proc.communicate(timeout=300)[1]
         assert proc.returncode == 0, err
-        assert "error" not in err
+        assert "error" not in err and "Traceback" not in err
         doc = histogram_json(db)
         assert doc["recording"]["attach_end"] == "duration"
         assert doc["recording"]["complete"] is True
-        assert doc["events"]["mmap"]["calls"] > 1000
     finally:
         target.kill()
         target.wait()
