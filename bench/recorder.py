@@ -1,6 +1,7 @@
 """Benchmark: `heaptrace run`'s memory as the events grow (issue 12, item 3: a bounded recorder).
 
     .venv/bin/python bench/recorder.py [--events 100k,1m] [--buffer-mib 64] [--json]
+    .venv/bin/python bench/recorder.py --forks 2000,8000 [--no-exec] [--compare CHECKOUT]
 
 For each size, bench/heavy.c makes PAIRS mmap/munmap pairs through 512 call paths (about
 2 x PAIRS events; the same work as bench/scale.py) under `heaptrace run`, while this script
@@ -11,6 +12,14 @@ and three quarters of the events and at the last progress line (those lines coun
 the ring buffer's share of RSS (its data pages are mapped twice: 2 x --buffer-mib) and what
 a larger recording adds per million events. The target (issue 12): under 300 MB at 1M events
 and not growing with the event count. Timings and sizes live here, never in tests.
+
+With --forks, the target is fork-heavy instead (a build, a shell loop): tests/programs/fork_many
+forks N short-lived children one after another, each making a few brk/mmap/munmap calls and
+(unless --no-exec) executing exec_target. Printed per N: the peak RSS, the RSS once loaded,
+and the RSS when the recorder had handled 250, 500, 1000, 2000, 4000 and 8000 processes
+(the progress line's events over the run's events per process), then what each further
+thousand processes added. --compare CHECKOUT runs another tree's heaptrace (a `git worktree`
+of main, say) on the same targets, alternating with this one, side by side: the same load.
 """
 
 from __future__ import annotations
@@ -30,9 +39,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))  # tests.helpers.programs builds fork_many
 from run import build_heavy  # noqa: E402
 
 SIZES = {"100k": 50_000, "1m": 500_000, "3m": 1_500_000, "10m": 5_000_000}  # pairs
+PROCESS_MARKS = (250, 500, 1000, 2000, 4000, 8000)
 PATHS = 512
 SAMPLE_S = 0.2
 PROGRESS = re.compile(r"heaptrace: ([\d,]+) events")
@@ -58,14 +69,15 @@ def _heaptrace_pid(time_pid: int) -> Optional[int]:
     return int(kids[0]) if kids else None
 
 
-def record(heaptrace: str, heavy: Path, pairs: int, buffer_mib: int,
-           tmp: str) -> Dict[str, object]:
-    """One run: GNU time's peak and the samples (seconds, RSS MB, events so far)."""
+def record(heaptrace: Sequence[str], target: Sequence[str], buffer_mib: int, tmp: str,
+           env: Optional[Dict[str, str]] = None) -> Dict[str, object]:
+    """One run of `heaptrace run -- target`: GNU time's peak and the samples (seconds, RSS
+    MB, events so far)."""
     db = os.path.join(tmp, "r.db")
-    argv = ["/usr/bin/time", "-f", "%e %M", heaptrace, "run", "--buffer-mib", str(buffer_mib),
-            "-o", db, "--", str(heavy), str(pairs), "0", str(PATHS)]
+    argv = ["/usr/bin/time", "-f", "%e %M", *heaptrace, "run", "--buffer-mib", str(buffer_mib),
+            "-o", db, "--", *target]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, cwd=tmp)
+                            stdin=subprocess.DEVNULL, cwd=tmp, env=env)
     events = [0]
     err: List[str] = []
 
@@ -94,6 +106,69 @@ def record(heaptrace: str, heavy: Path, pairs: int, buffer_mib: int,
     total = next((int(m.group(1).replace(",", "")) for m in map(TOTAL.search, err) if m), 0)
     return {"wall_s": float(wall), "peak_mb": round(int(kib) / 1024, 1), "samples": samples,
             "events": total}
+
+
+def fork_summary(run: Dict[str, object], processes: int) -> Dict[str, object]:
+    """RSS by processes handled: the progress line's events over the events per process."""
+    samples = run["samples"]
+    assert isinstance(samples, list)
+    per_process = int(run["events"]) / processes  # type: ignore[call-overload]
+    recording = [s for s in samples if s[2] > 0]
+    first = recording[0] if recording else None
+    at: Dict[str, Optional[float]] = {}
+    for mark in (m for m in PROCESS_MARKS if m <= processes):
+        reached = [s for s in recording if s[2] >= mark * per_process]
+        at[str(mark)] = reached[0][1] if reached else None
+    return {"processes": processes, "events": run["events"], "wall_s": run["wall_s"],
+            "peak_mb": run["peak_mb"],
+            "loaded_mb": max((s[1] for s in samples if first and s[0] < first[0]), default=None),
+            "last_mb": recording[-1][1] if recording else None, "at": at}
+
+
+def fork_lines(results: Dict[str, Dict[str, object]]) -> List[str]:
+    marks = [str(m) for m in PROCESS_MARKS]
+    out = [f"{'heaptrace':<10} {'children':>8} {'events':>9} {'wall s':>7} {'peak MB':>8} "
+           f"{'loaded':>7}   RSS MB once " + " / ".join(marks) + " processes were handled"]
+    for name, r in results.items():
+        at = r["at"]
+        assert isinstance(at, dict)
+        cells = " / ".join("-" if at.get(m) is None else f"{at[m]:.0f}" for m in marks)
+        out.append(f"{name.split(':')[0]:<10} {r['processes']:>8,} {r['events']:>9,} "
+                   f"{r['wall_s']:>7.1f} {r['peak_mb']:>8.0f} {r['loaded_mb'] or 0:>7.0f}   "
+                   f"{cells}")
+        known = [(int(m), v) for m, v in at.items() if v is not None and int(m) >= 500]
+        if len(known) >= 2:
+            (lo, lo_mb), (hi, hi_mb) = known[0], known[-1]
+            out.append(f"{'':<10} from {lo:,} to {hi:,} processes: "
+                       f"{(hi_mb - lo_mb) * 1000 / (hi - lo):+.1f} MB per thousand processes")
+    out.append("target (issue 12): flat (within a few MB) after the first few hundred processes")
+    return out
+
+
+def fork_main(args: argparse.Namespace) -> int:
+    from tests.helpers.programs import build
+
+    fork_many, _target = build("fork_many"), build("exec_target")
+    counts = [int(c.replace("k", "000")) for c in args.forks.split(",") if c.strip()]
+    trees: Dict[str, Tuple[List[str], Optional[Dict[str, str]]]] = {
+        "this": ([args.heaptrace], None)}
+    if args.compare:
+        base = os.path.abspath(args.compare)
+        base_env = {**os.environ, "PYTHONPATH": base}  # ahead of this venv's editable install
+        trees = {"base": ([sys.executable, "-m", "heaptrace"], base_env), **trees}
+    results = {}
+    for n in counts:
+        for name, (heaptrace, env) in trees.items():
+            tmp = tempfile.mkdtemp(prefix=f"heaptrace-forks-{n}-")
+            try:
+                print(f"[{name}] {n:,} children...", file=sys.stderr)
+                target = [str(fork_many), str(n)] + ([] if args.no_exec else ["exec"])
+                run = record(heaptrace, target, args.buffer_mib, tmp, env)
+                results[f"{name}:{n}"] = fork_summary(run, n)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(results, indent=2) if args.json else "\n".join(fork_lines(results)))
+    return 0
 
 
 def summary(run: Dict[str, object], buffer_mib: int) -> Dict[str, object]:
@@ -145,15 +220,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--buffer-mib", type=int, default=64)
     parser.add_argument("--heaptrace", default=str(ROOT / ".venv" / "bin" / "heaptrace"))
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--forks", help="fork-heavy runs instead: comma-separated numbers of "
+                        "children (2000,8000)")
+    parser.add_argument("--no-exec", action="store_true",
+                        help="with --forks: the children exit without executing a program")
+    parser.add_argument("--compare", metavar="CHECKOUT",
+                        help="with --forks: also run the heaptrace of this checkout, alternating")
     args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("recorder.py: heaptrace run needs root (eBPF)", file=sys.stderr)
+        return 2
+    if args.forks:
+        return fork_main(args)
     sizes = [s.strip() for s in args.events.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
     if unknown:
         print(f"recorder.py: unknown size {unknown[0]!r} (choose from {', '.join(SIZES)})",
               file=sys.stderr)
-        return 2
-    if os.geteuid() != 0:
-        print("recorder.py: heaptrace run needs root (eBPF)", file=sys.stderr)
         return 2
     heavy = build_heavy()
     results = {}
@@ -161,7 +244,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         tmp = tempfile.mkdtemp(prefix=f"heaptrace-recorder-{size}-")
         try:
             print(f"[{size}] recording {2 * SIZES[size]:,} events...", file=sys.stderr)
-            run = record(args.heaptrace, heavy, SIZES[size], args.buffer_mib, tmp)
+            target = [str(heavy), str(SIZES[size]), "0", str(PATHS)]
+            run = record([args.heaptrace], target, args.buffer_mib, tmp)
             results[size] = summary(run, args.buffer_mib)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -204,6 +204,10 @@ struct exec_ranges {
 /* The maps: key -> value; who writes; who reads. */
 /* tgid -> STATE_*; user space (arm, attach) and the fork/exec/exit tracepoints; every probe */
 BPF_HASH(traced, u32, u8, MAX_PROCS);
+/* tgid -> when it was forked (none: traced from the start); sched_process_fork, exit; the stack
+ * hashes (process_seed): a later process with an exited one's pid never shares its references,
+ * so user space drops an exited process's stacks for good */
+BPF_HASH(births, u32, u64, MAX_PROCS);
 /* (tgid, fd) -> path the fd opened; openat exits; executable mmaps (note_exec_mapping) */
 BPF_TABLE("lru_hash", struct fd_key, struct path_val, fd_paths, 16384);
 /* scratch for one mapfile_rec (too big for the BPF stack); the probe alone */
@@ -532,9 +536,16 @@ static __always_inline int walk_stack(u32 tgid, struct pt_regs *regs, struct sta
     return WALK_CUT;
 }
 
+/* What a stack hash starts from: the process, told apart from any other with its pid. */
+static __always_inline u64 process_seed(u32 tgid)
+{
+    u64 *birth = births.lookup(&tgid);
+    return (u64)tgid ^ (birth ? *birth * 0x9e3779b97f4a7c15ULL : 0);
+}
+
 static __always_inline u64 hash_stack(struct stack_rec *w, u32 tgid)
 {
-    u64 h = 0xcbf29ce484222325ULL ^ tgid;
+    u64 h = 0xcbf29ce484222325ULL ^ process_seed(tgid);
     for (int i = 0; i < MAX_FRAMES; i++) {
         if (i >= w->n)
             break;
@@ -728,7 +739,7 @@ static __always_inline u32 py_walk(struct py_proc *p, u64 tstate, struct py_stac
     u32 zero = 0;
     struct py_frame_head *h = py_frame_scratch.lookup(&zero);
     w->n = 0;
-    w->hash = 0x84222325cbf29ce4ULL ^ tgid;
+    w->hash = 0x84222325cbf29ce4ULL ^ process_seed(tgid);
     if (!h)
         return PY_CUT;
     u64 frame = read_u64(tstate + p->tstate_frame);
@@ -1329,6 +1340,8 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
         count(CTR_PROCS_FULL);
         return 0;
     }
+    u64 birth = bpf_ktime_get_ns();
+    births.update(&child, &birth);
     struct exec_ranges *exec = exec_ranges.lookup(&tgid); /* its executable ranges since exec */
     if (exec)
         exec_ranges.update(&child, exec);
@@ -1399,6 +1412,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         return 0;
 #endif
     traced.delete(&tgid);
+    births.delete(&tgid);
     breaks.delete(&tgid);
     ranges.delete(&tgid);
     gens.delete(&tgid);

@@ -70,11 +70,15 @@ class Recorder:
         self.python = PythonProcesses(self.maps, teach_python)
         self._py: Dict[int, Tuple[List[PyFrame], bool]] = {}  # py_ref -> (frames, cut)
         self._execs_ahead: Dict[int, int] = {}  # pid -> execs prepare() saw, not handled yet
+        self._seen_ahead: Dict[int, int] = {}  # pid -> records prepare() saw, not handled yet
         self.unwind_copy = unwind_copy
         self.fp_stack = fp_stack
         self._parts: Dict[int, Tuple[int, ...]] = {0: ()}  # stack_ref / rest_ref -> addresses
-        self._copies: Dict[int, List[int]] = {}  # pid -> refs of its stack copies in _parts
-        # processes whose exit was handled: (exit time, pid, its copies' refs), oldest first
+        # pid -> the references of its stacks in _parts and _py (walked, copied, Python): the
+        # probe seeds them with the process's birth, so no later process shares them
+        self._refs: Dict[int, List[int]] = {}
+        self._born: Dict[int, int] = {}  # pid -> when it was forked (none: traced from the start)
+        # processes whose exit was handled: (exit time, pid, its stacks' refs), oldest first
         self._exited: Deque[Tuple[int, int, List[int]]] = deque()
         self.forget_process: Callable[[int], None] = lambda pid: None  # the unwinder's caches
         # the recording's stack id of a call's references, for the stacks in use (an evicted
@@ -97,6 +101,11 @@ class Recorder:
         self._rss_peaks: Dict[Tuple[int, int], RssSample] = {}  # the latest, with its peak
 
     def __call__(self, record: Record) -> None:
+        if record.pid in self._seen_ahead and (isinstance(record, MappedFile) or (
+                isinstance(record, ProcessChange) and record.what == "exec")):
+            left = self._seen_ahead.pop(record.pid) - 1
+            if left > 0:
+                self._seen_ahead[record.pid] = left
         if isinstance(record, Call) or (isinstance(record, ProcessChange)
                                         and record.what == "exec"):
             self.started = True
@@ -104,16 +113,18 @@ class Recorder:
             self._add_call(record)
         elif isinstance(record, WalkedStack):
             self._parts[record.ref] = record.ips
+            self._refs.setdefault(record.pid, []).append(record.ref)
         elif isinstance(record, StackCopy):
             self.tracker.on_stack_copy(record)
             self.look_for_python(record.pid)
             self._parts[record.ref] = tuple(self.unwind_copy(record))
-            self._copies.setdefault(record.pid, []).append(record.ref)
+            self._refs.setdefault(record.pid, []).append(record.ref)
         elif isinstance(record, MappedFile):
             self.tracker.on_mapped_file(record)
             self.look_for_python(record.pid)
         elif isinstance(record, PyStack):
             self._py[record.ref] = (self.python.frames(record), record.cut)
+            self._refs.setdefault(record.pid, []).append(record.ref)
             for addr, scope, info in self.python.unsent_codes(record):
                 self._write_py_code(record.pid, addr, scope, time.monotonic_ns(), info)
         elif isinstance(record, PyCode):
@@ -131,6 +142,8 @@ class Recorder:
         from its first calls on, however long the records before them take to handle.
         Execs of earlier looks that still wait to be handled count in its generation."""
         for record in records:
+            if isinstance(record, (ProcessChange, MappedFile)):  # execs and mapped files
+                self._seen_ahead[record.pid] = self._seen_ahead.get(record.pid, 0) + 1
             if isinstance(record, ProcessChange) and record.what == "exec":
                 self._execs_ahead[record.pid] = self._execs_ahead.get(record.pid, 0) + 1
                 self.python.look_exec(record.pid, self._gen_ahead(record.pid), record.filename)
@@ -170,7 +183,11 @@ class Recorder:
         kernel's frame-pointer stack), with the calling thread's Python frames (py_ref),
         stored once per process image."""
         epoch = self.maps.epoch(pid, ts_ns)  # libraries replaced since: new stacks
-        key = (pid, image, epoch, stack_ref, rest_ref, fp_id, py_ref)
+        # The writer keeps one row per process, image and addresses: what the addresses mean
+        # changes with an exec, with a library replaced at one place, and with the process
+        # (a later one with the pid: the recorder forgot the first one's generations).
+        image_key = self._born.get(pid, 0) << 64 | image << 32 | epoch
+        key = (pid, image_key, stack_ref, rest_ref, fp_id, py_ref)
         stack_id = self._stack_ids.get(key)
         if stack_id is None:
             ips = self._parts.get(stack_ref, ()) + self._parts.get(rest_ref, ())
@@ -179,9 +196,7 @@ class Recorder:
             if not ips:
                 return None
             py, cut = self._py.get(py_ref, ([], False))
-            # The writer keeps one row per address space image and addresses: what the
-            # addresses mean changes with an exec and with a library replaced at one place.
-            stack_id = self.writer.add_stack(ips=ips, pid=pid, image=image << 32 | epoch,
+            stack_id = self.writer.add_stack(ips=ips, pid=pid, image=image_key,
                                              ts_ns=ts_ns, py=py, py_cut=cut)
             self._stack_ids.put(key, stack_id)
         return stack_id
@@ -238,6 +253,7 @@ class Recorder:
 
     def _add_process_change(self, change: ProcessChange) -> None:
         if change.what == "fork":
+            self._born[change.pid] = change.ts_ns
             self.writer.add_process(change.pid, change.ppid, change.comm, change.ts_ns)
             self.note_parent(change.pid, change.ppid)
             self.python.on_fork(change.ppid, change.pid)
@@ -253,26 +269,51 @@ class Recorder:
         else:
             self.writer.end_process(change.pid, change.ts_ns)
             self.live_pids.discard(change.pid)
-            self._exited.append((change.ts_ns, change.pid, self._copies.pop(change.pid, [])))
+            self._exited.append((change.ts_ns, change.pid, self._refs.pop(change.pid, [])))
         self.tracker.on_process_change(change)
         if change.what == "exec":
             self.look_for_python(change.pid)  # the exec's /proc snapshot may show it already
 
     def forget_exited(self, before_ns: int) -> None:
         """Drop what is kept for the processes that exited before `before_ns`, a time before
-        which the probe holds nothing more (every call they made has been handled): the
-        frames of their stack copies (a copy is named by its own process's calls only) and
-        the unwinder's caches. A fork-heavy run (a build) thus keeps what its live processes
-        need, not every process it ever saw. The frames the probe walked stay: their
-        reference is a hash of the addresses, which a later process with the same pid and
-        the same addresses shares."""
+        which the probe holds nothing more (every call they made has been handled): their
+        stacks' frames (walked, copied, Python: the probe's references are seeded with the
+        process's birth, so no later process names them), the cached stack ids, mappings,
+        generations and the unwinder's caches. A fork-heavy run (a build) thus keeps what its
+        live processes need, not every process it ever saw. A pid already back as a new
+        process keeps its per-pid state (that process's now)."""
+        gone: Set[int] = set()
         while self._exited and self._exited[0][0] < before_ns:
-            _, pid, copies = self._exited.popleft()
-            for ref in copies:
+            _, pid, refs = self._exited.popleft()
+            for ref in refs:
                 self._parts.pop(ref, None)
+                self._py.pop(ref, None)
             if pid not in self.live_pids:  # not a new process with that pid already
-                self._ppid.pop(pid, None)
-                self.forget_process(pid)
+                gone.add(pid)
+        if not gone:
+            return
+        self.maps.forget(sorted(gone), self.writer)
+        for pid in gone:
+            self._ppid.pop(pid, None)
+            self._born.pop(pid, None)
+            self.tracker.forget(pid)
+            if pid not in self._seen_ahead:  # else a new process with the pid, taught ahead
+                self.python.forget(pid)
+            self.forget_process(pid)
+        for key in [key for key in self._rss_last if key[0] in gone]:
+            del self._rss_last[key]
+        self._stack_ids.drop(lambda key: key[0] in gone)
+        self.writer.forget_stacks(gone)
+
+    def kept(self) -> Dict[str, int]:
+        """How many entries the recorder keeps per process and stack, by what they are (what
+        forget_exited bounds; the tests count them)."""
+        return {"stack_parts": len(self._parts) - 1, "python_stacks": len(self._py),
+                "stack_ids": len(self._stack_ids), "stored_stack_ids": self.writer.cached_stacks(),
+                "processes": len(self._ppid), "python_processes": self.python.processes(),
+                "births": len(self._born), "mapped_pids": len(self.maps.pids()),
+                "images": len(self.tracker.images), "rss_spaces": len(self._rss_last),
+                "exited_waiting": len(self._exited)}
 
     def note_parent(self, pid: int, ppid: int) -> None:
         self._ppid[pid] = ppid

@@ -343,6 +343,9 @@ class EbpfCapture:
                     self._drain_cut = (self._watch.signum, self.tracer.left_behind())
                 self._rss_now()
                 self.recorder.finish_rss()
+                # every record handed on, the probe detached: nothing of an exited process
+                # is still to come
+                self.recorder.forget_exited(time.monotonic_ns())
             except Exception as exc:
                 self._fail(exc)
         if self.failure is None:
@@ -394,7 +397,8 @@ class EbpfCapture:
             lost_events=counters["lost"], events_recorded=self.recorder.events,
             events_with_stack=self.recorder.with_stack, probe_counters=counters,
             stack_copies_unwound=self.live.copies, stack_copies_whole=self.live.complete,
-            resident_sums=self.recorder.resident_sums, exit_code=exit_code,
+            resident_sums=self.recorder.resident_sums, recorder_kept=self.recorder.kept(),
+            exit_code=exit_code,
             attach_end=attach_end, **self._rss_end)
 
     def _complete(self, exit_code: Optional[int], attach_end: Optional[str],

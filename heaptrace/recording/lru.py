@@ -6,7 +6,7 @@ recording or recomputed)."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Generic, Hashable, Optional, TypeVar
+from typing import Callable, Generic, Hashable, Optional, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -35,6 +35,14 @@ class Lru(Generic[K, V]):
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
             self.evictions += 1
+
+    def drop(self, which: Callable[[K], bool]) -> int:
+        """Remove the entries whose key `which` picks (what was kept for processes that ended:
+        one pass over the entries); returns how many went."""
+        gone = [key for key in self._entries if which(key)]
+        for key in gone:
+            del self._entries[key]
+        return len(gone)
 
     def __len__(self) -> int:
         return len(self._entries)

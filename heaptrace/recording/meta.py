@@ -58,6 +58,9 @@ class RunMeta:
     dynvar_drops: int = 0
     stack_copies_unwound: Optional[int] = None
     stack_copies_whole: Optional[int] = None
+    # What the recorder still kept when the events ended, every exited process forgotten
+    # (capture/rows.py Recorder.kept: stack parts, stack ids, processes, mapped pids...)
+    recorder_kept: Dict[str, int] = field(default_factory=dict)
     python_interpreters: List[Dict[str, object]] = field(default_factory=list)  # read, with how
     python_notes: List[str] = field(default_factory=list)  # interpreters that could not be read
     bytes_with_whole_stack_share: Optional[float] = None

@@ -15,7 +15,7 @@ import operator
 import os
 import sqlite3
 from dataclasses import fields
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Set, Tuple
 from urllib.parse import quote
 
 from heaptrace.errors import RecordingError
@@ -86,7 +86,8 @@ class RecordingWriter:
         self._layout = CURRENT  # what the file's schema has (symbolize updates older formats)
         self.events_written = 0  # committed
         self._events_pending = 0  # added since the last commit
-        self._stack_ids: Lru[bytes, int] = Lru(STACK_CACHE)
+        # (pid, stack key) -> id, for the stacks most recently stored (the rest: in the file)
+        self._stack_ids: Lru[Tuple[Optional[int], bytes], int] = Lru(STACK_CACHE)
         self._file: Optional[PrivateFile] = PrivateFile(
             path, overwrite, "a heaptrace recording", APPLICATION_ID)
         try:
@@ -290,12 +291,12 @@ class RecordingWriter:
         Python frames, or by frames when there are no addresses) and return its id. `py`:
         the Python frames of the calling thread (table pystacks)."""
         key = stack_key(pid, ips, frames, image, py)
-        stack_id = self._stack_ids.get(key)
+        stack_id = self._stack_ids.get((pid, key))
         if stack_id is None:  # stored already, its id evicted from the cache since?
             row = self._run("SELECT id FROM stacks WHERE key = ?", (key,)).fetchone()
             stack_id = row[0] if row else None
             if stack_id is not None:
-                self._stack_ids.put(key, stack_id)
+                self._stack_ids.put((pid, key), stack_id)
         if stack_id is None:
             cur = self._run(
                 "INSERT INTO stacks (key, pid, ts_ns, ips, frames) VALUES (?, ?, ?, ?, ?)",
@@ -303,11 +304,21 @@ class RecordingWriter:
             )
             assert cur.lastrowid is not None
             stack_id = cur.lastrowid
-            self._stack_ids.put(key, stack_id)
+            self._stack_ids.put((pid, key), stack_id)
             if py:
                 self._run("INSERT INTO pystacks (stack_id, frames, cut) VALUES (?, ?, ?)",
                           (stack_id, json.dumps(py_json(py)), int(py_cut)))
         return stack_id
+
+    def cached_stacks(self) -> int:
+        """How many stack ids the writer keeps in memory."""
+        return len(self._stack_ids)
+
+    def forget_stacks(self, pids: Set[int]) -> None:
+        """The cached ids of these processes' stacks go (they ended: a recorder following a
+        build keeps what its live processes use); a stack asked for again is found in the
+        file."""
+        self._stack_ids.drop(lambda key: key[0] in pids)
 
     def add_py_code(
         self, pid: int, addr: int, scope: int, first_ns: int, name: str, qualname: str,
@@ -356,16 +367,21 @@ class RecordingWriter:
     def add_mapping(
         self, pid: int, start: int, end: int, offset: int, path: str,
         build_id: Optional[str], first_ns: int, last_ns: Optional[int] = None,
-    ) -> None:
-        """An executable mapping of `pid` from `first_ns` until `last_ns` (None: until exit)."""
-        self._run(
+    ) -> int:
+        """An executable mapping of `pid` from `first_ns` until `last_ns` (None: until exit);
+        returns its row (rows are numbered in the order they were added)."""
+        cur = self._run(
             "INSERT INTO mappings (pid, start, end, offset, path, build_id, first_ns, last_ns) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (pid, signed64(start), signed64(end), offset, path, build_id, first_ns, last_ns),
         )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
 
-    def delete_mappings(self, pid: int) -> None:
-        self._run("DELETE FROM mappings WHERE pid = ?", (pid,))
+    def delete_mappings(self, pid: int, from_row: int = 0) -> None:
+        """The mappings of `pid` stored from row `from_row` on (those of an earlier process
+        with that pid, stored before, stay)."""
+        self._run("DELETE FROM mappings WHERE pid = ? AND rowid >= ?", (pid, from_row))
 
     def add_rss(self, rows: Iterable[RecordedRss]) -> None:
         try:

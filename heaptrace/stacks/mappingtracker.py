@@ -43,6 +43,13 @@ class MappingTracker:
             self._pending_exec[change.pid] = (change.filename, change.ts_ns)
             self.maps.on_exec(change.pid, change.ts_ns)
 
+    def forget(self, pid: int) -> None:
+        """A process that ended, none of whose records is still to come: a later process with
+        its pid starts from its fork, as the probe's generations do."""
+        self.images.pop(pid, None)
+        self._pending_exec.pop(pid, None)
+        self.start_dirs.pop(pid, None)
+
     def on_stack_copy(self, copy: StackCopy) -> None:
         """The first stack copy after an exec holds the new image's auxiliary vector; a copy
         from an address space seen for the first time asks /proc for its mappings."""

@@ -68,6 +68,7 @@ class _Space:
         self._bounds: List[int] = []  # every start and end, sorted
         self._cover: List[List[Mapping]] = []  # [i]: those covering bounds[i]..bounds[i+1]
         self._indexed = 0  # how many of `all` the index holds (it only ever grows)
+        self.rows_from: Optional[int] = None  # its first row in the recording, once saved
 
     def add(self, m: Mapping) -> None:
         self.all.append(m)
@@ -308,12 +309,32 @@ class ProcMaps:
         if self.uids:
             writer.set_meta(process_uids={str(pid): uid for pid, uid in self.uids.items()})
         for pid in pids:
-            writer.delete_mappings(pid)
-            for m in self._space(pid).all:
-                writer.add_mapping(
-                    pid, m.start, m.end, m.offset, m.path, m.build_id,
-                    m.first_ns, m.last_ns,
-                )
+            self._save_space(writer, pid)
+
+    def _save_space(self, writer, pid: int) -> None:
+        """A pid's mappings in place of what it stored before (an earlier process with that
+        pid, forgotten since, keeps its rows: they come before this one's)."""
+        space = self._space(pid)
+        if space.rows_from is not None:
+            writer.delete_mappings(pid, space.rows_from)
+        space.rows_from = None
+        for m in space.all:
+            row = writer.add_mapping(pid, m.start, m.end, m.offset, m.path, m.build_id,
+                                     m.first_ns, m.last_ns)
+            if space.rows_from is None:
+                space.rows_from = row
+
+    def forget(self, pids: Iterable[int], writer) -> None:
+        """Processes that ended, none of whose records is still to come: their mappings are
+        stored (if they changed since the last save) and go from memory. A later process
+        with one of their pids starts afresh; symbolizing reads the recording's rows."""
+        for pid in pids:
+            if pid in self._dirty:
+                self._dirty.discard(pid)
+                self._save_space(writer, pid)
+            self._spaces.pop(pid, None)
+            self._generation.pop(pid, None)
+            self._ends.pop(pid, None)
 
     @classmethod
     def from_rows(cls, rows: Iterable[RecordedMapping]) -> ProcMaps:

@@ -84,6 +84,27 @@ def test_many_short_lived_processes_match_strace(tmp_path, programs):
     assert doc["recording"]["bytes_with_whole_stack_share"] >= 0.99
 
 
+def test_fork_heavy_run_matches_strace_and_keeps_nothing_of_exited_processes(tmp_path,
+                                                                              programs):
+    """300 children one after another (fork, brk, mmap, munmap, exec of exec_target, exit):
+    every call as strace -f saw it, every child's stacks whole and named, and once the
+    events ended the recorder held nothing for any of them (meta recorder_kept)."""
+    children = 300
+    doc = compare(tmp_path, [str(programs["fork_many"]), str(children), "exec"],
+                  cwd=str(tmp_path))
+    assert doc["recording"]["bytes_with_whole_stack_share"] >= 0.99
+    kept = doc["recording"]["recorder_kept"]
+    assert {"stack_parts", "stack_ids", "processes", "mapped_pids"} <= kept.keys()
+    assert kept == dict.fromkeys(kept, 0)
+    folded = heaptrace("flame", str(tmp_path / "r.db"), "--folded").stdout.splitlines()
+    grown = {line.rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1]) for line in folded}
+    child = "fork_many;_start;__libc_start_main;__libc_start_call_main;main;child;"
+    assert grown[child + "map_anon;mmap"] == children * 256 * 1024
+    assert grown[child + "sbrk;brk"] == children * 64 * 1024
+    target = "exec_target;_start;__libc_start_main;__libc_start_call_main;main;malloc;"
+    assert sum(v for k, v in grown.items() if k.startswith(target)) > children * 512 * 1024
+
+
 def test_madvise_counts_pages_given_back(tmp_path, programs):
     doc = compare(tmp_path, [str(programs["madvise_ops"])], cwd=str(tmp_path))
     assert {f: doc["events"]["madvise"][f] for f in FIELDS} == {

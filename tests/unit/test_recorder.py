@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from heaptrace.backends.records import (
+    PY_STACK,
     STACK_COPIED,
     STACK_WALKED,
     Call,
     MappedFile,
     ProcessChange,
+    PyStack,
+    RssSample,
     StackCopy,
     WalkedStack,
 )
+from heaptrace.events import Rss
 from heaptrace.capture.rows import Recorder, call_to_event
 from heaptrace.recording import Recording, RecordingWriter
 from heaptrace.stacks.procmaps import ProcMaps
@@ -119,3 +123,89 @@ def test_what_is_kept_for_an_exited_process_goes_once_the_probe_holds_nothing_ol
     rec.forget_exited(10**12)
     assert STACK_COPIED | 8 not in rec._parts and forgotten == [8]
     writer.close()
+
+
+def _short_child(rec: Recorder, pid: int, born: int) -> None:
+    """A forked child that maps a library, walks, copies and reads Python stacks, makes two
+    calls on them, has its RSS read, and exits. The probe seeds each reference with the
+    child's birth: no two children share one, even with one pid."""
+    walked, copied, py = (STACK_WALKED | born << 20 | pid, STACK_COPIED | born << 20 | pid,
+                          PY_STACK | born << 20 | pid)
+    rec(ProcessChange("fork", born, pid, 1, "sh", ""))
+    rec(MappedFile(pid, born + 1, 0x7F00_0000_0000, 0x2000, 0, f"/lib/child-{pid}.so"))
+    rec(WalkedStack(walked, pid, (0x10, pid)))
+    rec(StackCopy(copied, pid, pid, 0x30, 0x7FF0, 0, 0, b"", gen=0, depth=2))
+    rec(PyStack(py, pid, ((0x1000, 4, True, 0x2000),)))
+    for ts in (born + 2, born + 3):
+        rec(Call("mmap", ts, pid, pid, MMAP_ARGS, 0x7F0000, 8192, 0x10, walked, copied,
+                 py_ref=py))
+    rec(Call("brk", born + 4, pid, pid, (0,) * 6, 0x5000, 4096, 0x10, walked, 0))
+    rss = Rss(anon=4096 * pid)
+    rec(RssSample(pid, 5000 + pid, "now", born + 5, rss, 0, 0, rss))
+    rec(ProcessChange("exit", born + 6, pid, 1, "sh", ""))
+
+
+def test_a_fork_heavy_run_keeps_nothing_per_exited_process(tmp_path):
+    """What the recorder keeps per process and stack (Recorder.kept) after 10 and after 60
+    short-lived children is what it keeps for the live ones alone: every exited child's
+    stack parts, Python frames, cached stack ids, mappings, generations and RSS go once the
+    probe holds nothing older, while the recording keeps all of it (stacks, mappings)."""
+    path = str(tmp_path / "r.db")
+    writer = RecordingWriter(path)
+    rec = Recorder(writer, lambda copy: [copy.ip, 0x40], maps=ProcMaps(proc_root=str(tmp_path)))
+    forgotten = []
+    rec.forget_process = forgotten.append
+    rec.note_parent(1, 0)  # the shell, alive throughout
+    writer.add_process(1, 0, "sh", 0)
+    baseline = rec.kept()
+    kept = []
+    for children in (range(100, 110), range(110, 160)):
+        for pid in children:
+            _short_child(rec, pid, born=1000 * pid)
+        rec.forget_exited(1000 * children[-1])  # the last child's exit is after it: held
+        assert rec.kept()["processes"] == 2 and children[-1] not in forgotten
+        rec.forget_exited(10**12)
+        kept.append(rec.kept())
+    # the shell's own address space is known from its first fork on
+    assert kept[0] == kept[1] == {**baseline, "mapped_pids": 1}, (baseline, kept)
+    assert sorted(forgotten) == list(range(100, 160))
+    rec.flush()
+    writer.close()
+    with Recording(path) as r:
+        rows = r.stack_rows()
+        mapped = {m.pid for m in r.mappings() if m.path.startswith("/lib/child-")}
+    assert len({s.pid for s in rows}) == 60 and len(rows) == 2 * 60  # two stacks each
+    assert mapped == set(range(100, 160))
+
+
+def test_a_pid_back_as_a_new_process_keeps_its_own_stacks(tmp_path):
+    """A child exits and its pid comes back as a new process before the first is forgotten:
+    the first one's stacks go, the new one's stay and still name its frames; each has its
+    own stack rows and its own mappings in the recording."""
+    path = str(tmp_path / "r.db")
+    writer = RecordingWriter(path)
+    rec = Recorder(writer, lambda copy: [copy.ip, 0x40], maps=ProcMaps(proc_root=str(tmp_path)))
+    rec.note_parent(1, 0)
+    _short_child(rec, 100, born=1000)
+    rec.note_parent(100, 1)  # the pid again (the fork record below says it too)
+    rec(ProcessChange("fork", 3000, 100, 1, "sh", ""))
+    rec.forget_exited(2000)  # the first 100 exited at 1006: forgotten, but the pid is live
+    walked = STACK_WALKED | 3000 << 20 | 100
+    rec(WalkedStack(walked, 100, (0x10, 100)))
+    rec.forget_exited(2500)
+    assert rec.kept()["stack_parts"] == 1 and rec.kept()["processes"] == 2
+    rec(Call("brk", 3001, 100, 100, (0,) * 6, 0x5000, 4096, 0x10, walked, 0))
+    rec(MappedFile(100, 3002, 0x7F00_0000_0000, 0x2000, 0, "/lib/again.so"))
+    rec(ProcessChange("exit", 3003, 100, 1, "sh", ""))
+    rec.forget_exited(10**12)
+    rec.flush()
+    rec.maps.save(writer)
+    writer.close()
+    with Recording(path) as r:
+        stacks = {sid: [f.addr for f in frames] for sid, frames in r.stacks().items()}
+        events = [(e.ts_ns, e.stack_id) for e in r.events()]
+        paths = sorted(m.path for m in r.mappings() if m.path.startswith("/lib/"))
+    first_brk = next(sid for ts, sid in events if ts == 1004)
+    again = next(sid for ts, sid in events if ts == 3001)
+    assert first_brk != again and stacks[again] == stacks[first_brk] == [0x10, 100]
+    assert paths == ["/lib/again.so", "/lib/child-100.so"]

@@ -123,6 +123,15 @@ class PythonProcesses:
         self.used: Dict[str, Interpreter] = {}  # path -> the interpreters taught to the probe
         self.problems: List[str] = []  # interpreters whose frames cannot be read, and why
 
+    def processes(self) -> int:
+        """How many processes are known to run Python or were looked at for it."""
+        return len(self._procs.keys() | self._looked.keys())
+
+    def forget(self, pid: int) -> None:
+        """A process that ended, none of whose records is still to come."""
+        self._procs.pop(pid, None)
+        self._looked.pop(pid, None)
+
     def look(self, pid: int, gen: int) -> None:
         """Search the pid's mappings (when they changed) for an interpreter, and teach the
         probe about the first one found in this exec generation."""
