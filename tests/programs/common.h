@@ -7,6 +7,7 @@
 #define HEAPTRACE_TEST_COMMON_H
 
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,16 @@ static inline void say(const char *fmt, ...)
             _exit(70);                                                       \
         }                                                                    \
     } while (0)
+
+/* The path of program `name` in this program's own directory (no allocation). */
+static inline void sibling_path(char *out, size_t size, const char *name)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    expect(n > 0, "to read /proc/self/exe");
+    self[n] = '\0';
+    snprintf(out, size, "%s/%s", dirname(self), name);
+}
 
 /* Write to every page so the memory is really used (and the compiler keeps it). */
 static inline void touch(void *p, size_t len)

@@ -10,19 +10,9 @@
  *           break starts over; exec_target then grows its heap by brk and makes one
  *           mmap + munmap of 512 KiB + 4096 (see exec_target.c)
  *   parent  waitpid, then sbrk(+64 KiB): its own break, not moved by the child. */
-#include <libgen.h>
 #include <sys/wait.h>
 
 #include "common.h"
-
-static void sibling_path(char *out, size_t size, const char *name)
-{
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    expect(n > 0, "to read /proc/self/exe");
-    self[n] = '\0';
-    snprintf(out, size, "%s/%s", dirname(self), name);
-}
 
 static void child(const char *target)
 {

@@ -8,19 +8,9 @@
  *   brk and makes one mmap + munmap of 512 KiB + 4096 (see exec_target.c); otherwise _exit(0).
  * The parent waits for each child before forking the next, and says every 100 children
  * `fork_many: I children` on stderr (how far it got, for bench/recorder.py). */
-#include <libgen.h>
 #include <sys/wait.h>
 
 #include "common.h"
-
-static void sibling_path(char *out, size_t size, const char *name)
-{
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    expect(n > 0, "to read /proc/self/exe");
-    self[n] = '\0';
-    snprintf(out, size, "%s/%s", dirname(self), name);
-}
 
 static void child(const char *target)
 {

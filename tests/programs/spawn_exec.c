@@ -8,7 +8,6 @@
  *   child   execve of exec_target: a fresh address space; exec_target grows its heap
  *           by brk and makes one mmap + munmap of 512 KiB + 4096
  *   parent  waitpid; the second spawn passes "3" so exec_target exits with 3. */
-#include <libgen.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
@@ -29,12 +28,8 @@ static int spawn_and_wait(char *target, char *arg)
 
 int main(void)
 {
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    expect(n > 0, "to read /proc/self/exe");
-    self[n] = '\0';
     char target[4200];
-    snprintf(target, sizeof target, "%s/exec_target", dirname(self));
+    sibling_path(target, sizeof target, "exec_target");
     for (int i = 0; i < 100; i++) {
         char *p = malloc(1000);
         expect(p != NULL, "malloc to succeed");
