@@ -1,6 +1,6 @@
 """Benchmark: where `heaptrace run` spends its time before the target's main (issue 12, item 4).
 
-    .venv/bin/python bench/startup.py [--reps 3] [--json]
+    .venv/bin/python bench/startup.py [--reps 3] [--compare CHECKOUT] [--json]
 
 Two measurements, each repeated REPS times (medians printed):
 
@@ -20,6 +20,11 @@ Two measurements, each repeated REPS times (medians printed):
    it again as `heaptrace run` does it (backends/ebpf.py load_probe: the programs verified
    in parallel threads). Per program, the instructions the verifier processed (the kernel's
    bpf_prog_info.verified_insns).
+
+--compare CHECKOUT measures another tree's heaptrace too (a `git worktree` of main, say, run
+by this venv's Python with the checkout first on PYTHONPATH), each repetition running both one
+after the other, so that before and after see the same load; the phases are printed side by
+side.
 
 The target is 0.5 s from launch to main. Timings live here, never in tests.
 """
@@ -141,10 +146,11 @@ print(json.dumps({"phases": T, "insns": INSNS}))
 '''
 
 
-def phases(python: str) -> Dict[str, Dict[str, List[float]]]:
+def phases(python: str, env: Optional[Dict[str, str]] = None) -> Dict[str, Dict[str, List[float]]]:
     """{"phases": name -> [seconds, RSS MB after], "insns": program -> [instructions,
     instructions the verifier processed]}."""
-    proc = subprocess.run([python, "-c", PHASES], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run([python, "-c", PHASES], capture_output=True, text=True, cwd=ROOT,
+                          env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"phases failed: {proc.stderr.strip()[-500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -156,11 +162,12 @@ def interpreter_alone(python: str) -> float:
     return time.monotonic() - start
 
 
-def to_main(argv: Sequence[str], cwd: str) -> Dict[str, float]:
+def to_main(argv: Sequence[str], cwd: str,
+            env: Optional[Dict[str, str]] = None) -> Dict[str, float]:
     """Seconds from launching argv to heavy's main, and the whole command's wall time."""
     launched, start = time.time(), time.monotonic()
     proc = subprocess.run(list(argv), capture_output=True, text=True, cwd=cwd,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, env=env)
     wall = time.monotonic() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.strip()[-300:]}")
@@ -168,16 +175,22 @@ def to_main(argv: Sequence[str], cwd: str) -> Dict[str, float]:
     return {"to_main_s": json.loads(line)["main_started"] - launched, "wall_s": wall}
 
 
-def end_to_end(heavy: Path, heaptrace: str, tmp: str) -> Dict[str, Dict[str, float]]:
+def end_to_end(heavy: Path, heaptrace: str, tmp: str,
+               base: Optional[Dict[str, str]] = None) -> Dict[str, Dict[str, float]]:
+    """One repetition of every mode; with `base` (the environment that runs the checkout
+    compared with), `heaptrace run` of that checkout first."""
     target = [str(heavy), "0", "0"]
-    modes: Dict[str, List[str]] = {
-        "untraced": target,
-        "heaptrace run": [heaptrace, "run", "-o", os.path.join(tmp, "s.db"), "--", *target],
-    }
+    run = ["run", "-o", os.path.join(tmp, "s.db"), "--", *target]
+    result = {"untraced": to_main(target, tmp)}
+    if base is not None:
+        python = str(Path(heaptrace).parent / "python")
+        result["heaptrace run (base)"] = to_main([python, "-m", "heaptrace", *run], tmp, base)
+    result["heaptrace run"] = to_main([heaptrace, *run], tmp)
     if shutil.which("perf"):
-        modes["perf record"] = ["perf", "record", "-q", "-o", os.path.join(tmp, "perf.data"),
-                                "-g", "-e", PERF_EVENTS, "--", *target]
-    return {mode: to_main(argv, tmp) for mode, argv in modes.items()}
+        result["perf record"] = to_main(["perf", "record", "-q", "-o",
+                                         os.path.join(tmp, "perf.data"), "-g", "-e",
+                                         PERF_EVENTS, "--", *target], tmp)
+    return result
 
 
 def median_of(runs: List[Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, float]]:
@@ -200,16 +213,32 @@ def lines(result: Dict[str, object]) -> List[str]:
     out.append(f"phases of heaptrace run's set-up (median seconds, RSS MB after; "
                f"`python -c pass` alone: {result['interpreter_alone_s']} s):")
     ph = result["phases"]
+    base = result.get("phases_base")
     assert isinstance(ph, dict)
+    if isinstance(base, dict):
+        out.append(f"  {'':<60} {'base':>13} {'this tree':>13}")
     for name, (seconds, mb) in ph.items():
-        out.append(f"  {name:<44} {seconds:>7.3f} {mb:>6}")
-    out.append(f"  {'sum':<44} {sum(v[0] for v in ph.values()):>7.3f}")
+        before = ""
+        if isinstance(base, dict):
+            b = base.get(name)
+            before = f"{b[0]:>7.3f} {b[1]:>5} " if b else f"{'-':>13} "
+        out.append(f"  {name:<60} {before}{seconds:>7.3f} {mb:>5}")
+    total = f"{sum(v[0] for v in ph.values()):>7.3f}"
+    if isinstance(base, dict):
+        total = f"{sum(v[0] for v in base.values()):>7.3f} {'':>5} {total}"
+    out.append(f"  {'sum':<60} {total}")
     insns = result["insns"]
     assert isinstance(insns, dict)
-    out.append("the verifier's work per program (instructions; instructions it processed):")
+    base_insns = result.get("insns_base")
+    out.append("the verifier's work per program (instructions; instructions it processed"
+               + ("; base's processed)" if isinstance(base_insns, dict) else ")"))
     for name, counts in insns.items():
         if counts:
-            out.append(f"  {name:<44} {counts[0]:>7,} {counts[1]:>10,}")
+            before = ""
+            if isinstance(base_insns, dict):
+                was = base_insns.get(name)
+                before = f" {was[1]:>10,}" if was else f" {'-':>10}"
+            out.append(f"  {name:<44} {counts[0]:>7,} {counts[1]:>10,}{before}")
     return out
 
 
@@ -218,6 +247,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--heaptrace", default=str(ROOT / ".venv" / "bin" / "heaptrace"))
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--compare", metavar="CHECKOUT",
+                        help="also measure the heaptrace of this checkout, side by side")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("startup.py: heaptrace run needs root (eBPF)", file=sys.stderr)
@@ -225,9 +256,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     python = str(Path(args.heaptrace).parent / "python")
     heavy = build_heavy()
     tmp = tempfile.mkdtemp(prefix="heaptrace-startup-")
+    base = None
+    if args.compare:  # the checkout first on the path, ahead of this venv's editable install
+        base = {**os.environ, "PYTHONPATH": os.path.abspath(args.compare)}
     try:
-        e2e = [end_to_end(heavy, args.heaptrace, tmp) for _ in range(args.reps)]
-        measured = [phases(python) for _ in range(args.reps)]
+        e2e = [end_to_end(heavy, args.heaptrace, tmp, base) for _ in range(args.reps)]
+        measured, measured_base = [], []
+        for _ in range(args.reps):
+            if base is not None:
+                measured_base.append(phases(python, base))
+            measured.append(phases(python))
         ph = [m["phases"] for m in measured]
         alone = statistics.median(interpreter_alone(python) for _ in range(args.reps))
     finally:
@@ -235,6 +273,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     result: Dict[str, object] = {"reps": args.reps, "end_to_end": median_of(e2e),
                                  "phases": median_phases(ph), "insns": measured[0]["insns"],
                                  "interpreter_alone_s": round(alone, 3)}
+    if measured_base:
+        result["phases_base"] = median_phases([m["phases"] for m in measured_base])
+        result["insns_base"] = measured_base[0]["insns"]
     print(json.dumps(result, indent=2) if args.json else "\n".join(lines(result)))
     return 0
 

@@ -22,8 +22,6 @@ from typing import Dict, List, Optional, Sequence, TextIO
 from heaptrace.backends.probefiles import probe_path
 from heaptrace.errors import BackendUnavailable, PrivilegeError, UsageError
 from heaptrace.events import KINDS
-from heaptrace.formats import dtrace_events
-from heaptrace.formats.imported import write_recording
 from heaptrace.formats.textinput import input_lines
 from heaptrace.recording.files import RECORDING
 
@@ -75,6 +73,10 @@ def record_with_dtrace(
 ) -> int:
     """Trace `cmd` with DTrace into the recording `output`; returns the command's exit status
     (128 + N when a signal N killed it)."""
+    # Here, not at the top: `heaptrace run` on Linux imports this module and needs neither
+    from heaptrace.formats import dtrace_events
+    from heaptrace.formats.imported import write_recording
+
     binary = dtrace or find_dtrace()
     fd, events_path = tempfile.mkstemp(prefix="heaptrace-dtrace-", suffix=".out")
     os.close(fd)

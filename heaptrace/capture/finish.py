@@ -6,16 +6,16 @@ the file then says what it still lacks (meta `unfinished`) instead of being lost
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Optional, Tuple
 
-from heaptrace.analysis.coverage import StackCoverage, coverage
-from heaptrace.analysis.lifetimes import current as lifetimes_current
-from heaptrace.analysis.lifetimes import store as store_lifetimes
 from heaptrace.capture.signals import FinishWatch, signal_name
 from heaptrace.errors import HeaptraceError
 from heaptrace.recording import RecordingWriter
 from heaptrace.stacks.elf import DEBUG_ROOT
 from heaptrace.stacks.symbols import symbolize_into
+
+if TYPE_CHECKING:
+    from heaptrace.analysis.coverage import StackCoverage
 
 # What a recording lacks until finish() is over (RunMeta.unfinished)
 UNFINISHED = ("its stacks may not all be named, its lifetimes and stack coverage not stored: "
@@ -53,6 +53,11 @@ def finish(writer: RecordingWriter, watch: Optional[FinishWatch] = None,
     each committed; returns (stacks, frames, frames without a symbol) and the coverage.
     Under `watch`, a stop signal cuts it short: FinishingStopped, with what was committed
     kept and `unfinished` left saying what the file lacks."""
+    # Imported here, when the traced command has ended: not in the time before it starts
+    from heaptrace.analysis.coverage import coverage
+    from heaptrace.analysis.lifetimes import current as lifetimes_current
+    from heaptrace.analysis.lifetimes import store as store_lifetimes
+
     writer.set_meta(unfinished=UNFINISHED)
     writer.commit()
     db = writer.reader().connection()

@@ -11,12 +11,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Deque, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Sequence, TextIO, Tuple
 
 import psutil
 
 from heaptrace import __version__
-from heaptrace.analysis.coverage import StackCoverage
 from heaptrace.backends.dtrace import SYSTEMS as DTRACE_SYSTEMS
 from heaptrace.backends.dtrace import record_with_dtrace
 from heaptrace.backends.ebpf import (
@@ -41,6 +40,9 @@ from heaptrace.render.terminal import printable
 from heaptrace.stacks.procmaps import ProcMaps
 from heaptrace.stacks.python.tracker import warm_up
 from heaptrace.stacks.unwind.live import LiveUnwinder
+
+if TYPE_CHECKING:
+    from heaptrace.analysis.coverage import StackCoverage
 
 CHECKPOINT_S = 0.5  # how often a run commits its exact totals and mappings so far
 
