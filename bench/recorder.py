@@ -15,11 +15,12 @@ and not growing with the event count. Timings and sizes live here, never in test
 
 With --forks, the target is fork-heavy instead (a build, a shell loop): tests/programs/fork_many
 forks N short-lived children one after another, each making a few brk/mmap/munmap calls and
-(unless --no-exec) executing exec_target. Printed per N: the peak RSS, the RSS once loaded,
-and the RSS when the recorder had handled 250, 500, 1000, 2000, 4000 and 8000 processes
-(the progress line's events over the run's events per process), then what each further
-thousand processes added. --compare CHECKOUT runs another tree's heaptrace (a `git worktree`
-of main, say) on the same targets, alternating with this one, side by side: the same load.
+(unless --no-exec) executing exec_target. Printed per N: the length of the recording (from
+the probe loaded to the start of finishing), the peak RSS, the RSS once loaded, the highest
+RSS while recording and while finishing, and the RSS at 10%, 25%, 50%, 75% and 95% of the
+recording (the recorder handles the processes at about an even pace), then what a thousand
+processes added from a quarter of them to 95%. --compare CHECKOUT runs another tree's
+heaptrace (a `git worktree` of main, say) on the same targets at the same time: the same load.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ sys.path.insert(0, str(ROOT))  # tests.helpers.programs builds fork_many
 from run import build_heavy  # noqa: E402
 
 SIZES = {"100k": 50_000, "1m": 500_000, "3m": 1_500_000, "10m": 5_000_000}  # pairs
-PROCESS_MARKS = (250, 500, 1000, 2000, 4000, 8000)
 PATHS = 512
 SAMPLE_S = 0.2
 PROGRESS = re.compile(r"heaptrace: ([\d,]+) events")
@@ -80,6 +80,8 @@ def record(heaptrace: Sequence[str], target: Sequence[str], buffer_mib: int, tmp
                             stdin=subprocess.DEVNULL, cwd=tmp, env=env)
     events = [0]
     err: List[str] = []
+    start = time.monotonic()
+    phases: Dict[str, float] = {}  # when tracing began (probe loaded) and finishing began
 
     def read_progress() -> None:
         assert proc.stderr is not None
@@ -88,11 +90,16 @@ def record(heaptrace: Sequence[str], target: Sequence[str], buffer_mib: int, tmp
             found = PROGRESS.search(line)
             if found:
                 events[0] = int(found.group(1).replace(",", ""))
+            for phase, said in (("tracing", "heaptrace: tracing "),
+                                ("target", "fork_many: "),  # it runs: the probe is loaded
+                                ("finishing", "heaptrace: finishing the recording")):
+                if line.startswith(said):
+                    phases.setdefault(phase, round(time.monotonic() - start, 2))
 
     reader = threading.Thread(target=read_progress, daemon=True)
     reader.start()
     samples: List[Tuple[float, float, int]] = []
-    start, pid = time.monotonic(), None
+    pid = None
     while proc.poll() is None:
         pid = pid or _heaptrace_pid(proc.pid)
         mb = vm_rss_mb(pid) if pid else None
@@ -105,43 +112,58 @@ def record(heaptrace: Sequence[str], target: Sequence[str], buffer_mib: int, tmp
     wall, kib = err[-1].split()
     total = next((int(m.group(1).replace(",", "")) for m in map(TOTAL.search, err) if m), 0)
     return {"wall_s": float(wall), "peak_mb": round(int(kib) / 1024, 1), "samples": samples,
-            "events": total}
+            "events": total, "phases": phases}
+
+
+# The probe is detached and the ring buffer unmapped (2 x --buffer-mib of RSS) just before
+# finishing begins: the last share is a little before it.
+FORK_SHARES = (0.1, 0.25, 0.5, 0.75, 0.95)
 
 
 def fork_summary(run: Dict[str, object], processes: int) -> Dict[str, object]:
-    """RSS by processes handled: the progress line's events over the events per process."""
+    """RSS along the recording (from the target's first line to the start of finishing): the
+    recorder handles the processes at about an even pace, well behind the target (it ends
+    in seconds; the first stack copies of each exec'd child are unwound from cold caches),
+    so a share of that time is about that share of the processes handled."""
     samples = run["samples"]
-    assert isinstance(samples, list)
-    per_process = int(run["events"]) / processes  # type: ignore[call-overload]
-    recording = [s for s in samples if s[2] > 0]
-    first = recording[0] if recording else None
+    phases = run["phases"]
+    assert isinstance(samples, list) and isinstance(phases, dict)
+    begin = phases.get("target", phases.get("tracing", 0.0))
+    end = phases.get("finishing", float("inf"))
+    recording = [s for s in samples if begin <= s[0] <= end]
     at: Dict[str, Optional[float]] = {}
-    for mark in (m for m in PROCESS_MARKS if m <= processes):
-        reached = [s for s in recording if s[2] >= mark * per_process]
-        at[str(mark)] = reached[0][1] if reached else None
+    for share in FORK_SHARES:
+        when = begin + share * (end - begin)
+        reached = [s for s in recording if s[0] >= when - SAMPLE_S]
+        at[f"{share:.0%}"] = reached[0][1] if reached else None
     return {"processes": processes, "events": run["events"], "wall_s": run["wall_s"],
-            "peak_mb": run["peak_mb"],
-            "loaded_mb": max((s[1] for s in samples if first and s[0] < first[0]), default=None),
-            "last_mb": recording[-1][1] if recording else None, "at": at}
+            "recording_s": round(end - begin, 1), "peak_mb": run["peak_mb"],
+            "loaded_mb": recording[0][1] if recording else None,
+            "recording_max_mb": max((s[1] for s in recording), default=None),
+            "finishing_max_mb": max((s[1] for s in samples if s[0] > end), default=None),
+            "at": at}
 
 
 def fork_lines(results: Dict[str, Dict[str, object]]) -> List[str]:
-    marks = [str(m) for m in PROCESS_MARKS]
-    out = [f"{'heaptrace':<10} {'children':>8} {'events':>9} {'wall s':>7} {'peak MB':>8} "
-           f"{'loaded':>7}   RSS MB once " + " / ".join(marks) + " processes were handled"]
+    shares = [f"{share:.0%}" for share in FORK_SHARES]
+    out = [f"{'heaptrace':<9} {'children':>8} {'rec. s':>7} {'peak':>5} {'loaded':>6} "
+           f"{'rec. max':>8} {'fin. max':>8}   RSS MB at " + " / ".join(shares)
+           + " of the recording (~ of the processes handled)"]
     for name, r in results.items():
         at = r["at"]
         assert isinstance(at, dict)
-        cells = " / ".join("-" if at.get(m) is None else f"{at[m]:.0f}" for m in marks)
-        out.append(f"{name.split(':')[0]:<10} {r['processes']:>8,} {r['events']:>9,} "
-                   f"{r['wall_s']:>7.1f} {r['peak_mb']:>8.0f} {r['loaded_mb'] or 0:>7.0f}   "
+        cells = " / ".join("-" if at.get(m) is None else f"{at[m]:.0f}" for m in shares)
+        out.append(f"{name.split(':')[0]:<9} {r['processes']:>8,} {r['recording_s']:>7} "
+                   f"{r['peak_mb']:>5.0f} {r['loaded_mb'] or 0:>6.0f} "
+                   f"{r['recording_max_mb'] or 0:>8.0f} {r['finishing_max_mb'] or 0:>8.0f}   "
                    f"{cells}")
-        known = [(int(m), v) for m, v in at.items() if v is not None and int(m) >= 500]
-        if len(known) >= 2:
-            (lo, lo_mb), (hi, hi_mb) = known[0], known[-1]
-            out.append(f"{'':<10} from {lo:,} to {hi:,} processes: "
-                       f"{(hi_mb - lo_mb) * 1000 / (hi - lo):+.1f} MB per thousand processes")
-    out.append("target (issue 12): flat (within a few MB) after the first few hundred processes")
+        quarter, whole = at.get("25%"), at.get("95%")
+        if quarter is not None and whole is not None:
+            grown = (whole - quarter) * 1000 / (0.7 * int(r["processes"]))  # type: ignore
+            out.append(f"{'':<9} from a quarter of the processes to 95%: {grown:+.1f} MB per "
+                       "thousand processes")
+    out.append("target (issue 12): flat (within a few MB) after the first few hundred processes;"
+               " finishing (naming stacks, lifetimes) comes after the recording")
     return out
 
 
@@ -156,17 +178,27 @@ def fork_main(args: argparse.Namespace) -> int:
         base = os.path.abspath(args.compare)
         base_env = {**os.environ, "PYTHONPATH": base}  # ahead of this venv's editable install
         trees = {"base": ([sys.executable, "-m", "heaptrace"], base_env), **trees}
-    results = {}
-    for n in counts:
-        for name, (heaptrace, env) in trees.items():
-            tmp = tempfile.mkdtemp(prefix=f"heaptrace-forks-{n}-")
-            try:
-                print(f"[{name}] {n:,} children...", file=sys.stderr)
-                target = [str(fork_many), str(n)] + ([] if args.no_exec else ["exec"])
-                run = record(heaptrace, target, args.buffer_mib, tmp, env)
-                results[f"{name}:{n}"] = fork_summary(run, n)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+    results: Dict[str, Dict[str, object]] = {}
+
+    def one(n: int, name: str, heaptrace: List[str], env: Optional[Dict[str, str]]) -> None:
+        tmp = tempfile.mkdtemp(prefix=f"heaptrace-forks-{n}-")
+        try:
+            print(f"[{name}] {n:,} children...", file=sys.stderr)
+            target = [str(fork_many), str(n)] + ([] if args.no_exec else ["exec"])
+            run = record(heaptrace, target, args.buffer_mib, tmp, env)
+            results[f"{name}:{n}"] = fork_summary(run, n)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    for n in counts:  # the trees compared at the same time: the same load
+        runs = [threading.Thread(target=one, args=(n, name, *tree))
+                for name, tree in trees.items()]
+        for thread in runs:
+            thread.start()
+        for thread in runs:
+            thread.join()
+    results = {key: results[key] for key in sorted(results, key=lambda k: (
+        int(k.split(":")[1]), k.split(":")[0] != "base"))}
     print(json.dumps(results, indent=2) if args.json else "\n".join(fork_lines(results)))
     return 0
 

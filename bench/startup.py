@@ -89,12 +89,16 @@ INSNS = {}
 def rss():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) // 1024 for l in f if l.startswith("VmRSS"))
-last = time.monotonic()
+import resource
+def cpu():  # this process's CPU seconds: clang runs in it, the verifier in its bpf() calls
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+last, last_cpu = time.monotonic(), cpu()
 def mark(name):
-    global last
-    now = time.monotonic()
-    T[name] = [round(now - last, 4), rss()]
-    last = now
+    global last, last_cpu
+    now, now_cpu = time.monotonic(), cpu()
+    T[name] = [round(now - last, 4), rss(), round(now_cpu - last_cpu, 4)]
+    last, last_cpu = now, now_cpu
 import bcc
 mark("import bcc")
 import heaptrace.cli, heaptrace.commands.run
@@ -146,10 +150,12 @@ print(json.dumps({"phases": T, "insns": INSNS}))
 '''
 
 
-def phases(python: str, env: Optional[Dict[str, str]] = None) -> Dict[str, Dict[str, List[float]]]:
-    """{"phases": name -> [seconds, RSS MB after], "insns": program -> [instructions,
-    instructions the verifier processed]}."""
-    proc = subprocess.run([python, "-c", PHASES], capture_output=True, text=True, cwd=ROOT,
+def phases(python: str, tree: Path = ROOT,
+           env: Optional[Dict[str, str]] = None) -> Dict[str, Dict[str, List[float]]]:
+    """{"phases": name -> [seconds, RSS MB after, CPU seconds], "insns": program ->
+    [instructions, instructions the verifier processed]}, with the heaptrace of `tree` (the
+    current directory comes first on the path of `python -c`)."""
+    proc = subprocess.run([python, "-c", PHASES], capture_output=True, text=True, cwd=tree,
                           env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"phases failed: {proc.stderr.strip()[-500:]}")
@@ -199,8 +205,10 @@ def median_of(runs: List[Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, fl
 
 
 def median_phases(runs: List[Dict[str, List[float]]]) -> Dict[str, List[float]]:
+    """name -> [median seconds, highest RSS MB, median CPU seconds]."""
     return {name: [round(statistics.median(r[name][0] for r in runs), 3),
-                   max(r[name][1] for r in runs)] for name in runs[0]}
+                   max(r[name][1] for r in runs),
+                   round(statistics.median(r[name][2] for r in runs), 3)] for name in runs[0]}
 
 
 def lines(result: Dict[str, object]) -> List[str]:
@@ -210,23 +218,25 @@ def lines(result: Dict[str, object]) -> List[str]:
            f"{TARGET_S} s):", f"  {'':<16} {'to main s':>10} {'wall s':>8}"]
     for mode, v in e2e.items():
         out.append(f"  {mode:<16} {v['to_main_s']:>10.3f} {v['wall_s']:>8.3f}")
-    out.append(f"phases of heaptrace run's set-up (median seconds, RSS MB after; "
-               f"`python -c pass` alone: {result['interpreter_alone_s']} s):")
+    out.append(f"phases of heaptrace run's set-up (medians: wall seconds, CPU seconds, RSS MB "
+               f"after; `python -c pass` alone: {result['interpreter_alone_s']} s):")
     ph = result["phases"]
     base = result.get("phases_base")
     assert isinstance(ph, dict)
     if isinstance(base, dict):
-        out.append(f"  {'':<60} {'base':>13} {'this tree':>13}")
-    for name, (seconds, mb) in ph.items():
-        before = ""
-        if isinstance(base, dict):
-            b = base.get(name)
-            before = f"{b[0]:>7.3f} {b[1]:>5} " if b else f"{'-':>13} "
-        out.append(f"  {name:<60} {before}{seconds:>7.3f} {mb:>5}")
-    total = f"{sum(v[0] for v in ph.values()):>7.3f}"
+        out.append(f"  {'':<58} {'base':>20} {'this tree':>20}")
+
+    def cells(v: Optional[List[float]]) -> str:
+        return f"{v[0]:>7.3f} {v[2]:>6.3f} {v[1]:>5}" if v else f"{'-':>20}"
+
+    for name, v in ph.items():
+        before = f"{cells(base.get(name))} " if isinstance(base, dict) else ""
+        out.append(f"  {name[:58]:<58} {before}{cells(v)}")
+    total = f"{sum(v[0] for v in ph.values()):>7.3f} {sum(v[2] for v in ph.values()):>6.3f}"
     if isinstance(base, dict):
-        total = f"{sum(v[0] for v in base.values()):>7.3f} {'':>5} {total}"
-    out.append(f"  {'sum':<60} {total}")
+        total = (f"{sum(v[0] for v in base.values()):>7.3f} "
+                 f"{sum(v[2] for v in base.values()):>6.3f} {'':>5} {total}")
+    out.append(f"  {'sum':<58} {total}")
     insns = result["insns"]
     assert isinstance(insns, dict)
     base_insns = result.get("insns_base")
@@ -264,7 +274,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         measured, measured_base = [], []
         for _ in range(args.reps):
             if base is not None:
-                measured_base.append(phases(python, base))
+                measured_base.append(phases(python, Path(args.compare).resolve(), base))
             measured.append(phases(python))
         ph = [m["phases"] for m in measured]
         alone = statistics.median(interpreter_alone(python) for _ in range(args.reps))
