@@ -14,8 +14,8 @@ from heaptrace.backends.records import (
     StackCopy,
     WalkedStack,
 )
-from heaptrace.events import Rss
 from heaptrace.capture.rows import Recorder, call_to_event
+from heaptrace.events import Rss
 from heaptrace.recording import Recording, RecordingWriter
 from heaptrace.stacks.procmaps import ProcMaps
 
