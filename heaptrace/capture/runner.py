@@ -345,8 +345,8 @@ class EbpfCapture:
                     self._drain_cut = (self._watch.signum, self.tracer.left_behind())
                 self._rss_now()
                 self.recorder.finish_rss()
-                # every record handed on, the probe detached: nothing of an exited process
-                # is still to come
+                # the probe detached and the drain over: nothing more of an exited process
+                # will be handled
                 self.recorder.forget_exited(time.monotonic_ns())
             except Exception as exc:
                 self._fail(exc)
