@@ -12,7 +12,9 @@ process with its wall time and peak RSS:
     diff --at exit, export pprof, export speedscope, symbolize
 
 and the lifetimes pass that `heaptrace run` makes when the target has exited (analysis/
-lifetimes.py, the one replay of the events: its time is part of the recorder's), alone.
+lifetimes.py, the one replay of the events, and the events' sums the report reads: its time
+is part of the recorder's), alone. A recording made by an older heaptrace (--keep) has neither
+stored: each view then builds what it needs, and report and timeline are slower.
 
 Each view's time is printed as a ratio to one full scan of the same file's events table
 (every column of every row read in SQLite, `SELECT ... FROM events` summed), measured in the

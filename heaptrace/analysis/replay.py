@@ -277,13 +277,57 @@ class Replay:
         space = self.spaces.get(pid)
         if space is None:
             space = self.spaces[pid] = AddressSpace()
-        handler = HANDLERS.get(step.kind)
+        kind = step.kind
+        handler = HANDLERS.get(kind)
         if handler is None or step.ret < 0:
             return
+        if (kind == "mmap" and self._fresh_mmap(space.maps, step)) or \
+                (kind == "munmap" and self._whole_munmap(space.maps, step)):
+            return
         before, unmatched = space.total, self.unmatched
-        handler(self, space, step, (pid, step.ts_ns, step.stack_id, step.kind))
+        handler(self, space, step, (pid, step.ts_ns, step.stack_id, kind))
         self.total += space.total - before
         self.unmatched_now = self.unmatched - unmatched
+
+    # The two steps most calls are, done in place (a replay of ten million calls spends
+    # most of its time in the general handlers' calls); each does what its handler would.
+
+    def _fresh_mmap(self, maps: IntervalMap, e: Call) -> bool:
+        """An mmap of addresses nothing is mapped at: its range added (as _mmap would)."""
+        if e.size <= 0 or e.ret <= 0:
+            return False
+        start, page = e.ret, self.page
+        end = (start + e.size + page - 1) // page * page
+        starts, spans = maps._starts, maps._spans
+        i = bisect_left(starts, end)  # the spans starting before its end: starts[:i]
+        if i and spans[starts[i - 1]][0] > start:
+            return False  # it overlaps the last of them
+        state = PAGE_OF_CLASS[mmap_class(e)]
+        starts.insert(i, start)
+        spans[start] = (end, (e.pid, e.ts_ns, e.stack_id, "mmap"), state)
+        if state is Page.HELD:
+            maps.total += end - start
+            self.total += end - start
+        return True
+
+    def _whole_munmap(self, maps: IntervalMap, e: Call) -> bool:
+        """A munmap of exactly one mapped range: that range removed (as _munmap would)."""
+        start, page = e.addr, self.page
+        span = maps._spans.get(start)
+        if span is None or span[0] != (start + e.length + page - 1) // page * page:
+            return False
+        end, owner, state = span
+        starts = maps._starts
+        del starts[bisect_left(starts, start)]
+        del maps._spans[start]
+        if state is Page.HELD:
+            maps.total -= end - start
+            self.total -= end - start
+            self.released = [(owner, end - start)]
+        unmatched = max(e.length - (end - start), 0)
+        self.unmatched += unmatched
+        self.unmatched_now = unmatched
+        return True
 
     def end_image(self, pid: int) -> None:
         space = self.spaces.pop(pid, None)
