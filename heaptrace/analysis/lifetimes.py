@@ -145,9 +145,13 @@ class Lifetimes:
         else:  # an older recording: built here, once per use
             self._scratch = tempfile.mkdtemp(prefix="heaptrace-lifetimes-")
             self.db = sqlite3.connect(os.path.join(self._scratch, "lifetimes.db"))
-            self.db.execute("PRAGMA journal_mode=OFF")
-            self.db.execute("PRAGMA synchronous=OFF")
-            store(self.db, rec)
+            try:
+                self.db.execute("PRAGMA journal_mode=OFF")
+                self.db.execute("PRAGMA synchronous=OFF")
+                store(self.db, rec)
+            except BaseException:  # a malformed recording: its scratch database goes too
+                self.close()
+                raise
 
     def close(self) -> None:
         if self._scratch is not None:  # the recording's own connection is the Recording's

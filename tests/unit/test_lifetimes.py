@@ -122,3 +122,25 @@ def test_timeline_buckets_are_the_replays(tmp_path_factory, calls, pid, width_ms
         axis = Axis(run_start_ns(rec), int(tl.interval_s * 1e9), len(tl.buckets))
         want = replay_reference.buckets(rec, axis, pid)
     assert [(b.taken, b.given, b.held, b.calls) for b in tl.buckets] == want
+
+
+def test_a_malformed_recording_leaves_no_scratch_database(tmp_path, monkeypatch):
+    import sqlite3
+    import tempfile
+
+    import pytest
+
+    from heaptrace.errors import RecordingError
+
+    path = str(tmp_path / "rec.db")
+    write(path, [(1, ("mmap", 0, 4, MemClass.COMMITTED.code), 0)])
+    db = sqlite3.connect(path)
+    db.execute("UPDATE events SET size = 'big'")
+    db.commit()
+    db.close()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with Recording(path) as rec, pytest.raises(RecordingError, match="size is not an integer"):
+        Lifetimes(rec)
+    assert list(scratch.iterdir()) == []
