@@ -144,3 +144,17 @@ def test_a_malformed_recording_leaves_no_scratch_database(tmp_path, monkeypatch)
     with Recording(path) as rec, pytest.raises(RecordingError, match="size is not an integer"):
         Lifetimes(rec)
     assert list(scratch.iterdir()) == []
+
+
+def test_the_replays_calls_are_events_fields():
+    """replay.Call is Event as a tuple (the pass builds millions): it must keep Event's
+    fields, in their order, with their defaults, or event_rows would misplace columns."""
+    from dataclasses import MISSING, fields
+
+    from heaptrace.analysis.replay import Call
+    from heaptrace.events import Event
+    from heaptrace.recording.writer import EVENT_COLUMNS
+
+    assert Call._fields == EVENT_COLUMNS
+    defaults = {f.name: f.default for f in fields(Event) if f.default is not MISSING}
+    assert Call._field_defaults == defaults
