@@ -32,6 +32,10 @@ MODE = sys.argv[2] if len(sys.argv) > 2 else "main"
 CHILD = MODE == "child"
 _lock = threading.Lock()
 SETTLE = float(os.environ.get("PY_FRAMES_SETTLE", "0"))
+# linecache imports tokenize and reads this file on the first extract_stack(): done here, at
+# the top, not inside the first (deepest) site, whose import's allocations would come with
+# stacks deeper than a copy holds under -X perf's trampolines ([truncated], a flaky test)
+traceback.extract_stack()
 
 
 def site(name, via=()):
